@@ -1,0 +1,29 @@
+"""One root exception for everything xdream-rig raises on purpose.
+
+Each subclass also inherits the builtin it resembles, so callers that only know Python's
+exceptions (``except ValueError``) still catch it, and the command line can print any
+``XDreamError`` as one clear line instead of a traceback. The class name doubles as the
+stable error name sent to clients.
+"""
+
+from __future__ import annotations
+
+
+class XDreamError(Exception):
+    """Root of all deliberate xdream-rig errors."""
+
+
+class ConfigError(XDreamError, ValueError):
+    """A setting is invalid: unknown name, out-of-range value, inconsistent options."""
+
+
+class WeightsError(XDreamError, FileNotFoundError):
+    """A model weights file is missing, unreadable, or does not match the architecture."""
+
+
+class TargetError(XDreamError, ValueError):
+    """An in-silico target names a layer, channel or position the network does not have."""
+
+
+class OptimizerStateError(XDreamError, ValueError):
+    """A saved optimizer state does not fit the optimizer it is being restored into."""
