@@ -1,0 +1,43 @@
+"""Image generators by name: the DeePSiM family, ``pixel`` and ``fourier``.
+
+Use :func:`make_generator` rather than the classes, so that names typed by users are
+checked in one place and the offline default is chosen consistently.
+"""
+
+from __future__ import annotations
+
+from server.generators import deepsim, fourier, pixel  # noqa: F401  (registers the classes)
+from server.generators.base import GENERATORS, Generator
+from server.generators.weights import weights_path
+
+#: Generator used when no DeePSiM weights are installed: the benchmark winner
+#: among the weight-free generators (docs/BENCHMARKS.md).
+OFFLINE_DEFAULT = "fourier"
+
+
+def available_generators() -> dict[str, bool]:
+    """Every generator name with whether it can be built now (DeePSiM needs its weights)."""
+    return {
+        name: name not in deepsim.VARIANTS or weights_path(name).is_file()
+        for name in GENERATORS.names()
+    }
+
+
+def default_generator() -> str:
+    """DeePSiM-fc6 (the paper's default) when its weights are installed, else the offline one."""
+    return "fc6" if available_generators()["fc6"] else OFFLINE_DEFAULT
+
+
+def make_generator(name: str, **kwargs) -> Generator:
+    """Build the generator registered as ``name`` (``ConfigError`` for unknown names)."""
+    return GENERATORS.get(name)(**kwargs)
+
+
+__all__ = [
+    "GENERATORS",
+    "OFFLINE_DEFAULT",
+    "Generator",
+    "available_generators",
+    "default_generator",
+    "make_generator",
+]

@@ -1,0 +1,88 @@
+"""The generator interface: latent codes in, RGB uint8 images out, in batches."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from protocol.errors import ConfigError
+from server.device import resolve_device
+from server.registry import Registry
+
+
+class Generator(ABC):
+    """Turns codes of shape ``(n, code_dim)`` into images of shape ``(n, size, size, 3)``.
+
+    Subclasses implement :meth:`render`, a differentiable torch function returning float RGB
+    in [0, 255] at the generator's native resolution. This base class handles batching,
+    resizing to the requested size and conversion to uint8, so every generator behaves the
+    same on the wire. ``render`` staying differentiable is what lets the benchmark compute a
+    white-box ceiling by gradient ascent through the same generator.
+    """
+
+    name: ClassVar[str]
+    #: Shape of one code before flattening (e.g. ``(4096,)`` or ``(256, 6, 6)``).
+    code_shape: tuple[int, ...]
+    #: Side of the square image that :meth:`render` produces.
+    native_size: int
+
+    def __init__(
+        self, image_size: int | None = None, device: str = "auto", batch_size: int = 64
+    ) -> None:
+        if image_size is not None and not 16 <= image_size <= 1024:
+            raise ConfigError(f"image size must be between 16 and 1024 px, got {image_size}")
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {batch_size}")
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self._image_size = image_size
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size or self.native_size
+
+    @property
+    def code_dim(self) -> int:
+        return math.prod(self.code_shape)
+
+    @abstractmethod
+    def render(self, codes: torch.Tensor) -> torch.Tensor:
+        """Map ``(n, code_dim)`` float codes to ``(n, 3, native, native)`` RGB in [0, 255]."""
+
+    def render_resized(self, codes: torch.Tensor) -> torch.Tensor:
+        """:meth:`render` followed by resizing to ``image_size`` (still float, differentiable)."""
+        images = self.render(codes)
+        if images.shape[-1] != self.image_size:
+            images = F.interpolate(
+                images,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=images.shape[-1] > self.image_size,
+            )
+        return images.clamp(0.0, 255.0)
+
+    def generate(self, codes: np.ndarray) -> np.ndarray:
+        """Images for ``codes`` as a ``(n, size, size, 3)`` uint8 array, computed in batches."""
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.code_dim:
+            raise ConfigError(
+                f"{self.name} expects codes of shape (n, {self.code_dim}), got {codes.shape}"
+            )
+        out = np.empty((len(codes), self.image_size, self.image_size, 3), dtype=np.uint8)
+        with torch.inference_mode():
+            for start in range(0, len(codes), self.batch_size):
+                chunk = torch.as_tensor(
+                    codes[start : start + self.batch_size], dtype=torch.float32
+                ).to(self.device)
+                images = self.render_resized(chunk).round_().to(torch.uint8)
+                out[start : start + len(chunk)] = images.permute(0, 2, 3, 1).cpu().numpy()
+        return out
+
+
+GENERATORS: Registry[Generator] = Registry("generator")
