@@ -1,0 +1,49 @@
+"""Gradient-free optimizers behind one ask/tell interface, looked up by name.
+
+``ga`` (XDream's genetic algorithm), ``cmaes`` (separable CMA-ES), ``cmaes-chol``
+(low-rank Cholesky CMA-ES), ``nes`` and ``fdgd``. :func:`make_optimizer` applies the presets:
+the GA's tuned settings per DeePSiM generator, and the default optimizer's settings per
+generator, chosen by the benchmark in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from server.optimizers import cmaes, ga, gradient  # noqa: F401  (registers the classes)
+from server.optimizers.base import OPTIMIZERS, Optimizer, Settings
+
+#: The benchmark winner, used when the user names no optimizer.
+DEFAULT_OPTIMIZER = "cmaes"
+
+#: Settings the default optimizer starts from, per generator (missing: the class defaults).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "ga": ga.GA_PRESETS,
+}
+
+
+def make_optimizer(
+    name: str,
+    dim: int,
+    seed: int = 0,
+    generator: str | None = None,
+    budget: int | None = None,
+    **overrides: Any,
+) -> Optimizer:
+    """Build optimizer ``name`` for ``dim``-d codes with its preset for ``generator``.
+
+    ``overrides`` (e.g. ``population=40``) win over the preset; unknown names raise
+    ``ConfigError``. With a ``budget`` (images), optimizers with a schedule (``horizon``)
+    plan it over the generations that budget allows, unless a horizon is given.
+    """
+    cls = OPTIMIZERS.get(name)
+    settings = {**PRESETS.get(name, {}).get(generator or "", {}), **overrides}
+    fields = {f.name: f.default for f in dataclasses.fields(cls.settings_class)}
+    if budget is not None and "horizon" in fields and "horizon" not in settings:
+        population = int(settings.get("population", fields["population"]))
+        settings["horizon"] = max(1, budget // max(population, 1))
+    return cls(dim, seed, **settings)
+
+
+__all__ = ["DEFAULT_OPTIMIZER", "OPTIMIZERS", "PRESETS", "Optimizer", "Settings", "make_optimizer"]

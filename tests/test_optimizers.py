@@ -1,0 +1,121 @@
+"""Conformance suite: every registered optimizer honours the ask/tell contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protocol.errors import ConfigError, OptimizerStateError
+from server.optimizers import OPTIMIZERS, Optimizer, make_optimizer
+
+DIM = 12
+
+
+def sphere(x: np.ndarray) -> np.ndarray:
+    return -np.sum((x - 0.5) ** 2, axis=1)
+
+
+@pytest.fixture(params=OPTIMIZERS.names())
+def name(request) -> str:
+    return request.param
+
+
+def advance(opt: Optimizer, generations: int, nan_every: int = 0) -> None:
+    for g in range(generations):
+        codes = opt.ask()
+        scores = sphere(codes)
+        if nan_every:
+            scores[g % nan_every :: nan_every] = np.nan
+        opt.tell(codes, scores)
+
+
+def test_ask_is_repeatable_until_tell(name):
+    opt = make_optimizer(name, DIM, seed=1)
+    first = opt.ask()
+    assert first.shape == (opt.population, DIM)
+    np.testing.assert_array_equal(first, opt.ask())
+    opt.tell(first, sphere(first))
+    assert opt.generation == 1
+    assert not np.array_equal(first, opt.ask())
+
+
+def test_same_seed_same_run_other_seed_differs(name):
+    a, b, c = (make_optimizer(name, DIM, seed=s) for s in (3, 3, 4))
+    for opt in (a, b, c):
+        advance(opt, 4)
+    np.testing.assert_array_equal(a.ask(), b.ask())
+    assert not np.array_equal(a.ask(), c.ask())
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_restored_optimizer_continues_identically(name, pending):
+    opt = make_optimizer(name, DIM, seed=7)
+    advance(opt, 5, nan_every=4)
+    if pending:
+        opt.ask()
+    restored = Optimizer.from_state_dict(opt.state_dict())
+    assert type(restored) is type(opt)
+    for _ in range(3):  # identical now and for the following generations
+        codes = opt.ask()
+        np.testing.assert_array_equal(codes, restored.ask())
+        opt.tell(codes, sphere(codes))
+        restored.tell(codes, sphere(codes))
+
+
+def test_state_is_plain_data(name):
+    opt = make_optimizer(name, DIM, seed=0)
+    advance(opt, 2)
+    for key, value in opt.state_dict().items():
+        assert isinstance(value, (np.ndarray, int, float, str)), (key, type(value))
+
+
+def test_all_missing_scores_keep_going(name):
+    opt = make_optimizer(name, DIM, seed=0)
+    codes = opt.ask()
+    opt.tell(codes, np.full(len(codes), np.nan))
+    nxt = opt.ask()
+    assert np.isfinite(nxt).all() and nxt.shape == codes.shape
+
+
+def test_bad_tell_is_refused(name):
+    opt = make_optimizer(name, DIM, seed=0)
+    codes = opt.ask()
+    with pytest.raises(ConfigError, match="one score per code"):
+        opt.tell(codes, np.zeros(len(codes) - 1))
+    with pytest.raises(ConfigError, match="shape"):
+        opt.tell(codes[:, :-1], np.zeros(len(codes)))
+    with pytest.raises(ConfigError, match="infinite"):
+        opt.tell(codes, np.full(len(codes), np.inf))
+    assert opt.generation == 0
+
+
+def test_improves_on_a_smooth_problem(name):
+    settings = {"learning_rate": 0.05, "radius": 0.2} if name in ("nes", "fdgd") else {}
+    opt = make_optimizer(name, DIM, seed=2, **settings)
+    start = sphere(opt.ask()).mean()
+    advance(opt, 60)
+    assert sphere(opt.ask()).mean() > start + 0.5 * abs(start)
+
+
+def test_unknown_settings_and_names_are_refused():
+    with pytest.raises(ConfigError, match="unknown optimizer 'sgd'"):
+        make_optimizer("sgd", DIM)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        make_optimizer("ga", DIM, mutation_sise=0.3)
+    with pytest.raises(ConfigError, match="population"):
+        make_optimizer("cmaes", DIM, population=1)
+
+
+def test_corrupt_state_is_refused():
+    state = make_optimizer("ga", DIM).state_dict()
+    del state["rng"]
+    with pytest.raises(OptimizerStateError):
+        Optimizer.from_state_dict(state)
+    with pytest.raises(OptimizerStateError):
+        Optimizer.from_state_dict({**make_optimizer("ga", DIM).state_dict(), "optimizer": "x"})
+
+
+def test_budget_sets_the_schedule_horizon():
+    assert make_optimizer("cmaes", DIM, budget=3000).settings.horizon == 75
+    assert make_optimizer("cmaes", DIM, budget=3000, population=20).settings.horizon == 150
+    assert make_optimizer("cmaes", DIM, budget=3000, horizon=10).settings.horizon == 10
