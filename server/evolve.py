@@ -1,0 +1,203 @@
+"""``xdream evolve``: one closed-loop run against a simulated neuron, in process.
+
+Everything that can be wrong with the request (target, weights, budget, settings) is checked
+in :func:`prepare`, before any file is written; :func:`run` then streams every generation to
+``DIR/session.h5`` and writes the pictures only when the run completes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protocol.errors import ConfigError
+from server import report
+from server.engine import Engine, GenerationResult, run_in_process
+from server.generators import Generator, make_generator
+from server.optimizers import Optimizer, make_optimizer
+from server.storage import SessionFile
+from simulator.neuron import SimulatedNeurons, build_neurons, reference_images
+from simulator.noise import parse_noise
+
+
+@dataclass
+class EvolveConfig:
+    target: str
+    out: str
+    generator: str
+    optimizer: str
+    budget: int = 3000
+    noise: str = "none"
+    repeats: int = 1
+    seed: int = 0
+    weights: str | None = None
+    image_size: int | None = None
+    input_size: int | None = None
+    device: str = "auto"
+    references: int = 100
+    reference_folder: str | None = None
+    network_weights: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    config: EvolveConfig
+    generator: Generator
+    optimizer: Optimizer
+    neurons: SimulatedNeurons
+    generations: int
+    reference_best: float | None
+
+
+def prepare(config: EvolveConfig) -> Prepared:
+    """Build and check every part of the run; raises ``XDreamError`` subclasses, writes nothing."""
+    if (Path(config.out) / "session.h5").exists():
+        raise ConfigError(f"{Path(config.out) / 'session.h5'} already exists; choose a new --out")
+    spikes = parse_noise(config.noise)
+    if config.repeats < 1:
+        raise ConfigError(f"repeats must be at least 1, got {config.repeats}")
+    if spikes is not None and config.references < 1:
+        raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
+    generator = make_generator(
+        config.generator,
+        device=config.device,
+        **({"weights": config.weights} if config.weights else {}),
+        **({"image_size": config.image_size} if config.image_size else {}),
+    )
+    optimizer = make_optimizer(
+        config.optimizer,
+        generator.code_dim,
+        seed=config.seed,
+        generator=config.generator,
+        budget=config.budget,
+        **config.settings,
+    )
+    generations = config.budget // optimizer.population
+    if generations < 1:
+        raise ConfigError(
+            f"budget {config.budget} is below one generation of {optimizer.population} images"
+        )
+    refs = None
+    if config.references:
+        refs = reference_images(
+            generator.image_size, config.references, config.reference_folder, seed=config.seed
+        )
+    neurons, ref_acts = build_neurons(
+        [config.target],
+        spikes,
+        refs,
+        repeats=config.repeats,
+        seed=config.seed,
+        input_size=config.input_size,
+        device=config.device,
+        network_weights=config.network_weights,
+    )
+    ref_best = None if ref_acts is None else float(ref_acts[:, 0].max())
+    return Prepared(config, generator, optimizer, neurons, generations, ref_best)
+
+
+class _Tracker:
+    """Keeps what the summary and the pictures need, not the images of every generation."""
+
+    def __init__(self, generations: int, montage_tiles: int = 18) -> None:
+        self.maxima: list[float] = []
+        self.means: list[float] = []
+        self.true_maxima: list[float] = []
+        self.best_score = -np.inf
+        self.best_image: np.ndarray | None = None
+        self.montage: dict[int, np.ndarray] = {}
+        picks = np.linspace(0, generations - 1, min(montage_tiles, generations))
+        self._montage_at = {round(float(i)) for i in picks}
+
+    def __call__(self, result: GenerationResult) -> None:
+        scores = result.scores
+        valid = ~np.isnan(scores)
+        self.maxima.append(float(scores[valid].max()) if valid.any() else np.nan)
+        self.means.append(float(scores[valid].mean()) if valid.any() else np.nan)
+        self.true_maxima.append(float(result.extra["activation"].max()))
+        if valid.any():
+            best = int(np.nanargmax(scores))
+            if scores[best] > self.best_score:
+                self.best_score, self.best_image = float(scores[best]), result.images[best]
+            if result.index in self._montage_at:
+                self.montage[result.index] = result.images[best]
+
+
+def run(
+    prepared: Prepared, progress: Callable[[int, int, _Tracker], None] | None = None
+) -> dict[str, Any]:
+    """Run the session and write its outputs; returns the summary printed by ``--json``."""
+    cfg = prepared.config
+    out = Path(cfg.out)
+    config = {
+        **asdict(cfg),
+        "population": prepared.optimizer.population,
+        "generations": prepared.generations,
+        "optimizer_settings": asdict(prepared.optimizer.settings),
+    }
+    store = SessionFile(out / "session.h5", config)
+    engine = Engine(prepared.generator, prepared.optimizer, store)
+    tracker = _Tracker(prepared.generations)
+
+    def score(images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        observed, true = prepared.neurons.respond(images)
+        return observed[:, 0], {"activation": true[:, 0]}
+
+    def on_generation(result: GenerationResult) -> None:
+        tracker(result)
+        if progress is not None:
+            progress(result.index + 1, prepared.generations, tracker)
+
+    started = time.perf_counter()
+    try:
+        run_in_process(engine, score, prepared.generations, on_generation)
+    except BaseException:
+        store.close("aborted")
+        raise
+    seconds = time.perf_counter() - started
+    store.close("finished")
+    _write_pictures(out, prepared, tracker)
+    return {
+        "best_score": tracker.best_score,
+        "best_activation": float(np.nanmax(tracker.true_maxima)),
+        "first_generation_mean": tracker.means[0],
+        "last_generation_mean": tracker.means[-1],
+        "best_reference": prepared.reference_best,
+        "images": prepared.generations * prepared.optimizer.population,
+        "generations": prepared.generations,
+        "seconds": round(seconds, 3),
+        "generator": cfg.generator,
+        "optimizer": cfg.optimizer,
+        "target": cfg.target,
+        "data_file": str(out / "session.h5"),
+    }
+
+
+def _write_pictures(out: Path, prepared: Prepared, tracker: _Tracker) -> None:
+    cfg = prepared.config
+    tmp = out / ".pictures.tmp"
+    tmp.mkdir(exist_ok=True)
+    if tracker.best_image is not None:
+        report.save_best(tracker.best_image, tmp / "best.png")
+    report.save_progress(
+        np.array(tracker.maxima),
+        np.array(tracker.means),
+        tmp / "progress.png",
+        f"{cfg.target}  {cfg.generator} + {cfg.optimizer}  noise {cfg.noise}",
+        prepared.reference_best,
+        prepared.optimizer.population,
+    )
+    gens = sorted(tracker.montage)
+    report.save_montage(
+        [tracker.montage[g] for g in gens], [f"gen {g}" for g in gens], tmp / "montage.png"
+    )
+    for picture in tmp.iterdir():
+        picture.replace(out / picture.name)
+    shutil.rmtree(tmp)

@@ -1,0 +1,187 @@
+"""``xdream evolve`` end to end, through the real command line, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from server.optimizers import Optimizer
+from server.storage import read_state
+
+pytestmark = pytest.mark.slow
+
+# Small images and the middle of the network keep a run to a few seconds on 2 CPUs.
+FAST = ["--image-size", "64", "--input-size", "96", "--references", "20", "--quiet"]
+
+
+def xdream(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("evolve") / "run"
+    proc = xdream(
+        "evolve",
+        "--target",
+        "efficientnet-lite0:_blocks.8:76",
+        "--budget",
+        "400",
+        "--generator",
+        "fourier",
+        "--optimizer",
+        "ga",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_summary_reports_improvement(finished_run):
+    _, summary = finished_run
+    for key in ("best_score", "first_generation_mean", "last_generation_mean", "images", "seconds"):
+        assert key in summary
+    assert summary["images"] == 400
+    assert summary["last_generation_mean"] > summary["first_generation_mean"]
+    assert summary["best_score"] >= summary["last_generation_mean"]
+
+
+def test_outputs_are_written_and_complete(finished_run):
+    out, summary = finished_run
+    assert {p.name for p in out.iterdir()} == {
+        "session.h5",
+        "best.png",
+        "progress.png",
+        "montage.png",
+    }
+    with h5py.File(out / "session.h5", "r") as f:
+        assert f.attrs["status"] == "finished"
+        config = json.loads(f.attrs["config"])
+        assert config["optimizer"] == "ga" and config["generations"] == 20
+        g = f["generations"]
+        assert g["images"].shape == (400, 64, 64, 3) and g["images"].dtype == np.uint8
+        assert g["codes"].shape == (400, 3 * 48 * 25 * 2)
+        assert g["scores"].shape == (400,) and np.isfinite(g["scores"][:]).all()
+        np.testing.assert_array_equal(np.bincount(g["index"][:]), np.full(20, 20))
+        assert float(g["scores"][:].max()) == pytest.approx(summary["best_score"])
+        assert f["timings"].shape == (20, 5)
+        state = read_state(f["optimizer"])
+    # the stored state continues the run: its population is the one after generation 20
+    opt = Optimizer.from_state_dict(state)
+    assert opt.generation == 20
+
+
+def test_stored_images_are_the_generators_output(finished_run):
+    from server.generators import make_generator
+
+    out, _ = finished_run
+    with h5py.File(out / "session.h5", "r") as f:
+        codes = f["generations/codes"][:3]
+        images = f["generations/images"][:3]
+    regenerated = make_generator("fourier", image_size=64, device="cpu").generate(codes)
+    assert np.abs(regenerated.astype(int) - images).max() <= 1  # float32 codes on disk
+
+
+def test_noisy_run_with_repeats(tmp_path):
+    proc = xdream(
+        "evolve",
+        "--target",
+        "efficientnet-lite0:_blocks.8:76",
+        "--budget",
+        "80",
+        "--optimizer",
+        "cmaes",
+        "--noise",
+        "poisson:20",
+        "--repeats",
+        "2",
+        "--out",
+        str(tmp_path / "n"),
+        "--json",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "n" / "session.h5", "r") as f:
+        observed, true = f["generations/scores"][:], f["generations/activation"][:]
+    assert not np.allclose(observed, true)  # noise was applied
+    assert np.corrcoef(observed, true)[0, 1] > 0.5  # and still tracks the unit
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "efficientnet-lite0:_blocks.99:1"], "has no layer '_blocks.99'"),
+        (["--target", "efficientnet-lite0:_fc:5000"], "channel 5000 out of range"),
+        (["--target", "efficientnet-lite0:_blocks.8:1:50:50"], "outside"),
+        (["--target", "lenet:_fc:1"], "unknown network"),
+        (["--generator", "fc6", "--weights", "/nonexistent/fc6.pt"], "/nonexistent/fc6.pt"),
+        (["--budget", "10", "--optimizer", "ga"], "below one generation of 20"),
+        (["--noise", "gauss:3"], "noise must be"),
+        (["--optimizer", "adam"], "unknown optimizer 'adam'"),
+        (["--set", "population"], "KEY=VALUE"),
+        (["--set", "mutation_rate=2", "--optimizer", "ga"], "mutation_rate"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "never"
+    proc = xdream("evolve", "--out", str(out), "--budget", "40", *FAST, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xdream evolve: error:")
+    assert message in lines[0]
+    assert not out.exists()
+
+
+def test_existing_session_is_not_overwritten(finished_run):
+    out, _ = finished_run
+    before = (out / "session.h5").stat().st_mtime_ns
+    proc = xdream("evolve", "--out", str(out), "--budget", "40", *FAST)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert (out / "session.h5").stat().st_mtime_ns == before
+
+
+def test_interrupted_run_is_marked_aborted(tmp_path, monkeypatch):
+    from server import evolve
+
+    config = evolve.EvolveConfig(
+        target="efficientnet-lite0:_blocks.3:1",
+        out=str(tmp_path / "r"),
+        generator="pixel",
+        optimizer="ga",
+        budget=200,
+        image_size=32,
+        input_size=64,
+        references=0,
+        device="cpu",
+    )
+    prepared = evolve.prepare(config)
+    calls = 0
+
+    def stop_at_third(done, total, tracker):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evolve.run(prepared, progress=stop_at_third)
+    with h5py.File(tmp_path / "r" / "session.h5", "r") as f:
+        assert f.attrs["status"] == "aborted"
+        assert f["generations/scores"].shape == (60,)  # three whole generations, kept
+    assert not (tmp_path / "r" / "best.png").exists()
