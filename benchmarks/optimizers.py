@@ -147,6 +147,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="JSON-lines results file (appended, resumable)")
     p.add_argument("--quick", action="store_true", help="2 units, 400 images: a smoke test")
     p.add_argument("--units", type=int, default=5, help="units per layer (default 5)")
+    p.add_argument(
+        "--unit-offset",
+        type=int,
+        default=2,
+        help="skip the first units of each layer's fixed sample (default 2: those were used "
+        "to design the default optimizer, so the grid measures on other units)",
+    )
     p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated layer labels")
     p.add_argument("--budget", type=int, default=3000)
     p.add_argument(
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.quick:
         args.units, args.layers, args.budget, args.references = 1, "middle,output", 400, 100
+        args.unit_offset = 0
     torch.set_grad_enabled(True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     for layer_label in args.layers.split(","):
         layer = LAYERS[layer_label]
         probe = Recording(network, [Unit(layer, 0)], device=args.device, input_size=args.image_size)
-        channels = pick_channels(probe.layer_shape(layer)[0], args.units, layer)
+        sample = pick_channels(probe.layer_shape(layer)[0], args.unit_offset + args.units, layer)
+        channels = sample[args.unit_offset :]
         recording = Recording(
             network,
             [Unit(layer, c) for c in channels],

@@ -17,9 +17,26 @@ from server.optimizers.base import OPTIMIZERS, Optimizer, Settings
 #: The benchmark winner, used when the user names no optimizer.
 DEFAULT_OPTIMIZER = "cmaes"
 
-#: Settings the default optimizer starts from, per generator (missing: the class defaults).
+#: CMA-ES for the weight-free generators, chosen by the benchmark (docs/BENCHMARKS.md):
+#: population 20 and sigma decaying geometrically from 1 to 0.1 over the budget.
+#: Cumulative step-size adaptation (the textbook rule, the class default) barely moves sigma
+#: at d ~ 7,000 and lost to the GA on output units.
+_CMA_WEIGHT_FREE = dict(population=20, sigma0=1.0, step_size="decay", sigma_end=0.1)
+#: For DeePSiM codes: Wang & Ponce (2022)'s published setting, not benchmarked here (the
+#: DeePSiM weights are not available offline).
+_CMA_DEEPSIM = dict(population=40, sigma0=3.0)
+
+#: Settings an optimizer starts from, per generator (missing: the class defaults).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "ga": ga.GA_PRESETS,
+    **{
+        name: {
+            "fourier": _CMA_WEIGHT_FREE,
+            "pixel": _CMA_WEIGHT_FREE,
+            **dict.fromkeys(("fc6", "fc7", "fc8"), _CMA_DEEPSIM),
+        }
+        for name in ("cmaes", "cmaes-chol")
+    },
 }
 
 
