@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from protocol.errors import TargetError
 from server.device import resolve_device
+from server.imaging import resize_square
 from simulator.networks import Network
 
 
@@ -164,14 +164,7 @@ class Recording:
 
     def activations_float(self, images: torch.Tensor) -> torch.Tensor:
         """``(n, n_units)`` activations of RGB ``(n, 3, H, W)`` in [0, 255], differentiable."""
-        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
-            images = F.interpolate(
-                images,
-                size=(self.input_size, self.input_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=images.shape[-1] > self.input_size,
-            )
+        images = resize_square(images, self.input_size)
         got = self._run((images - self._mean) / self._std)
         columns = []
         for u in self.units:

@@ -8,10 +8,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from protocol.errors import ConfigError
 from server.device import resolve_device
+from server.imaging import resize_square
 from server.registry import Registry
 
 
@@ -56,16 +56,7 @@ class Generator(ABC):
 
     def render_resized(self, codes: torch.Tensor) -> torch.Tensor:
         """:meth:`render` followed by resizing to ``image_size`` (still float, differentiable)."""
-        images = self.render(codes)
-        if images.shape[-1] != self.image_size:
-            images = F.interpolate(
-                images,
-                size=(self.image_size, self.image_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=images.shape[-1] > self.image_size,
-            )
-        return images.clamp(0.0, 255.0)
+        return resize_square(self.render(codes), self.image_size).clamp(0.0, 255.0)
 
     def generate(self, codes: np.ndarray) -> np.ndarray:
         """Images for ``codes`` as a ``(n, size, size, 3)`` uint8 array, computed in batches."""
