@@ -1,5 +1,6 @@
-"""The vocabulary shared by the server and every client.
+"""The vocabulary shared by the server and every client: no torch, pure Python + numpy.
 
-For now this holds the error hierarchy (``protocol.errors``); the ZeroMQ wire format
-(message models and codec) joins it with the closed-loop server.
+``protocol.messages`` holds the typed content of each message type and the version;
+``protocol.codec`` turns messages into ZeroMQ frames and back (PROTOCOL.md);
+``protocol.errors`` the error hierarchy whose class names are the wire error codes.
 """

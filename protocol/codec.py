@@ -1,0 +1,206 @@
+"""The one place where messages become ZeroMQ frames and back.
+
+A message is a multipart ZeroMQ message: frame 0 is a msgpack map (the header, with the
+typed content inside), frames 1..n are raw array bytes (images), described by
+``header["buffers"]`` as dtype and shape. Raw frames are sent without copying and decoded
+as read-only numpy views. Nothing is ever unpickled: msgpack carries only plain data and
+raw frames must be one of a few fixed dtypes. PROTOCOL.md documents the same at byte level.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.errors import XDreamError
+from protocol.messages import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    TYPE_NAMES,
+    Content,
+    Error,
+    Generation,
+)
+
+#: Largest header (frame 0) accepted, in bytes.
+MAX_HEADER_BYTES = 1 << 20
+#: Largest raw frame accepted, in bytes (a 4096 x 4096 RGB image is 48 MiB).
+MAX_BUFFER_BYTES = 64 << 20
+#: Most raw frames in one message.
+MAX_BUFFERS = 4096
+#: dtypes a raw frame may have.
+BUFFER_DTYPES = ("uint8",)
+
+
+class ProtocolError(XDreamError, ValueError):
+    """A message that cannot be taken; the class name is the ``code`` of the error reply."""
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+
+class MalformedMessage(ProtocolError):
+    """Not decodable, or fields missing, of the wrong type or out of range."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """The header's protocol version is not the one this side speaks."""
+
+
+class UnknownMessageType(ProtocolError):
+    """The header names a message type this side does not know."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A frame, or the number of frames, exceeds the limits above."""
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """One logical message: typed content, routing fields and raw buffers."""
+
+    content: Content
+    session: str | None = None
+    buffers: tuple[np.ndarray, ...] = ()
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    sent_at: float = field(default_factory=time.time)
+    reply_to: str | None = None
+
+    @property
+    def type(self) -> str:
+        return TYPE_NAMES[type(self.content)]
+
+
+class _BufferSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dtype: str
+    shape: list[int]
+
+
+class _Header(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int
+    type: str
+    id: str = Field(min_length=1, max_length=128)
+    session: str | None = Field(default=None, max_length=128)
+    sent_at: float
+    reply_to: str | None = Field(default=None, max_length=128)
+    content: dict[str, Any] = Field(default_factory=dict)
+    buffers: list[_BufferSpec] = Field(default_factory=list)
+
+
+def encode(message: Message) -> list[bytes | memoryview]:
+    """Frames for ``socket.send_multipart(frames, copy=False)``; buffers are not copied."""
+    arrays = [np.ascontiguousarray(b) for b in message.buffers]
+    for a in arrays:
+        if a.dtype.name not in BUFFER_DTYPES:
+            raise MalformedMessage(f"buffer dtype {a.dtype.name} not in {BUFFER_DTYPES}")
+    header = {
+        "v": PROTOCOL_VERSION,
+        "type": message.type,
+        "id": message.id,
+        "session": message.session,
+        "sent_at": message.sent_at,
+        "reply_to": message.reply_to,
+        "content": message.content.model_dump(mode="json"),
+        "buffers": [{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays],
+    }
+    return [msgpack.packb(header, use_bin_type=True), *(memoryview(a).cast("B") for a in arrays)]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "message"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
+    """Validate and decode frames (without the ROUTER identity) into a :class:`Message`.
+
+    Raises a :class:`ProtocolError` subclass naming the problem; never executes code.
+    """
+    raw = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
+    if not raw:
+        raise MalformedMessage("empty message")
+    if len(raw) - 1 > MAX_BUFFERS:
+        raise MessageTooLarge(f"{len(raw) - 1} raw frames; at most {MAX_BUFFERS}")
+    if raw[0].nbytes > MAX_HEADER_BYTES:
+        raise MessageTooLarge(f"header of {raw[0].nbytes} bytes; at most {MAX_HEADER_BYTES}")
+    try:
+        obj = msgpack.unpackb(raw[0], raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types for bad input
+        raise MalformedMessage(f"header is not msgpack: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise MalformedMessage("header must be a msgpack map")
+    version = obj.get("v")
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(
+            f"protocol version {version!r} not supported; this side speaks {PROTOCOL_VERSION}"
+        )
+    if obj.get("type") not in MESSAGE_TYPES:
+        raise UnknownMessageType(f"unknown message type {obj.get('type')!r}")
+    try:
+        header = _Header.model_validate(obj)
+    except ValidationError as exc:
+        raise MalformedMessage(f"header {_first_error(exc)}") from None
+    buffers = _buffers(header.buffers, raw[1:])
+    try:
+        content = MESSAGE_TYPES[header.type].model_validate(header.content)
+    except ValidationError as exc:
+        raise MalformedMessage(f"{header.type}: {_first_error(exc)}") from None
+    if isinstance(content, Generation):
+        _check_images(content, buffers)
+    return Message(content, header.session, buffers, header.id, header.sent_at, header.reply_to)
+
+
+def _buffers(specs: list[_BufferSpec], frames: list[memoryview]) -> tuple[np.ndarray, ...]:
+    if len(specs) != len(frames):
+        raise MalformedMessage(f"header describes {len(specs)} buffers, {len(frames)} arrived")
+    out = []
+    for i, (spec, frame) in enumerate(zip(specs, frames, strict=True)):
+        if spec.dtype not in BUFFER_DTYPES:
+            raise MalformedMessage(f"buffer {i}: dtype {spec.dtype!r} not in {BUFFER_DTYPES}")
+        if frame.nbytes > MAX_BUFFER_BYTES:
+            raise MessageTooLarge(f"buffer {i}: {frame.nbytes} bytes; at most {MAX_BUFFER_BYTES}")
+        if any(d < 0 for d in spec.shape) or len(spec.shape) > 8:
+            raise MalformedMessage(f"buffer {i}: invalid shape {spec.shape}")
+        dtype = np.dtype(spec.dtype)
+        if math.prod(spec.shape) * dtype.itemsize != frame.nbytes:
+            raise MalformedMessage(
+                f"buffer {i}: shape {spec.shape} needs "
+                f"{math.prod(spec.shape) * dtype.itemsize} bytes, frame has {frame.nbytes}"
+            )
+        out.append(np.frombuffer(frame, dtype=dtype).reshape(spec.shape))
+    return tuple(out)
+
+
+def _check_images(content: Generation, buffers: tuple[np.ndarray, ...]) -> None:
+    for s in content.stimuli:
+        if s.buffer >= len(buffers):
+            raise MalformedMessage(f"stimulus {s.stimulus_id}: no buffer {s.buffer}")
+        image = buffers[s.buffer]
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+            raise MalformedMessage(
+                f"stimulus {s.stimulus_id}: image must be uint8 (height, width, 3 or 4), "
+                f"got {image.dtype} {list(image.shape)}"
+            )
+
+
+def error_reply(error: XDreamError, request: Message | None = None) -> Message:
+    """The ``error`` message answering ``request`` (or an undecodable one)."""
+    code = type(error).__name__
+    return Message(
+        Error(code=code, message=str(error)[:2000]),
+        session=request.session if request else None,
+        reply_to=request.id if request else None,
+    )

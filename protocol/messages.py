@@ -1,0 +1,148 @@
+"""Typed content of every message type; the wire format is in ``protocol.codec``.
+
+Each model validates what arrives at the boundary. Unknown extra fields are ignored so that
+a newer peer can add optional fields without breaking an older one (PROTOCOL.md,
+"Compatibility"). Units: times in seconds unless the name ends in ``_ms``; ``onset`` is in
+the rig's own clock.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
+PROTOCOL_VERSION = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Count = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Content(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Role(str, Enum):
+    presenter = "presenter"
+    recorder = "recorder"
+
+
+class Hello(Content):
+    """Client -> server, first message and after every reconnect."""
+
+    roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    software: Annotated[str, Field(max_length=128)] = ""
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, roles: list[Role]) -> list[Role]:
+        if len(set(roles)) != len(roles):
+            raise ValueError("roles must not repeat")
+        return roles
+
+
+class Welcome(Content):
+    """Server -> client, answer to ``hello``."""
+
+    client_id: Id
+    heartbeat_s: Annotated[float, Field(gt=0)]
+    server: str = ""
+
+
+class Heartbeat(Content):
+    """Either direction, about once a second; three missed = peer gone."""
+
+
+class PresentationParams(Content):
+    on_ms: Annotated[float, Field(gt=0, le=10_000)] = 100.0
+    off_ms: Annotated[float, Field(ge=0, le=10_000)] = 150.0
+    size_deg: Annotated[float, Field(gt=0, le=180)] = 3.0
+    position_deg: tuple[float, float] = (0.0, 0.0)
+
+
+class Stimulus(Content):
+    stimulus_id: Id
+    #: Index of the image among the message's raw buffers.
+    buffer: Annotated[int, Field(ge=0)]
+    kind: Literal["evolved", "reference"] = "evolved"
+    repeats: Annotated[int, Field(ge=1, le=100)] = 1
+
+
+class Generation(Content):
+    """Server -> presenter: the images of one generation. Resent until acknowledged."""
+
+    generation: Annotated[int, Field(ge=0)]
+    stimuli: Annotated[list[Stimulus], Field(min_length=1, max_length=4096)]
+    params: PresentationParams = PresentationParams()
+
+
+class GenerationAck(Content):
+    """Presenter -> server: the generation arrived intact."""
+
+    generation: Annotated[int, Field(ge=0)]
+
+
+class Presentation(Content):
+    presentation_id: Id
+    stimulus_id: Id
+    onset: Annotated[float, Field(allow_inf_nan=False)]
+    outcome: Literal["ok", "aborted"]
+
+
+class Presented(Content):
+    """Presenter -> server: what was shown (or aborted), with onsets in the rig's clock."""
+
+    generation: Annotated[int, Field(ge=0)]
+    presentations: Annotated[list[Presentation], Field(min_length=1, max_length=100_000)]
+
+
+class Response(Content):
+    presentation_id: Id
+    stimulus_id: Id
+    #: Spike counts in the evoked window, one per recorded channel.
+    counts: Annotated[list[Count], Field(min_length=1, max_length=4096)]
+    evoked_window_ms: tuple[float, float] = (50.0, 200.0)
+    baseline_counts: Annotated[list[Count], Field(max_length=4096)] | None = None
+    baseline_window_ms: tuple[float, float] | None = None
+
+
+class Responses(Content):
+    """Recorder -> server: spike counts per presentation. Acknowledged by ``responses_ack``."""
+
+    generation: Annotated[int, Field(ge=0)]
+    responses: Annotated[list[Response], Field(min_length=1, max_length=100_000)]
+
+
+class ResponsesAck(Content):
+    accepted: Annotated[int, Field(ge=0)]
+    duplicates: Annotated[int, Field(ge=0)]
+
+
+class Error(Content):
+    """Reply to any message that could not be taken; ``code`` is a stable error name."""
+
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+    message: Annotated[str, Field(max_length=2000)]
+
+
+class Bye(Content):
+    """Either direction: the peer is leaving on purpose (not a lost connection)."""
+
+
+#: Message type name on the wire -> content model.
+MESSAGE_TYPES: dict[str, type[Content]] = {
+    "hello": Hello,
+    "welcome": Welcome,
+    "heartbeat": Heartbeat,
+    "generation": Generation,
+    "generation_ack": GenerationAck,
+    "presented": Presented,
+    "responses": Responses,
+    "responses_ack": ResponsesAck,
+    "error": Error,
+    "bye": Bye,
+}
+TYPE_NAMES: dict[type[Content], str] = {model: name for name, model in MESSAGE_TYPES.items()}

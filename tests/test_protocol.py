@@ -1,0 +1,350 @@
+"""The wire format: every message round-trips; every bad frame gets a named error."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from protocol import codec
+from protocol.codec import (
+    MalformedMessage,
+    Message,
+    MessageTooLarge,
+    UnknownMessageType,
+    UnsupportedVersion,
+    decode,
+    encode,
+    error_reply,
+)
+from protocol.messages import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Bye,
+    Error,
+    Generation,
+    GenerationAck,
+    Heartbeat,
+    Hello,
+    Presentation,
+    Presented,
+    Response,
+    Responses,
+    ResponsesAck,
+    Role,
+    Stimulus,
+    Welcome,
+)
+
+IMAGES = np.arange(2 * 4 * 5 * 3, dtype=np.uint8).reshape(2, 4, 5, 3)
+
+EXAMPLES = [
+    Message(Hello(roles=[Role.presenter, Role.recorder], name="rig-1", software="sim 1.0")),
+    Message(Welcome(client_id="c1", heartbeat_s=1.0, server="xdream-rig")),
+    Message(Heartbeat()),
+    Message(
+        Generation(
+            generation=3,
+            stimuli=[
+                Stimulus(stimulus_id="g3-0", buffer=0),
+                Stimulus(stimulus_id="ref-7", buffer=1, kind="reference", repeats=2),
+            ],
+        ),
+        session="s1",
+        buffers=(IMAGES[0], IMAGES[1]),
+    ),
+    Message(GenerationAck(generation=3), session="s1"),
+    Message(
+        Presented(
+            generation=3,
+            presentations=[
+                Presentation(presentation_id="p1", stimulus_id="g3-0", onset=12.5, outcome="ok")
+            ],
+        ),
+        session="s1",
+    ),
+    Message(
+        Responses(
+            generation=3,
+            responses=[Response(presentation_id="p1", stimulus_id="g3-0", counts=[3, 0, 7])],
+        ),
+        session="s1",
+    ),
+    Message(ResponsesAck(accepted=1, duplicates=0), session="s1", reply_to="abc"),
+    Message(Error(code="UnknownSession", message="no session s9")),
+    Message(Bye()),
+]
+
+
+def frames_of(header: dict, *buffers: bytes) -> list[bytes]:
+    return [msgpack.packb(header, use_bin_type=True), *buffers]
+
+
+def valid_header(**changes) -> dict:
+    header = {
+        "v": PROTOCOL_VERSION,
+        "type": "heartbeat",
+        "id": "m1",
+        "session": None,
+        "sent_at": 1.0,
+        "reply_to": None,
+        "content": {},
+        "buffers": [],
+    }
+    header.update(changes)
+    return header
+
+
+def test_every_type_has_an_example():
+    assert {m.type for m in EXAMPLES} == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: m.type)
+def test_round_trip(message):
+    got = decode([bytes(f) for f in encode(message)])
+    assert got.type == message.type
+    assert got.content == message.content
+    assert (got.id, got.session, got.sent_at, got.reply_to) == (
+        message.id,
+        message.session,
+        message.sent_at,
+        message.reply_to,
+    )
+    assert len(got.buffers) == len(message.buffers)
+    for a, b in zip(got.buffers, message.buffers, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_buffers_are_not_copied_on_either_side():
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    msg = Message(
+        Generation(generation=0, stimuli=[Stimulus(stimulus_id="a", buffer=0)]), buffers=(image,)
+    )
+    frames = encode(msg)
+    assert np.shares_memory(np.frombuffer(frames[1], dtype=np.uint8), image)
+    wire = bytearray(bytes(frames[1]))
+    got = decode([bytes(frames[0]), wire])
+    wire[0] = 255  # the decoded image is a view on the received frame
+    assert got.buffers[0][0, 0, 0] == 255
+    assert not got.buffers[0].flags.writeable or got.buffers[0].base is not None
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    header = valid_header(
+        type="hello",
+        content={"roles": ["recorder"], "name": "r", "future_field": 1},
+        new_top_level=2,
+    )
+    assert decode(frames_of(header)).content == Hello(roles=[Role.recorder], name="r")
+
+
+@pytest.mark.parametrize(
+    "frames, error, text",
+    [
+        ([], MalformedMessage, "empty"),
+        ([b"\xc1\xc1"], MalformedMessage, "not msgpack"),
+        ([msgpack.packb([1, 2])], MalformedMessage, "map"),
+        ([pickle.dumps({"v": 1})], MalformedMessage, "not msgpack"),
+        (frames_of(valid_header(v=2)), UnsupportedVersion, "speaks 1"),
+        (frames_of(valid_header(v="1")), UnsupportedVersion, "'1'"),
+        (frames_of(valid_header(type="teleport")), UnknownMessageType, "teleport"),
+        (frames_of(valid_header(id="")), MalformedMessage, "id"),
+        (frames_of(valid_header(sent_at="yesterday")), MalformedMessage, "sent_at"),
+        (
+            frames_of(valid_header(type="hello", content={"roles": [], "name": "x"})),
+            MalformedMessage,
+            "hello: roles",
+        ),
+        (
+            frames_of(valid_header(type="hello", content={"roles": ["juggler"], "name": "x"})),
+            MalformedMessage,
+            "roles",
+        ),
+        (
+            frames_of(
+                valid_header(type="hello", content={"roles": ["recorder", "recorder"], "name": "x"})
+            ),
+            MalformedMessage,
+            "repeat",
+        ),
+        (
+            frames_of(
+                valid_header(
+                    type="responses",
+                    content={
+                        "generation": 0,
+                        "responses": [{"presentation_id": "p", "stimulus_id": "s", "counts": [-1]}],
+                    },
+                )
+            ),
+            MalformedMessage,
+            "counts",
+        ),
+        (
+            frames_of(
+                valid_header(
+                    type="responses",
+                    content={
+                        "generation": 0,
+                        "responses": [
+                            {"presentation_id": "p", "stimulus_id": "s", "counts": [float("nan")]}
+                        ],
+                    },
+                )
+            ),
+            MalformedMessage,
+            "counts",
+        ),
+        (
+            frames_of(
+                valid_header(
+                    type="presented",
+                    content={
+                        "generation": 0,
+                        "presentations": [
+                            {
+                                "presentation_id": "p",
+                                "stimulus_id": "s",
+                                "onset": 1,
+                                "outcome": "maybe",
+                            }
+                        ],
+                    },
+                )
+            ),
+            MalformedMessage,
+            "outcome",
+        ),
+        (
+            frames_of(valid_header(buffers=[{"dtype": "uint8", "shape": [2]}])),
+            MalformedMessage,
+            "1 buffers, 0 arrived",
+        ),
+        (
+            frames_of(valid_header(buffers=[{"dtype": "uint8", "shape": [3]}]), b"ab"),
+            MalformedMessage,
+            "needs 3 bytes",
+        ),
+        (
+            frames_of(valid_header(buffers=[{"dtype": "object", "shape": [1]}]), b"a"),
+            MalformedMessage,
+            "dtype 'object'",
+        ),
+        (
+            frames_of(valid_header(buffers=[{"dtype": "uint8", "shape": [-1]}]), b"a"),
+            MalformedMessage,
+            "invalid shape",
+        ),
+        (
+            frames_of(
+                valid_header(
+                    type="generation",
+                    content={"generation": 0, "stimuli": [{"stimulus_id": "a", "buffer": 1}]},
+                    buffers=[{"dtype": "uint8", "shape": [1, 1, 3]}],
+                ),
+                b"abc",
+            ),
+            MalformedMessage,
+            "no buffer 1",
+        ),
+        (
+            frames_of(
+                valid_header(
+                    type="generation",
+                    content={"generation": 0, "stimuli": [{"stimulus_id": "a", "buffer": 0}]},
+                    buffers=[{"dtype": "uint8", "shape": [3]}],
+                ),
+                b"abc",
+            ),
+            MalformedMessage,
+            "image must be uint8 (height, width, 3 or 4)",
+        ),
+    ],
+)
+def test_bad_frames_get_a_named_error(frames, error, text):
+    with pytest.raises(error) as info:
+        decode(frames)
+    assert text in str(info.value)
+    reply = error_reply(info.value)
+    assert reply.content == Error(code=error.__name__, message=str(info.value))
+
+
+def test_pickle_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    with pytest.raises(MalformedMessage):
+        decode([pickle.dumps(Evil())])
+    # an msgpack extension holding a pickle stays an opaque, ignored value
+    header = valid_header(content={"x": msgpack.ExtType(1, pickle.dumps(Evil()))})
+    assert decode(frames_of(header)).content == Heartbeat()
+    assert not marker.exists()
+
+
+def test_size_limits(monkeypatch):
+    monkeypatch.setattr(codec, "MAX_HEADER_BYTES", 64)
+    with pytest.raises(MessageTooLarge, match="header of"):
+        decode(frames_of(valid_header(content={"pad": "x" * 100})))
+    monkeypatch.setattr(codec, "MAX_HEADER_BYTES", 1 << 20)
+    monkeypatch.setattr(codec, "MAX_BUFFER_BYTES", 10)
+    with pytest.raises(MessageTooLarge, match="buffer 0"):
+        decode(frames_of(valid_header(buffers=[{"dtype": "uint8", "shape": [11]}]), b"x" * 11))
+    monkeypatch.setattr(codec, "MAX_BUFFERS", 2)
+    with pytest.raises(MessageTooLarge, match="3 raw frames"):
+        decode([b"", b"", b"", b""])
+
+
+def test_error_reply_points_at_the_request():
+    request = EXAMPLES[6]
+    reply = error_reply(MalformedMessage("bad"), request)
+    assert reply.reply_to == request.id and reply.session == request.session
+    assert reply.content.code == "MalformedMessage"
+
+
+def test_over_real_zeromq_sockets_on_loopback():
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        for socket in (router, dealer):
+            socket.setsockopt(zmq.RCVTIMEO, 5000)
+            socket.setsockopt(zmq.LINGER, 0)
+        request = EXAMPLES[3]
+        dealer.send_multipart(encode(request), copy=False)
+        identity, *frames = router.recv_multipart(copy=False)
+        got = decode(frames)
+        np.testing.assert_array_equal(got.buffers[1], IMAGES[1])
+        router.send_multipart(
+            [identity, *encode(Message(GenerationAck(generation=3), reply_to=got.id))], copy=False
+        )
+        ack = decode(dealer.recv_multipart())
+        assert ack.content == GenerationAck(generation=3) and ack.reply_to == request.id
+        with pytest.raises(zmq.ZMQError):  # ROUTER_MANDATORY: unknown peers are an error
+            router.send_multipart([b"nobody", *encode(EXAMPLES[2])])
+    finally:
+        dealer.close()
+        router.close()
+        ctx.term()
+
+
+def test_protocol_md_states_the_version_and_every_type():
+    text = (Path(__file__).resolve().parents[1] / "PROTOCOL.md").read_text()
+    assert re.search(rf"Protocol version: \*\*{PROTOCOL_VERSION}\*\*", text)
+    for name in MESSAGE_TYPES:
+        assert f"### `{name}`" in text
+
+
+def test_header_bytes_start_as_protocol_md_says():
+    # PROTOCOL.md section 4: fixmap of 8 entries, the 1-char string "v", the fixint 1
+    assert bytes(encode(Message(Heartbeat()))[0][:4]) == b"\x88\xa1v\x01"
