@@ -1,0 +1,188 @@
+"""A client's connection to the server: register, heartbeat, reconnect, resend until acked.
+
+This follows the "Paranoid Pirate" pattern (ZeroMQ guide) that PROTOCOL.md section 6
+specifies: a DEALER socket that says ``hello`` and waits for ``welcome``; a heartbeat
+whenever nothing else was sent for ``heartbeat_s``; after ``liveness`` silent intervals the
+server counts as gone, and the client closes its socket, waits (1, 2, 4 ... 32 s), opens a
+new one and says ``hello`` again. :meth:`Connection.request` resends the same message (same
+``id``, so the server can ignore repeats) until its acknowledgement arrives.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import Callable
+
+import zmq
+
+from protocol.codec import Message, ProtocolError, decode, encode
+from protocol.errors import XDreamError
+from protocol.messages import Bye, Content, Error, Heartbeat, Hello, Role, Welcome
+
+
+class ServerUnavailable(XDreamError, ConnectionError):
+    """The server did not answer within the allowed time."""
+
+
+class RequestFailed(XDreamError, RuntimeError):
+    """The server answered a request with an ``error`` message."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+class Connection:
+    """One DEALER connection to the server's ROUTER socket."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        roles: list[Role],
+        name: str,
+        heartbeat_s: float = 1.0,
+        liveness: int = 3,
+        backoff_s: tuple[float, float] = (1.0, 32.0),
+        context: zmq.Context | None = None,
+        configure: Callable[[zmq.Socket], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.hello = Hello(roles=roles, name=name, software="xdream-rig rig_clients")
+        self.heartbeat_s = heartbeat_s
+        self.liveness = liveness
+        self.backoff_s = backoff_s
+        self._context = context or zmq.Context.instance()
+        self._configure = configure  # e.g. CURVE keys, before connect
+        self._clock = time.monotonic
+        self._socket: zmq.Socket | None = None
+        self._inbox: collections.deque[Message] = collections.deque()
+        self.welcome: Welcome | None = None
+        self.reconnects = 0
+        self._last_sent = self._last_heard = 0.0
+
+    # -- socket lifecycle -----------------------------------------------------------------
+    def _open(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self._configure is not None:
+            self._configure(sock)
+        sock.connect(self.endpoint)
+        self._socket = sock
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def connect(self, timeout_s: float = 10.0) -> Welcome:
+        """Register with the server, retrying with backoff until ``timeout_s`` has passed."""
+        deadline = self._clock() + timeout_s
+        delay = self.backoff_s[0]
+        while True:
+            self._close_socket()
+            self._open()
+            hello = Message(self.hello)
+            self._send(hello)
+            wait = min(max(self.liveness * self.heartbeat_s, delay), deadline - self._clock())
+            reply = self._wait_for(lambda m: isinstance(m.content, Welcome), wait)
+            if reply is not None:
+                self.welcome = reply.content
+                self.heartbeat_s = self.welcome.heartbeat_s
+                return self.welcome
+            if self._clock() >= deadline:
+                self._close_socket()
+                raise ServerUnavailable(f"no welcome from {self.endpoint} in {timeout_s:.0f} s")
+            delay = min(delay * 2, self.backoff_s[1])
+
+    def close(self) -> None:
+        """Say ``bye`` (best effort) and close the socket."""
+        if self._socket is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._send(Message(Bye()))
+        self._close_socket()
+
+    # -- sending and receiving ------------------------------------------------------------
+    def _send(self, message: Message) -> None:
+        assert self._socket is not None, "connect() first"
+        self._socket.send_multipart(encode(message), copy=False)
+        self._last_sent = self._clock()
+
+    def send(self, message: Message) -> None:
+        """Send without waiting for an answer."""
+        self._send(message)
+
+    def _receive(self, timeout_s: float) -> Message | None:
+        """One decoded message, or None on timeout; heartbeats are absorbed here."""
+        assert self._socket is not None
+        if not self._socket.poll(max(0, int(timeout_s * 1000))):
+            return None
+        frames = self._socket.recv_multipart(copy=False)
+        self._last_heard = self._clock()
+        try:
+            message = decode(frames)
+        except ProtocolError:
+            return None  # a server speaking another version would say so in an error reply
+        return None if isinstance(message.content, Heartbeat) else message
+
+    def _wait_for(self, match: Callable[[Message], bool], timeout_s: float) -> Message | None:
+        """Wait for a matching message; others are kept for :meth:`poll`."""
+        deadline = self._clock() + timeout_s
+        while (left := deadline - self._clock()) > 0:
+            message = self._receive(min(left, self.heartbeat_s))
+            if message is not None:
+                if match(message):
+                    return message
+                self._inbox.append(message)
+            self._keep_alive()
+        return None
+
+    def _keep_alive(self) -> None:
+        now = self._clock()
+        if now - self._last_sent >= self.heartbeat_s:
+            self._send(Message(Heartbeat()))
+
+    def _server_lost(self) -> bool:
+        return self._clock() - self._last_heard > self.liveness * self.heartbeat_s
+
+    def poll(self, timeout_s: float = 0.1) -> Message | None:
+        """The next message from the server, heartbeating and reconnecting as needed."""
+        if self._inbox:
+            return self._inbox.popleft()
+        message = self._receive(timeout_s)
+        self._keep_alive()
+        if message is None and self._server_lost():
+            self.reconnects += 1
+            self.connect()
+        return message
+
+    def request(
+        self,
+        content: Content,
+        ack: type[Content],
+        session: str | None = None,
+        resend_s: float = 2.0,
+        timeout_s: float = 60.0,
+    ) -> Message:
+        """Send and wait for the ``ack`` reply, resending the same message every ``resend_s``.
+
+        Raises :class:`RequestFailed` when the server answers with ``error``, and
+        :class:`ServerUnavailable` after ``timeout_s`` without an answer.
+        """
+        message = Message(content, session=session)
+        deadline = self._clock() + timeout_s
+        while self._clock() < deadline:
+            self._send(message)
+            reply = self._wait_for(
+                lambda m: m.reply_to == message.id and isinstance(m.content, (ack, Error)),
+                min(resend_s, deadline - self._clock()),
+            )
+            if reply is not None:
+                if isinstance(reply.content, Error):
+                    raise RequestFailed(reply.content)
+                return reply
+            if self._server_lost():
+                self.reconnects += 1
+                self.connect(timeout_s=max(deadline - self._clock(), 0.1))
+        raise ServerUnavailable(f"no {ack.__name__} for {message.type} in {timeout_s:.0f} s")
