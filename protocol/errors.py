@@ -27,3 +27,22 @@ class TargetError(XDreamError, ValueError):
 
 class OptimizerStateError(XDreamError, ValueError):
     """A saved optimizer state does not fit the optimizer it is being restored into."""
+
+
+class UnknownSession(XDreamError, KeyError):
+    """A message or request names a session this server does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownStimulus(XDreamError, ValueError):
+    """A presentation or response names a stimulus the generation does not have."""
+
+
+class LateResponse(XDreamError, ValueError):
+    """Counts for a generation that is already complete: stored, not optimised on."""
+
+
+class ChannelMismatch(XDreamError, ValueError):
+    """A response's channel count differs from the session's."""

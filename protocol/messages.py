@@ -72,17 +72,22 @@ class Stimulus(Content):
 
 
 class Generation(Content):
-    """Server -> presenter: the images of one generation. Resent until acknowledged."""
+    """Server -> presenter: the images of one generation. Resent until acknowledged.
+
+    Block 0 holds every stimulus; blocks 1, 2, ... re-present those still lacking responses.
+    """
 
     generation: Annotated[int, Field(ge=0)]
+    block: Annotated[int, Field(ge=0)] = 0
     stimuli: Annotated[list[Stimulus], Field(min_length=1, max_length=4096)]
     params: PresentationParams = PresentationParams()
 
 
 class GenerationAck(Content):
-    """Presenter -> server: the generation arrived intact."""
+    """Presenter -> server: the generation (block) arrived intact."""
 
     generation: Annotated[int, Field(ge=0)]
+    block: Annotated[int, Field(ge=0)] = 0
 
 
 class Presentation(Content):

@@ -1,0 +1,138 @@
+"""Bookkeeping of one generation's presentations and spike counts, free of any I/O.
+
+A :class:`GenerationBook` knows which stimuli a generation showed, which presentations and
+responses arrived for each, which are still missing, and turns the counts into one score per
+evolved stimulus. Duplicates (the same ``presentation_id`` again, e.g. a resent message) are
+recognised and ignored; anything naming a stimulus the generation does not have is refused.
+The server feeds it from ZeroMQ and HTTP alike, so both paths behave identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
+from protocol.messages import Presentation, Response
+
+
+@dataclass
+class StimulusSlot:
+    stimulus_id: str
+    kind: str  # "evolved" or "reference"
+    #: Row of the generation's codes (evolved) or index of the reference image.
+    index: int
+    responses: list[np.ndarray] = field(default_factory=list)
+    aborted: int = 0
+
+
+@dataclass
+class Ingested:
+    accepted: int = 0
+    duplicates: int = 0
+
+
+def combine_channels(
+    counts: np.ndarray, channels: Sequence[int], weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """One score per row of ``counts`` (rows x recorded channels): the target channels'
+    mean, or their weighted sum when ``weights`` are given."""
+    picked = counts[..., list(channels)]
+    if weights is None:
+        return picked.mean(axis=-1)
+    return picked @ np.asarray(weights, dtype=np.float64)
+
+
+class GenerationBook:
+    """Presentations and responses of generation ``index``; ``repeats`` wanted per stimulus."""
+
+    def __init__(
+        self, index: int, slots: Sequence[StimulusSlot], repeats: int, n_channels: int | None = None
+    ) -> None:
+        if repeats < 1:
+            raise ConfigError(f"repeats must be at least 1, got {repeats}")
+        self.index = index
+        self.repeats = repeats
+        self.n_channels = n_channels
+        self.slots = {s.stimulus_id: s for s in slots}
+        if len(self.slots) != len(slots):
+            raise ConfigError("stimulus ids must be unique within a generation")
+        self._presentations: dict[str, Presentation] = {}
+        self._responded: set[str] = set()
+
+    def _slot(self, stimulus_id: str) -> StimulusSlot:
+        try:
+            return self.slots[stimulus_id]
+        except KeyError:
+            raise UnknownStimulus(
+                f"generation {self.index} has no stimulus {stimulus_id!r}"
+            ) from None
+
+    def record_presented(self, presentations: Sequence[Presentation]) -> Ingested:
+        """Log presentations; aborted ones count towards re-presentation."""
+        for p in presentations:  # validate all first: a bad message changes nothing
+            self._slot(p.stimulus_id)
+        result = Ingested()
+        for p in presentations:
+            if p.presentation_id in self._presentations:
+                result.duplicates += 1
+                continue
+            self._presentations[p.presentation_id] = p
+            if p.outcome == "aborted":
+                self.slots[p.stimulus_id].aborted += 1
+            result.accepted += 1
+        return result
+
+    def record_responses(self, responses: Sequence[Response]) -> Ingested:
+        """Add spike counts; all-or-nothing: one bad response rejects the whole message."""
+        n = self.n_channels
+        for r in responses:
+            self._slot(r.stimulus_id)
+            if n is not None and len(r.counts) != n:
+                raise ChannelMismatch(
+                    f"presentation {r.presentation_id}: {len(r.counts)} channels, "
+                    f"the session records {n}"
+                )
+            n = len(r.counts) if n is None else n
+            known = self._presentations.get(r.presentation_id)
+            if known is not None and known.stimulus_id != r.stimulus_id:
+                raise UnknownStimulus(
+                    f"presentation {r.presentation_id} showed {known.stimulus_id!r}, "
+                    f"not {r.stimulus_id!r}"
+                )
+        self.n_channels = n
+        result = Ingested()
+        for r in responses:
+            if r.presentation_id in self._responded:
+                result.duplicates += 1
+                continue
+            self._responded.add(r.presentation_id)
+            self.slots[r.stimulus_id].responses.append(np.asarray(r.counts, dtype=np.float64))
+            result.accepted += 1
+        return result
+
+    def missing(self) -> list[str]:
+        """Stimuli with fewer responses than wanted, in presentation order."""
+        return [s.stimulus_id for s in self.slots.values() if len(s.responses) < self.repeats]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing()
+
+    def scores(
+        self, kind: str, channels: Sequence[int], weights: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Mean combined count per stimulus of ``kind``, ordered by index; NaN if unanswered."""
+        slots = sorted((s for s in self.slots.values() if s.kind == kind), key=lambda s: s.index)
+        out = np.full(len(slots), np.nan)
+        for i, slot in enumerate(slots):
+            if slot.responses:
+                counts = np.stack(slot.responses)
+                if max(channels) >= counts.shape[1]:
+                    raise ChannelMismatch(
+                        f"target channel {max(channels)} but only {counts.shape[1]} recorded"
+                    )
+                out[i] = combine_channels(counts, channels, weights).mean()
+        return out

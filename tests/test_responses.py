@@ -1,0 +1,98 @@
+"""Per-generation bookkeeping of presentations and spike counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
+from protocol.messages import Presentation, Response
+from server.responses import GenerationBook, StimulusSlot, combine_channels
+
+
+def book(repeats=1, n_channels=None) -> GenerationBook:
+    slots = [StimulusSlot(f"e{i}", "evolved", i) for i in range(3)]
+    slots.append(StimulusSlot("r0", "reference", 0))
+    return GenerationBook(5, slots, repeats, n_channels)
+
+
+def resp(pid, sid, *counts) -> Response:
+    return Response(presentation_id=pid, stimulus_id=sid, counts=list(counts))
+
+
+def shown(pid, sid, outcome="ok") -> Presentation:
+    return Presentation(presentation_id=pid, stimulus_id=sid, onset=1.0, outcome=outcome)
+
+
+def test_scores_mean_repeats_and_leave_missing_as_nan():
+    b = book(repeats=2)
+    b.record_responses([resp("p1", "e0", 2, 10), resp("p2", "e0", 4, 10), resp("p3", "e2", 6, 0)])
+    np.testing.assert_allclose(b.scores("evolved", [0]), [3.0, np.nan, 6.0])
+    assert b.missing() == ["e1", "e2", "r0"]  # e0 has both repeats
+    assert not b.complete
+
+
+def test_duplicates_are_counted_and_change_nothing():
+    b = book()
+    first = b.record_responses([resp("p1", "e0", 5)])
+    again = b.record_responses([resp("p1", "e0", 5), resp("p2", "e1", 7)])
+    assert (first.accepted, first.duplicates) == (1, 0)
+    assert (again.accepted, again.duplicates) == (1, 1)
+    np.testing.assert_allclose(b.scores("evolved", [0]), [5.0, 7.0, np.nan])
+
+
+def test_unknown_stimulus_rejects_the_whole_message():
+    b = book()
+    with pytest.raises(UnknownStimulus, match="generation 5 has no stimulus 'e9'"):
+        b.record_responses([resp("p1", "e0", 5), resp("p2", "e9", 1)])
+    assert b.missing() == ["e0", "e1", "e2", "r0"]  # p1 was not taken either
+    with pytest.raises(UnknownStimulus):
+        b.record_presented([shown("p1", "nope")])
+
+
+def test_channel_count_must_stay_the_same():
+    b = book()
+    b.record_responses([resp("p1", "e0", 1, 2)])
+    with pytest.raises(ChannelMismatch, match="1 channels, the session records 2"):
+        b.record_responses([resp("p2", "e1", 1)])
+    with pytest.raises(ChannelMismatch):
+        book(n_channels=3).record_responses([resp("p1", "e0", 1, 2)])
+    with pytest.raises(ChannelMismatch, match="target channel 4"):
+        b.scores("evolved", [4])
+
+
+def test_response_must_match_what_the_presentation_showed():
+    b = book()
+    b.record_presented([shown("p1", "e0")])
+    with pytest.raises(UnknownStimulus, match="showed 'e0', not 'e1'"):
+        b.record_responses([resp("p1", "e1", 3)])
+
+
+def test_presentations_log_aborts_and_duplicates():
+    b = book()
+    got = b.record_presented([shown("p1", "e0", "aborted"), shown("p2", "e0")])
+    again = b.record_presented([shown("p1", "e0", "aborted")])
+    assert (got.accepted, again.duplicates) == (2, 1)
+    assert b.slots["e0"].aborted == 1
+
+
+def test_reference_scores_are_kept_apart():
+    b = book()
+    b.record_responses([resp(f"p{i}", s, i + 1) for i, s in enumerate(["e0", "e1", "e2", "r0"])])
+    assert b.complete
+    np.testing.assert_allclose(b.scores("evolved", [0]), [1, 2, 3])
+    np.testing.assert_allclose(b.scores("reference", [0]), [4])
+
+
+def test_combining_channels():
+    counts = np.array([[1.0, 3.0, 10.0], [2.0, 2.0, 0.0]])
+    np.testing.assert_allclose(combine_channels(counts, [0, 1]), [2.0, 2.0])
+    np.testing.assert_allclose(combine_channels(counts, [2]), [10.0, 0.0])
+    np.testing.assert_allclose(combine_channels(counts, [0, 2], [1.0, -0.5]), [-4.0, 2.0])
+
+
+def test_invalid_books():
+    with pytest.raises(ConfigError):
+        GenerationBook(0, [StimulusSlot("a", "evolved", 0)] * 2, 1)
+    with pytest.raises(ConfigError):
+        GenerationBook(0, [StimulusSlot("a", "evolved", 0)], 0)
