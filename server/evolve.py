@@ -136,11 +136,14 @@ def run(
     """Run the session and write its outputs; returns the summary printed by ``--json``."""
     cfg = prepared.config
     out = Path(cfg.out)
+    noise = prepared.neurons.noise
     config = {
         **asdict(cfg),
         "population": prepared.optimizer.population,
         "generations": prepared.generations,
         "optimizer_settings": asdict(prepared.optimizer.settings),
+        # spikes per unit of activation: observed = Poisson(activation * scale) / scale
+        "noise_scale": None if noise is None else float(noise.scale[0]),
     }
     store = SessionFile(out / "session.h5", config)
     engine = Engine(prepared.generator, prepared.optimizer, store)
