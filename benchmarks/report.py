@@ -35,7 +35,7 @@ def load(path: Path) -> tuple[list[dict], dict]:
 def ratios(runs: list[dict], ceilings: dict) -> dict:
     """{(label, noise): {"ga": [...], "natural": [...], "ceiling": [...], "layer": [...]}}."""
     ga = {
-        (r["layer"], r["channel"], r["noise"], r["seed"]): r["best_true"]
+        (r["layer"], r["channel"], r["noise"], r["seed"]): r
         for r in runs
         if r["label"] == BASELINE
     }
@@ -44,7 +44,11 @@ def ratios(runs: list[dict], ceilings: dict) -> dict:
         key = (r["layer"], r["channel"], r["noise"], r["seed"])
         cell = out[(r["label"], r["noise"])]
         cell["layer"].append(r["layer"])
-        cell["ga"].append(r["best_true"] / ga[key] if key in ga else np.nan)
+        base = ga.get(key)
+        cell["ga"].append(r["best_true"] / base["best_true"] if base else np.nan)
+        cell["ga_last"].append(
+            r["last_mean"] / base["last_mean"] if base and base["last_mean"] > 0 else np.nan
+        )
         cell["natural"].append(r["best_true"] / r["reference_best"])
         ceiling = ceilings.get((r["layer"], r["channel"], r["seed"]))
         cell["ceiling"].append(r["best_true"] / ceiling if ceiling else np.nan)
@@ -66,18 +70,19 @@ def table(cells: dict) -> str:
     head = (
         "| configuration | noise | vs GA: all | "
         + " | ".join(layers)
-        + " | vs best natural | vs white-box | s/run |"
+        + " | last generation mean vs GA | vs best natural | vs white-box | s/run |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for (label, noise), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         all_ga, n = _median(c["ga"], c["layer"])
         per_layer = [f"{_median(c['ga'], c['layer'], lay)[0]:.2f}" for lay in layers]
+        last, _ = _median(c["ga_last"], c["layer"])
         nat, _ = _median(c["natural"], c["layer"])
         ceil, _ = _median(c["ceiling"], c["layer"])
         rows.append(
             f"| {label} | {noise} | **{all_ga:.2f}** (n={n}) | "
             + " | ".join(per_layer)
-            + f" | {nat:.2f} | {ceil:.2f} | {np.median(c['seconds']):.1f} |"
+            + f" | {last:.2f} | {nat:.2f} | {ceil:.2f} | {np.median(c['seconds']):.1f} |"
         )
     return "\n".join(rows)
 
