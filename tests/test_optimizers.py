@@ -124,12 +124,12 @@ def test_budget_sets_the_schedule_horizon():
 def test_presets_per_generator():
     tuned = make_optimizer("cmaes", DIM, generator="fourier", budget=3000).settings
     assert (tuned.population, tuned.step_size, tuned.sigma0, tuned.sigma_end) == (
-        20,
+        40,
         "decay",
         1.0,
         0.1,
     )
-    assert tuned.horizon == 150
-    assert make_optimizer("cmaes", DIM, generator="fourier", population=40).population == 40
+    assert tuned.horizon == 75
+    assert make_optimizer("cmaes", DIM, generator="fourier", population=20).population == 20
     assert make_optimizer("cmaes-chol", DIM, generator="fc6").settings.sigma0 == 3.0
     assert make_optimizer("cmaes", DIM).settings.step_size == "csa"  # textbook without preset
