@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# Both create .venv with the CPU build of torch first (override TORCH=... for another build),
+# Both create .venv with torch installed first (TORCH=... picks another build or version),
 # then install xdream-rig with the server and dev extras.
 
 PYTHON ?= python3

@@ -103,7 +103,6 @@ def run_one(
     noise,
     budget: int,
     seed: int,
-    device: str,
 ) -> dict:
     optimizer = make_optimizer(
         config["optimizer"],
@@ -177,7 +176,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.units, args.layers, args.budget, args.references = 1, "middle,output", 400, 100
         args.unit_offset = 0
-    torch.set_grad_enabled(True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -258,7 +256,6 @@ def main(argv: list[str] | None = None) -> None:
                             noise,
                             args.budget,
                             seed,
-                            args.device,
                         )
                         emit(
                             {

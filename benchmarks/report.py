@@ -35,9 +35,7 @@ def load(path: Path) -> tuple[list[dict], dict]:
 def ratios(runs: list[dict], ceilings: dict) -> dict:
     """{(label, noise): {"ga": [...], "natural": [...], "ceiling": [...], "layer": [...]}}."""
     ga = {
-        (r["layer"], r["channel"], r["noise"], r["seed"]): r
-        for r in runs
-        if r["label"] == BASELINE
+        (r["layer"], r["channel"], r["noise"], r["seed"]): r for r in runs if r["label"] == BASELINE
     }
     out: dict = defaultdict(lambda: defaultdict(list))
     for r in runs:

@@ -81,7 +81,7 @@ class Message:
 
 
 class _BufferSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     dtype: str
     shape: list[int]
 
@@ -147,8 +147,9 @@ def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
         raise UnsupportedVersion(
             f"protocol version {version!r} not supported; this side speaks {PROTOCOL_VERSION}"
         )
-    if obj.get("type") not in MESSAGE_TYPES:
-        raise UnknownMessageType(f"unknown message type {obj.get('type')!r}")
+    msg_type = obj.get("type")
+    if not isinstance(msg_type, str) or msg_type not in MESSAGE_TYPES:
+        raise UnknownMessageType(f"unknown message type {msg_type!r}")
     try:
         header = _Header.model_validate(obj)
     except ValidationError as exc:

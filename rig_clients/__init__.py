@@ -1,4 +1,4 @@
-"""What runs on rig PCs: the connection to the server, a presenter and a recorder.
+"""What runs on rig PCs; so far the connection to the server (``rig_clients.connection``).
 
 Pure Python with numpy, pyzmq, msgpack and pydantic: installs and runs without torch.
 """

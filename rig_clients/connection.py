@@ -80,6 +80,7 @@ class Connection:
         """Register with the server, retrying with backoff until ``timeout_s`` has passed."""
         deadline = self._clock() + timeout_s
         delay = self.backoff_s[0]
+        self.welcome = None
         while True:
             self._close_socket()
             self._open()
@@ -123,7 +124,7 @@ class Connection:
         try:
             message = decode(frames)
         except ProtocolError:
-            return None  # a server speaking another version would say so in an error reply
+            return None  # undecodable (e.g. another protocol version): nothing to act on
         return None if isinstance(message.content, Heartbeat) else message
 
     def _wait_for(self, match: Callable[[Message], bool], timeout_s: float) -> Message | None:
@@ -139,6 +140,9 @@ class Connection:
         return None
 
     def _keep_alive(self) -> None:
+        """Heartbeat when idle, only once registered (before ``welcome`` only ``hello``)."""
+        if self.welcome is None:
+            return
         now = self._clock()
         if now - self._last_sent >= self.heartbeat_s:
             self._send(Message(Heartbeat()))

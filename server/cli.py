@@ -81,7 +81,8 @@ def _evolve(args: argparse.Namespace) -> int:
     else:
         rel = ""
         if summary["best_reference"]:
-            rel = f" ({summary['best_score'] / summary['best_reference']:.2f}x best natural)"
+            ratio = summary["best_activation"] / summary["best_reference"]
+            rel = f" (noiseless {ratio:.2f}x the best natural image)"
         print(
             f"best score {summary['best_score']:.4g}{rel}; mean first generation "
             f"{summary['first_generation_mean']:.4g}, last {summary['last_generation_mean']:.4g}; "

@@ -4,7 +4,7 @@ A :class:`GenerationBook` knows which stimuli a generation showed, which present
 responses arrived for each, which are still missing, and turns the counts into one score per
 evolved stimulus. Duplicates (the same ``presentation_id`` again, e.g. a resent message) are
 recognised and ignored; anything naming a stimulus the generation does not have is refused.
-The server feeds it from ZeroMQ and HTTP alike, so both paths behave identically.
+It does no I/O, so the server can feed it from ZeroMQ and HTTP alike.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ class StimulusSlot:
     #: Row of the generation's codes (evolved) or index of the reference image.
     index: int
     responses: list[np.ndarray] = field(default_factory=list)
-    aborted: int = 0
+    #: Counts from presentations reported as aborted: kept, never scored.
+    excluded: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
 class Ingested:
     accepted: int = 0
     duplicates: int = 0
+    #: Of the accepted: counts for aborted presentations, stored but not scored.
+    excluded: int = 0
 
 
 def combine_channels(
@@ -71,7 +74,8 @@ class GenerationBook:
             ) from None
 
     def record_presented(self, presentations: Sequence[Presentation]) -> Ingested:
-        """Log presentations; aborted ones count towards re-presentation."""
+        """Log presentations. An aborted one (e.g. broken fixation) leaves its stimulus
+        missing, so it is presented again; counts reported for it are kept but not scored."""
         for p in presentations:  # validate all first: a bad message changes nothing
             self._slot(p.stimulus_id)
         result = Ingested()
@@ -80,8 +84,6 @@ class GenerationBook:
                 result.duplicates += 1
                 continue
             self._presentations[p.presentation_id] = p
-            if p.outcome == "aborted":
-                self.slots[p.stimulus_id].aborted += 1
             result.accepted += 1
         return result
 
@@ -109,12 +111,18 @@ class GenerationBook:
                 result.duplicates += 1
                 continue
             self._responded.add(r.presentation_id)
-            self.slots[r.stimulus_id].responses.append(np.asarray(r.counts, dtype=np.float64))
+            counts = np.asarray(r.counts, dtype=np.float64)
+            shown = self._presentations.get(r.presentation_id)
+            if shown is not None and shown.outcome == "aborted":
+                self.slots[r.stimulus_id].excluded.append(counts)
+                result.excluded += 1
+            else:
+                self.slots[r.stimulus_id].responses.append(counts)
             result.accepted += 1
         return result
 
     def missing(self) -> list[str]:
-        """Stimuli with fewer responses than wanted, in presentation order."""
+        """Stimuli with fewer scored responses than wanted, in the generation's order."""
         return [s.stimulus_id for s in self.slots.values() if len(s.responses) < self.repeats]
 
     @property

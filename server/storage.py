@@ -99,10 +99,12 @@ class SessionFile:
             _append(g, name, np.asarray(values))
         write_state(self._file.require_group("optimizer"), optimizer_state)
         timings = dict(result.timings, store_s=time.perf_counter() - t0)
+        first = "timings" not in self._file
         _append(
             self._file, "timings", np.array([[timings.get(c, np.nan) for c in _TIMING_COLUMNS]])
         )
-        self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
+        if first:
+            self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
         self._file.attrs["updated"] = time.time()
         self._file.flush()
 

@@ -2,6 +2,9 @@
 
 A unit's rate is its rectified activation times a per-unit ``scale`` chosen so that a good
 natural stimulus (the expected best of ``n_best`` reference images) evokes ``spikes`` spikes.
+The expectation is taken over the reference images given: with fewer than ``n_best`` of them
+it is simply their best, which sits below the best of 2,500, so pass many references
+(``xdream evolve --references``) for noise as strong as the paper's.
 Observed response = Poisson(rate) / scale, averaged over repeats: activation units, noisy.
 """
 

@@ -82,7 +82,8 @@ def test_outputs_are_written_and_complete(finished_run):
         assert float(g["scores"][:].max()) == pytest.approx(summary["best_score"])
         assert f["timings"].shape == (20, 5)
         state = read_state(f["optimizer"])
-    # the stored state continues the run: its population is the one after generation 20
+    # the stored state is complete enough to rebuild the optimizer (that its next ask() is
+    # identical to the live one's is tested in test_storage.py)
     opt = Optimizer.from_state_dict(state)
     assert opt.generation == 20
 

@@ -133,3 +133,18 @@ def test_presets_per_generator():
     assert make_optimizer("cmaes", DIM, generator="fourier", population=20).population == 20
     assert make_optimizer("cmaes-chol", DIM, generator="fc6").settings.sigma0 == 3.0
     assert make_optimizer("cmaes", DIM).settings.step_size == "csa"  # textbook without preset
+
+
+def test_settings_are_type_checked_and_coerced():
+    assert make_optimizer("ga", DIM, population=40.0).population == 40
+    assert make_optimizer("cmaes", DIM, sigma0=2).settings.sigma0 == 2.0
+    for bad in (
+        {"population": "40"},
+        {"population": 2.5},
+        {"population": True},
+        {"mutation_rate": "abc"},
+    ):
+        with pytest.raises(ConfigError, match="must be"):
+            make_optimizer("ga", DIM, **bad)
+    with pytest.raises(ConfigError, match="step_size must be str"):
+        make_optimizer("cmaes", DIM, step_size=1)

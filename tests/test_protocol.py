@@ -348,3 +348,14 @@ def test_protocol_md_states_the_version_and_every_type():
 def test_header_bytes_start_as_protocol_md_says():
     # PROTOCOL.md section 4: fixmap of 8 entries, the 1-char string "v", the fixint 1
     assert bytes(encode(Message(Heartbeat()))[0][:4]) == b"\x88\xa1v\x01"
+
+
+@pytest.mark.parametrize("bad_type", [[1, 2], {"a": 1}, 7, None])
+def test_a_non_string_type_is_an_unknown_type_not_a_crash(bad_type):
+    with pytest.raises(UnknownMessageType):
+        decode(frames_of(valid_header(type=bad_type)))
+
+
+def test_unknown_keys_in_a_buffer_description_are_ignored():
+    header = valid_header(buffers=[{"dtype": "uint8", "shape": [2], "future": 1}])
+    np.testing.assert_array_equal(decode(frames_of(header, b"ab")).buffers[0], [97, 98])

@@ -68,12 +68,16 @@ def test_response_must_match_what_the_presentation_showed():
         b.record_responses([resp("p1", "e1", 3)])
 
 
-def test_presentations_log_aborts_and_duplicates():
+def test_counts_of_aborted_presentations_are_kept_but_not_scored():
     b = book()
-    got = b.record_presented([shown("p1", "e0", "aborted"), shown("p2", "e0")])
+    got = b.record_presented([shown("p1", "e0", "aborted"), shown("p2", "e1")])
     again = b.record_presented([shown("p1", "e0", "aborted")])
     assert (got.accepted, again.duplicates) == (2, 1)
-    assert b.slots["e0"].aborted == 1
+    result = b.record_responses([resp("p1", "e0", 9), resp("p2", "e1", 4)])
+    assert (result.accepted, result.excluded) == (2, 1)
+    assert "e0" in b.missing() and "e1" not in b.missing()
+    np.testing.assert_allclose(b.scores("evolved", [0]), [np.nan, 4.0, np.nan])
+    np.testing.assert_allclose(b.slots["e0"].excluded, [[9.0]])
 
 
 def test_reference_scores_are_kept_apart():

@@ -39,6 +39,7 @@ class ScriptedServer:
             self.port = port
         self.script = script
         self.received: list[Message] = []
+        self.errors: list[Exception] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -48,7 +49,11 @@ class ScriptedServer:
             if not self.sock.poll(10):
                 continue
             identity, *frames = self.sock.recv_multipart()
-            message = decode(frames)
+            try:
+                message = decode(frames)
+            except Exception as exc:  # keep serving; the test sees it in self.errors
+                self.errors.append(exc)
+                continue
             self.received.append(message)
             for reply in self.script(self, message) or []:
                 self.sock.send_multipart([identity, *encode(reply)])
@@ -213,3 +218,25 @@ def test_gives_up_with_a_clear_error_when_nobody_answers(context):
     with pytest.raises(ServerUnavailable, match=f"127.0.0.1:{port}"):
         conn.connect(timeout_s=0.5)
     conn.close()
+
+
+def test_nothing_but_hello_before_welcome(context):
+    def welcome_second_hello(server, message):
+        if isinstance(message.content, Hello) and server.types().count("hello") < 2:
+            return []  # the first hello gets no answer
+        return welcoming(server, message)
+
+    server = ScriptedServer(welcome_second_hello)
+    conn = connection(server.port, context)
+    try:
+        conn.connect(timeout_s=5)
+        first_heartbeat = (
+            server.types().index("heartbeat")
+            if "heartbeat" in server.types()
+            else len(server.types())
+        )
+        assert server.types()[:2] == ["hello", "hello"]
+        assert first_heartbeat >= 2 and not server.errors
+    finally:
+        conn.close()
+        server.close()

@@ -151,9 +151,13 @@ def build_network(variant: str) -> nn.Sequential:
     )
 
 
+def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
 def expected_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     """Every state_dict key of ``variant`` with its tensor shape."""
-    return {k: tuple(v.shape) for k, v in build_network(variant).state_dict().items()}
+    return _shapes(build_network(variant))
 
 
 class DeePSiMGenerator(Generator):
@@ -169,12 +173,10 @@ class DeePSiMGenerator(Generator):
         self._tanh = spec.tanh_output
         self.weights_file = weights_path(self.variant, weights)
         net = build_network(self.variant)
-        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        state = load_state_dict(self.weights_file, self.variant, expected)
+        state = load_state_dict(self.weights_file, self.variant, _shapes(net))
         net.load_state_dict(state, strict=True)
         self.net = net.eval().requires_grad_(False).to(self.device)
-        mean = torch.tensor(_BGR_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._bgr_mean = mean
+        self._bgr_mean = torch.tensor(_BGR_MEAN, device=self.device).view(1, 3, 1, 1)
 
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         out = self.net(codes)

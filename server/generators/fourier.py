@@ -3,7 +3,8 @@
 Natural images have amplitude spectra falling roughly as 1/f and strongly correlated colour
 channels. Writing the code in a space where both are whitened, i.e. Fourier coefficients
 scaled by 1/f and colours decorrelated, makes i.i.d. N(0, 1) codes look like smooth,
-photograph-like textures, and makes every code direction matter about equally to the image.
+photograph-like textures. (A few directions are redundant: the real FFT's self-conjugate
+bins ignore their imaginary parts.)
 That lets black-box optimizers find strong stimuli with no trained generator at all
 (benchmark in docs/BENCHMARKS.md).
 """

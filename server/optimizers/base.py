@@ -46,7 +46,25 @@ class Settings:
                 f"unknown setting(s) {', '.join(unknown)} for {cls.__qualname__}; "
                 f"known: {', '.join(sorted(known))}"
             )
-        return cls(**values)
+        return cls(**{k: _coerce(k, v, str(known[k].type)) for k, v in values.items()})
+
+
+def _coerce(name: str, value: Any, kind: str) -> Any:
+    """``value`` as the setting's type (``int``, ``float`` or ``str``), or ``ConfigError``.
+
+    Values come from command lines, JSON and HDF5, so 40.0 is a fine ``int`` and numpy
+    scalars are fine numbers; booleans and strings are not numbers.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if kind == "int" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return int(value)
+    elif kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif kind == "str" and isinstance(value, str):
+        return value
+    raise ConfigError(f"setting {name} must be {kind}, got {value!r}")
 
 
 class Optimizer(ABC):

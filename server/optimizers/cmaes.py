@@ -195,13 +195,15 @@ class CholeskyCMAES(_CMABase):
         return self.beta * y + (y @ self.q) @ self.p.T
 
     def _update_covariance(self, y: np.ndarray, w: np.ndarray, h_sigma: float) -> None:
-        c1 = self.c_1
-        a = math.sqrt(1 - c1)
+        # C' = a^2 C + c1 p_c p_c^T, where a^2 = 1 - c1, plus (as in the textbook update)
+        # c1 cc (2 - cc) C when h_sigma = 0 stalled p_c, so C does not shrink meanwhile.
+        c1, cc = self.c_1, self.c_c
+        a = math.sqrt(1 - c1 + (1 - h_sigma) * c1 * cc * (2 - cc))
         v = self._whiten(self.p_c[None])[0]
         nv2 = float(v @ v)
         if nv2 < 1e-300:
             return
-        root = math.sqrt(1 + c1 / (1 - c1) * nv2)
+        root = math.sqrt(1 + c1 / a**2 * nv2)
         b = a / nv2 * (root - 1)
         c = (1 - 1 / root) / (a * nv2)
         w_row = self.beta * v + self.q @ (self.p.T @ v)  # (A^-1)^T v
