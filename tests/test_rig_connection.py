@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -83,6 +84,18 @@ def context():
     ctx.term()
 
 
+@contextlib.contextmanager
+def running(script, context):
+    """A scripted server and a connection to it (not yet registered), both closed after."""
+    server = ScriptedServer(script)
+    conn = connection(server.port, context)
+    try:
+        yield server, conn
+    finally:
+        conn.close()
+        server.close()
+
+
 def connection(port: int, context, **kwargs) -> Connection:
     return Connection(
         f"tcp://127.0.0.1:{port}",
@@ -101,9 +114,7 @@ RESPONSES = Responses(
 
 
 def test_registers_and_heartbeats_when_idle(context):
-    server = ScriptedServer(welcoming)
-    conn = connection(server.port, context)
-    try:
+    with running(welcoming, context) as (server, conn):
         welcome = conn.connect(timeout_s=5)
         assert welcome.client_id == "c1"
         assert server.received[0].content == Hello(
@@ -119,9 +130,6 @@ def test_registers_and_heartbeats_when_idle(context):
         while "bye" not in server.types() and time.monotonic() < end:
             time.sleep(0.01)
         assert server.types()[-1] == "bye"
-    finally:
-        conn.close()
-        server.close()
 
 
 def test_request_is_resent_with_the_same_id_until_acknowledged(context):
@@ -132,18 +140,13 @@ def test_request_is_resent_with_the_same_id_until_acknowledged(context):
             return [Message(ResponsesAck(accepted=1, duplicates=0), reply_to=message.id)]
         return welcoming(server, message)
 
-    server = ScriptedServer(ack_on_third)
-    conn = connection(server.port, context)
-    try:
+    with running(ack_on_third, context) as (server, conn):
         conn.connect(timeout_s=5)
         reply = conn.request(RESPONSES, ResponsesAck, session="s1", resend_s=0.1, timeout_s=5)
         assert reply.content == ResponsesAck(accepted=1, duplicates=0)
         sent = [m for m in server.received if m.type == "responses"]
         assert len(sent) == 3 and len({m.id for m in sent}) == 1
         assert all(m.content == RESPONSES and m.session == "s1" for m in sent)
-    finally:
-        conn.close()
-        server.close()
 
 
 def test_error_reply_raises_with_the_servers_code(context):
@@ -154,15 +157,10 @@ def test_error_reply_raises_with_the_servers_code(context):
             ]
         return welcoming(server, message)
 
-    server = ScriptedServer(refuse)
-    conn = connection(server.port, context)
-    try:
+    with running(refuse, context) as (_server, conn):
         conn.connect(timeout_s=5)
         with pytest.raises(RequestFailed, match="UnknownSession: no session s9"):
             conn.request(RESPONSES, ResponsesAck, session="s9", timeout_s=5)
-    finally:
-        conn.close()
-        server.close()
 
 
 def test_messages_arriving_during_a_request_are_kept_for_poll(context):
@@ -174,15 +172,10 @@ def test_messages_arriving_during_a_request_are_kept_for_poll(context):
             ]
         return welcoming(server, message)
 
-    server = ScriptedServer(push_then_ack)
-    conn = connection(server.port, context)
-    try:
+    with running(push_then_ack, context) as (_server, conn):
         conn.connect(timeout_s=5)
         conn.request(RESPONSES, ResponsesAck, timeout_s=5)
         assert conn.poll(0.01).content == GenerationAck(generation=7)
-    finally:
-        conn.close()
-        server.close()
 
 
 def test_reconnects_and_says_hello_again_when_the_server_goes_silent(context):
@@ -195,9 +188,7 @@ def test_reconnects_and_says_hello_again_when_the_server_goes_silent(context):
             else welcoming(server, message)
         )
 
-    server = ScriptedServer(go_silent)
-    conn = connection(server.port, context)
-    try:
+    with running(go_silent, context) as (server, conn):
         conn.connect(timeout_s=5)
         silent.set()
         end = time.monotonic() + 40 * HEARTBEAT
@@ -205,9 +196,6 @@ def test_reconnects_and_says_hello_again_when_the_server_goes_silent(context):
             conn.poll(HEARTBEAT / 2)
         assert conn.reconnects >= 1
         assert server.types().count("hello") >= 2
-    finally:
-        conn.close()
-        server.close()
 
 
 def test_gives_up_with_a_clear_error_when_nobody_answers(context):
@@ -226,9 +214,7 @@ def test_nothing_but_hello_before_welcome(context):
             return []  # the first hello gets no answer
         return welcoming(server, message)
 
-    server = ScriptedServer(welcome_second_hello)
-    conn = connection(server.port, context)
-    try:
+    with running(welcome_second_hello, context) as (server, conn):
         conn.connect(timeout_s=5)
         first_heartbeat = (
             server.types().index("heartbeat")
@@ -237,6 +223,3 @@ def test_nothing_but_hello_before_welcome(context):
         )
         assert server.types()[:2] == ["hello", "hello"]
         assert first_heartbeat >= 2 and not server.errors
-    finally:
-        conn.close()
-        server.close()
