@@ -99,7 +99,6 @@ def plot(cells: dict, path: Path) -> None:
         ax.boxplot(data, orientation="horizontal")
         ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
         ax.axvline(1.0, color="grey", linestyle="--")
-        ax.set_xscale("log")
         ax.set_xlabel("best activation / GA's (same unit, noise, seed)")
         ax.set_title(f"noise: {noise}")
     fig.tight_layout()

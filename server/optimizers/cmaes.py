@@ -3,12 +3,13 @@
 Why our own and not pycma (which the tests use as the reference on sphere and ellipsoid):
 - a session must be restorable bit-for-bit from plain arrays in its HDF5 file after a crash;
   pycma's state is a large object graph that only pickle can save;
-- missing responses (NaN) must simply drop out of the update; pycma's ``tell`` rejects them;
+- missing responses (NaN) drop out of our update, which recombines the observed samples
+  only (pycma accepts NaN too, by rules of its own that we would have to pin down);
 - step-size control is where the gains are for XDream (Wang & Ponce 2022): a budget-aware
   decay of sigma beats cumulative step-size adaptation, which at d ~ 7,000 and
   lambda = 40 barely moves sigma within a few hundred generations;
-- cost: one ask + tell at d = 7,200, lambda = 40 takes ~4 ms here vs ~19 ms for pycma's
-  diagonal mode (``benchmarks/optimizer_step.py``).
+- cost: one ask + tell at d = 7,200, lambda = 40 takes ~7 ms here vs ~14 ms for pycma's
+  diagonal mode (``benchmarks/optimizer_step.py``, docs/BENCHMARKS.md).
 
 Both variants share the evolution paths and step-size rules (Hansen's tutorial, 2016); they
 differ in how the covariance is stored: a vector of variances (sep-CMA, Ros & Hansen 2008,
