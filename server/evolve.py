@@ -20,6 +20,7 @@ from protocol.errors import ConfigError
 from server import report
 from server.engine import Engine, GenerationResult, run_in_process
 from server.generators import Generator, make_generator
+from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
 from server.optimizers import Optimizer, make_optimizer
 from server.storage import SessionFile
 from simulator.neuron import SimulatedNeurons, build_neurons, reference_images
@@ -65,6 +66,11 @@ def prepare(config: EvolveConfig) -> Prepared:
         raise ConfigError(f"repeats must be at least 1, got {config.repeats}")
     if spikes is not None and config.references < 1:
         raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
+    if config.weights and config.generator not in DEEPSIM_VARIANTS:
+        raise ConfigError(
+            f"--weights is for DeePSiM generators ({', '.join(DEEPSIM_VARIANTS)}); "
+            f"{config.generator!r} has no weights"
+        )
     generator = make_generator(
         config.generator,
         device=config.device,
