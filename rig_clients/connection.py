@@ -150,6 +150,11 @@ class Connection:
     def _server_lost(self) -> bool:
         return self._clock() - self._last_heard > self.liveness * self.heartbeat_s
 
+    def _reconnect(self, timeout_s: float = 10.0) -> None:
+        """The server went silent: count it and register again on a fresh socket."""
+        self.reconnects += 1
+        self.connect(timeout_s=timeout_s)
+
     def poll(self, timeout_s: float = 0.1) -> Message | None:
         """The next message from the server, heartbeating and reconnecting as needed."""
         if self._inbox:
@@ -157,8 +162,7 @@ class Connection:
         message = self._receive(timeout_s)
         self._keep_alive()
         if message is None and self._server_lost():
-            self.reconnects += 1
-            self.connect()
+            self._reconnect()
         return message
 
     def request(
@@ -187,6 +191,5 @@ class Connection:
                     raise RequestFailed(reply.content)
                 return reply
             if self._server_lost():
-                self.reconnects += 1
-                self.connect(timeout_s=max(deadline - self._clock(), 0.1))
+                self._reconnect(timeout_s=max(deadline - self._clock(), 0.1))
         raise ServerUnavailable(f"no {ack.__name__} for {message.type} in {timeout_s:.0f} s")
