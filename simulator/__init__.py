@@ -2,5 +2,5 @@
 
 ``simulator.target`` parses unit specs and scores many units in one forward pass;
 ``simulator.networks`` loads networks offline; ``simulator.noise`` turns activations into
-spike counts; ``simulator.reference`` provides natural reference images.
+spike counts; ``simulator.client`` plays a whole rig over the wire.
 """

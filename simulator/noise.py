@@ -64,6 +64,10 @@ class PoissonNoise:
             )
         return cls(spikes / good, **kwargs)
 
+    def spikes(self, activations: np.ndarray) -> np.ndarray:
+        """One presentation's spike counts per unit (whole numbers, as a rig reports them)."""
+        return self.rng.poisson(np.maximum(activations, 0.0) * self.scale).astype(np.float64)
+
     def __call__(self, activations: np.ndarray) -> np.ndarray:
         rate = np.maximum(activations, 0.0) * self.scale
         counts = self.rng.poisson(rate, size=(self.repeats, *rate.shape)).mean(axis=0)

@@ -1,7 +1,8 @@
 """Natural reference images: random crops of scikit-image's bundled photographs or a folder.
 
 They calibrate the noise (how many spikes a "good" natural stimulus evokes) and give the
-yardstick of relative activation: best evolved / best natural.
+yardstick of relative activation: best evolved / best natural. Sessions on a rig show
+them among the evolved images as reference stimuli.
 """
 
 from __future__ import annotations
@@ -71,4 +72,18 @@ def random_crops(photos: list[np.ndarray], n: int, size: int, seed: int = 0) -> 
         crop = crop.resize((size, size), Image.Resampling.BILINEAR)
         array = np.asarray(crop)
         out[i] = array[:, ::-1] if rng.random() < 0.5 else array
+    return out
+
+
+def centre_squares(photos: list[np.ndarray], size: int) -> np.ndarray:
+    """Each photo's centre square resized to ``size`` (reference images from a folder)."""
+    from PIL import Image
+
+    out = np.empty((len(photos), size, size, 3), dtype=np.uint8)
+    for i, photo in enumerate(photos):
+        h, w = photo.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        out[i] = np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
     return out
