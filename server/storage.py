@@ -1,26 +1,34 @@
-"""One HDF5 file per session: configuration, every generation, and the optimizer's state.
+"""One HDF5 file per session: configuration, every generation, every response, events.
 
 Layout (all under the file root)::
 
-    attrs: format, config (JSON), status (running | finished | aborted), created, updated
+    attrs: format, config (JSON), status, created, updated
     generations/index     (images,)            int32   generation of each image
     generations/codes     (images, code_dim)   float32
     generations/images    (images, H, W, 3)    uint8, gzip, one chunk per image
     generations/scores    (images,)            float64, NaN = no response
-    generations/<extra>   (images, ...)        e.g. noiseless activations in silico
+    generations/<extra>   (images, ...)        e.g. noiseless activations, responses counted
     timings               (generations, k)     float64, column names in attrs["columns"]
-    optimizer/            latest optimizer state: arrays as datasets, scalars as attrs
+    optimizer/            state after the last complete generation (arrays -> datasets);
+                          written last, so its ``generation`` counts the complete ones
+    references/images     (refs, H, W, 3)      the session's natural reference images
+    references/generation, /index, /score      one row per reference shown and scored
+    presentations/...     one row per reported presentation (rig onset, outcome, block)
+    responses/...         one row per accepted response (counts per channel, rig windows)
+    late_responses/...    responses that arrived after their generation completed
+    events/...            time, generation, kind, detail (JSON): the session's log
 
-Datasets grow along their first axis, and the file is flushed after every generation, so
-what is on disk between generations is a complete file: a crash loses at most the generation
-in flight. h5py serialises all calls behind one lock: callers in an event loop must write
-from a worker thread.
+Tables grow along their first axis and the file is flushed after every write the server
+acknowledges, so what is on disk is always a readable file: a crash (even ``kill -9``) loses
+at most the generation in flight, never an acknowledged response. h5py serialises all calls
+behind one lock: callers in an event loop must write from a worker thread.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +40,15 @@ from server.engine import GenerationResult
 
 FORMAT = "xdream-rig session 1"
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
+_STR = h5py.string_dtype()
 
 
-def _append(group: h5py.Group, name: str, rows: np.ndarray, **create: Any) -> None:
+def _append(group: h5py.Group, name: str, rows: Any, **create: Any) -> None:
+    """Append ``rows`` to dataset ``name`` (created resizable on first use)."""
     rows = np.asarray(rows)
+    if rows.dtype.kind in "UO":  # text: stored as variable-length UTF-8
+        rows = rows.astype(object)
+        create.setdefault("dtype", _STR)
     if name not in group:
         group.create_dataset(
             name,
@@ -48,6 +61,28 @@ def _append(group: h5py.Group, name: str, rows: np.ndarray, **create: Any) -> No
     ds = group[name]
     ds.resize(ds.shape[0] + len(rows), axis=0)
     ds[-len(rows) :] = rows
+
+
+def _append_table(group: h5py.Group, columns: dict[str, Any]) -> None:
+    """Append rows to a table stored as one dataset per column (equal lengths)."""
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"table columns differ in length: {lengths}")
+    if lengths == {0}:
+        return
+    for name, values in columns.items():
+        _append(group, name, values)
+
+
+def _read_table(group: h5py.Group | None, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Columns of a table (strings decoded), optionally only the rows selected by a mask."""
+    if group is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, ds in group.items():
+        values = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+        out[name] = values if rows is None else values[rows]
+    return out
 
 
 def write_state(group: h5py.Group, state: dict[str, Any]) -> None:
@@ -74,7 +109,13 @@ def read_state(group: h5py.Group) -> dict[str, Any]:
 class SessionFile:
     """Writer for one session's HDF5 file (the only process with it open while it runs)."""
 
-    def __init__(self, path: Path, config: dict[str, Any], overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: dict[str, Any],
+        overwrite: bool = False,
+        status: str = "running",
+    ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise ConfigError(f"{self.path} already exists; choose a new --out directory")
@@ -82,12 +123,122 @@ class SessionFile:
         self._file = h5py.File(self.path, "w")
         now = time.time()
         self._file.attrs.update(
-            format=FORMAT, config=json.dumps(config), status="running", created=now, updated=now
+            format=FORMAT, config=json.dumps(config), status=status, created=now, updated=now
         )
         self._file.create_group("generations")
         self._file.flush()
 
-    def write_generation(self, result: GenerationResult, optimizer_state: dict[str, Any]) -> None:
+    @classmethod
+    def reopen(cls, path: Path, mode: str = "r+") -> SessionFile:
+        """Open an existing session file: ``r+`` to continue it (e.g. after a server
+        restart), ``r`` to read a closed one."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, mode)
+        except OSError as exc:
+            raise ConfigError(f"{self.path} cannot be opened as a session file: {exc}") from None
+        if self._file.attrs.get("format") != FORMAT:
+            self._file.close()
+            raise ConfigError(f"{self.path} is not an xdream-rig session file")
+        return self
+
+    # -- what a resumed session needs ---------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return bool(self._file.id.valid)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self._file.attrs["config"])
+
+    @property
+    def status(self) -> str:
+        return str(self._file.attrs["status"])
+
+    def optimizer_state(self) -> dict[str, Any] | None:
+        """The state after the last complete generation (None before the first)."""
+        group = self._file.get("optimizer") or self._file.get("optimizer.new")
+        return read_state(group) if group is not None and len(group.attrs) else None
+
+    def generations_done(self) -> int:
+        """Complete generations: those the saved optimizer state has been told about."""
+        state = self.optimizer_state()
+        return 0 if state is None else int(state["generation"])
+
+    def drop_partial_generation(self, done: int) -> None:
+        """Remove rows a crash left of generation ``done`` (written before its optimizer
+        state was), so that the resumed session stores that generation exactly once."""
+        g = self._file["generations"]
+        if "index" in g:
+            keep = int(np.sum(g["index"][()] < done))
+            for ds in g.values():
+                ds.resize(keep, axis=0)
+        refs = self._file.get("references")
+        if refs is not None and "generation" in refs:
+            keep = int(np.sum(refs["generation"][()] < done))
+            for name in ("generation", "index", "score"):
+                refs[name].resize(keep, axis=0)
+        if "timings" in self._file:
+            self._file["timings"].resize(min(done, self._file["timings"].shape[0]), axis=0)
+        self._touch_and_flush()
+
+    def table(self, name: str, generation: int | None = None) -> dict[str, Any]:
+        """A table's columns, all rows or only those of ``generation``."""
+        group = self._file.get(name)
+        if group is None or generation is None:
+            return _read_table(group)
+        return _read_table(group, group["generation"][()] == generation)
+
+    def references(self) -> np.ndarray | None:
+        ds = self._file.get("references/images")
+        return None if ds is None else ds[()]
+
+    # -- writing ------------------------------------------------------------------------
+    def _touch_and_flush(self) -> None:
+        self._file.attrs["updated"] = time.time()
+        self._file.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def set_status(self, status: str) -> None:
+        self._file.attrs["status"] = status
+        self._touch_and_flush()
+
+    def write_references(self, images: np.ndarray) -> None:
+        self._file.require_group("references").create_dataset(
+            "images",
+            data=images,
+            chunks=(1, *images.shape[1:]),
+            compression="gzip",
+            compression_opts=1,
+        )
+        self._touch_and_flush()
+
+    def append_rows(self, table: str, columns: dict[str, Any]) -> None:
+        """Append rows to ``table`` (presentations, responses, ...) and flush."""
+        _append_table(self._file.require_group(table), columns)
+        self._touch_and_flush()
+
+    def log_event(self, kind: str, generation: int = -1, **detail: Any) -> None:
+        self.append_rows(
+            "events",
+            {
+                "time": [time.time()],
+                "generation": np.array([generation], dtype=np.int32),
+                "kind": [kind],
+                "detail": [json.dumps(detail, default=str)],
+            },
+        )
+
+    def write_generation(
+        self,
+        result: GenerationResult,
+        optimizer_state: dict[str, Any],
+        reference_scores: Sequence[tuple[int, float]] = (),
+    ) -> None:
+        """Store a complete generation, the optimizer state after it, and reference scores."""
         t0 = time.perf_counter()
         g = self._file["generations"]
         n = len(result.scores)
@@ -97,7 +248,15 @@ class SessionFile:
         _append(g, "scores", result.scores.astype(np.float64))
         for name, values in result.extra.items():
             _append(g, name, np.asarray(values))
-        write_state(self._file.require_group("optimizer"), optimizer_state)
+        if reference_scores:
+            _append_table(
+                self._file.require_group("references"),
+                {
+                    "generation": np.full(len(reference_scores), result.index, dtype=np.int32),
+                    "index": np.array([i for i, _ in reference_scores], dtype=np.int32),
+                    "score": np.array([s for _, s in reference_scores], dtype=np.float64),
+                },
+            )
         timings = dict(result.timings, store_s=time.perf_counter() - t0)
         first = "timings" not in self._file
         _append(
@@ -105,12 +264,43 @@ class SessionFile:
         )
         if first:
             self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
-        self._file.attrs["updated"] = time.time()
-        self._file.flush()
+        self._write_optimizer_state(optimizer_state)
+        self._touch_and_flush()
 
-    def close(self, status: str) -> None:
-        """Mark the session ``finished`` or ``aborted`` and close the file."""
+    def _write_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Written last and swapped in whole: the saved state marks a generation complete."""
+        if "optimizer.new" in self._file:
+            del self._file["optimizer.new"]
+        write_state(self._file.create_group("optimizer.new"), state)
+        if "optimizer" in self._file:
+            del self._file["optimizer"]
+        self._file.move("optimizer.new", "optimizer")
+
+    def read_image(self, generation: int, position: int) -> np.ndarray:
+        """Image ``position`` of ``generation`` (ConfigError if it is not stored)."""
+        g = self._file["generations"]
+        if "index" not in g:
+            raise ConfigError(f"generation {generation} is not stored")
+        rows = np.flatnonzero(g["index"][()] == generation)
+        if not 0 <= position < len(rows):
+            raise ConfigError(f"generation {generation} has no image {position}")
+        return g["images"][rows[position]]
+
+    def best(self) -> tuple[int, float, np.ndarray] | None:
+        """Generation, score and image of the best-scored image so far."""
+        g = self._file["generations"]
+        if "scores" not in g:
+            return None
+        scores = g["scores"][()]
+        if np.isnan(scores).all():
+            return None
+        row = int(np.nanargmax(scores))
+        return int(g["index"][row]), float(scores[row]), g["images"][row]
+
+    def close(self, status: str | None = None) -> None:
+        """Close the file, first marking it ``status`` (e.g. finished, aborted) if given."""
         if self._file.id.valid:
-            self._file.attrs["status"] = status
-            self._file.attrs["updated"] = time.time()
+            if status is not None:
+                self._file.attrs["status"] = status
+                self._file.attrs["updated"] = time.time()
             self._file.close()
