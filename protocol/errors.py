@@ -46,3 +46,11 @@ class LateResponse(XDreamError, ValueError):
 
 class ChannelMismatch(XDreamError, ValueError):
     """A response's channel count differs from the session's."""
+
+
+class SessionStateError(XDreamError, RuntimeError):
+    """A control that the session's state does not allow (e.g. resuming a finished session)."""
+
+
+class NotRegistered(XDreamError, ValueError):
+    """A client sent something other than ``hello`` before being welcomed."""

@@ -27,6 +27,8 @@ class StimulusSlot:
     responses: list[np.ndarray] = field(default_factory=list)
     #: Counts from presentations reported as aborted: kept, never scored.
     excluded: list[np.ndarray] = field(default_factory=list)
+    #: Presentations that are over: answered with counts, or reported aborted.
+    answered: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Ingested:
     duplicates: int = 0
     #: Of the accepted: counts for aborted presentations, stored but not scored.
     excluded: int = 0
+    #: Indices (into the message's list) of the accepted items, for storing them.
+    fresh: list[int] = field(default_factory=list)
 
 
 def combine_channels(
@@ -79,12 +83,15 @@ class GenerationBook:
         for p in presentations:  # validate all first: a bad message changes nothing
             self._slot(p.stimulus_id)
         result = Ingested()
-        for p in presentations:
+        for i, p in enumerate(presentations):
             if p.presentation_id in self._presentations:
                 result.duplicates += 1
                 continue
             self._presentations[p.presentation_id] = p
+            if p.outcome == "aborted":
+                self.slots[p.stimulus_id].answered.add(p.presentation_id)
             result.accepted += 1
+            result.fresh.append(i)
         return result
 
     def record_responses(self, responses: Sequence[Response]) -> Ingested:
@@ -98,6 +105,11 @@ class GenerationBook:
                     f"the session records {n}"
                 )
             n = len(r.counts) if n is None else n
+            if r.baseline_counts is not None and len(r.baseline_counts) != n:
+                raise ChannelMismatch(
+                    f"presentation {r.presentation_id}: {len(r.baseline_counts)} baseline "
+                    f"channels for {n} evoked"
+                )
             known = self._presentations.get(r.presentation_id)
             if known is not None and known.stimulus_id != r.stimulus_id:
                 raise UnknownStimulus(
@@ -106,19 +118,22 @@ class GenerationBook:
                 )
         self.n_channels = n
         result = Ingested()
-        for r in responses:
+        for i, r in enumerate(responses):
             if r.presentation_id in self._responded:
                 result.duplicates += 1
                 continue
             self._responded.add(r.presentation_id)
             counts = np.asarray(r.counts, dtype=np.float64)
+            slot = self.slots[r.stimulus_id]
             shown = self._presentations.get(r.presentation_id)
             if shown is not None and shown.outcome == "aborted":
-                self.slots[r.stimulus_id].excluded.append(counts)
+                slot.excluded.append(counts)
                 result.excluded += 1
             else:
-                self.slots[r.stimulus_id].responses.append(counts)
+                slot.responses.append(counts)
+            slot.answered.add(r.presentation_id)
             result.accepted += 1
+            result.fresh.append(i)
         return result
 
     def missing(self) -> list[str]:

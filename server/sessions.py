@@ -1,0 +1,250 @@
+"""All sessions of one server: create them, find them, and bring them back after a restart.
+
+Each session lives in ``DATA_DIR/<id>.h5``. On start-up :meth:`SessionManager.restore` reopens
+every file whose session was created, running or paused, rebuilds its generator and its
+optimizer (from the state saved after the last complete generation) and carries on; a
+session that was running continues at once, because an animal may be waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from protocol.errors import ConfigError, UnknownSession, XDreamError
+from server.engine import Engine
+from server.generators import default_generator, make_generator
+from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.natural_images import centre_squares, load_photos, random_crops
+from server.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
+from server.session import History, Session, Transport
+from server.session_config import SessionConfig
+from server.storage import FORMAT, SessionFile
+
+log = logging.getLogger(__name__)
+
+#: Budget in images when a session names neither budget nor generations (the paper's 3,000).
+DEFAULT_BUDGET = 3000
+#: Natural crops drawn from the bundled photographs when no reference folder is given.
+BUNDLED_REFERENCES = 100
+
+
+@dataclasses.dataclass
+class _Parts:
+    engine: Engine
+    generations: int
+    references: np.ndarray | None
+    record: dict[str, Any]
+
+
+def _build(config: SessionConfig, state: dict[str, Any] | None = None) -> _Parts:
+    """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``."""
+    name = config.generator or default_generator()
+    if config.weights and name not in DEEPSIM_VARIANTS:
+        raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
+    generator = make_generator(
+        name,
+        device=config.device,
+        **({"weights": config.weights} if config.weights else {}),
+        **({"image_size": config.image_size} if config.image_size else {}),
+    )
+    optimizer_name = config.optimizer or DEFAULT_OPTIMIZER
+    overrides = dict(config.settings)
+    if config.population is not None:
+        overrides["population"] = config.population
+    budget = config.budget or (None if config.generations else DEFAULT_BUDGET)
+
+    def fresh(**more: Any) -> Optimizer:
+        return make_optimizer(
+            optimizer_name, generator.code_dim, config.seed, name, budget, **overrides, **more
+        )
+
+    optimizer = fresh()
+    if config.generations and hasattr(optimizer.settings, "horizon") and "horizon" not in overrides:
+        optimizer = fresh(horizon=config.generations)
+    generations = config.generations or (budget or 0) // optimizer.population
+    if generations < 1:
+        raise ConfigError(f"budget {budget} is below one generation of {optimizer.population}")
+    if state is not None:
+        optimizer = Optimizer.from_state_dict(state)
+    references = None
+    if config.references_per_generation:
+        photos = load_photos(config.reference_folder)
+        references = (
+            centre_squares(photos, generator.image_size)
+            if config.reference_folder
+            else random_crops(photos, BUNDLED_REFERENCES, generator.image_size, seed=config.seed)
+        )
+    record = {
+        "config": config.model_dump(mode="json"),
+        "generator": name,
+        "optimizer": optimizer_name,
+        "population": optimizer.population,
+        "generations": generations,
+        "image_size": generator.image_size,
+        "optimizer_settings": dataclasses.asdict(optimizer.settings),
+    }
+    return _Parts(Engine(generator, optimizer), generations, references, record)
+
+
+def _history(store: SessionFile, done: int) -> History:
+    """The per-generation numbers of a session file, for a restored session."""
+    history = History()
+    gens = store.table("generations")
+    index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
+    refs = store.table("references")
+    for g in range(done):
+        s = scores[index == g]
+        valid = s[~np.isnan(s)]
+        history.maxima.append(float(valid.max()) if valid.size else float("nan"))
+        history.means.append(float(valid.mean()) if valid.size else float("nan"))
+        r = refs["score"][refs["generation"] == g] if "score" in refs else np.array([])
+        r = r[~np.isnan(r)]
+        history.reference_means.append(float(r.mean()) if r.size else float("nan"))
+    if history.maxima and not np.isnan(history.maxima).all():
+        history.best_score = float(np.nanmax(history.maxima))
+    return history
+
+
+class SessionManager:
+    """The sessions of one server, by id; shared by the ZeroMQ and the HTTP side."""
+
+    def __init__(self, data_dir: Path, transport: Transport) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.transport = transport
+        self.sessions: dict[str, Session] = {}
+
+    def get(self, session_id: str | None) -> Session:
+        try:
+            return self.sessions[session_id or ""]
+        except KeyError:
+            raise UnknownSession(f"no session {session_id!r} on this server") from None
+
+    async def create(self, config: SessionConfig) -> Session:
+        """Build and store a new session (state ``created``); nothing is written on error."""
+        parts = await asyncio.to_thread(_build, config)
+        session_id = secrets.token_hex(4)
+        while session_id in self.sessions or (self.data_dir / f"{session_id}.h5").exists():
+            session_id = secrets.token_hex(4)
+        record = {"session_id": session_id, **parts.record}
+
+        def create_file() -> SessionFile:
+            store = SessionFile(self.data_dir / f"{session_id}.h5", record, status="created")
+            if parts.references is not None:
+                store.write_references(parts.references)
+            store.log_event("created")
+            return store
+
+        store = await asyncio.to_thread(create_file)
+        session = Session(
+            session_id,
+            config,
+            parts.engine,
+            store,
+            parts.generations,
+            parts.references,
+            self.transport,
+        )
+        self.sessions[session_id] = session
+        return session
+
+    async def restore(self) -> list[str]:
+        """Reopen every unfinished session file in the data directory; their ids."""
+        restored = []
+        for path in sorted(self.data_dir.glob("*.h5")):
+            try:
+                session = await self._restore(path)
+            except (XDreamError, OSError, KeyError, ValueError) as exc:
+                log.error("cannot resume %s: %s", path, exc)
+                continue
+            if session is not None:
+                restored.append(session.id)
+        return restored
+
+    async def _restore(self, path: Path) -> Session | None:
+        def open_parts() -> tuple[SessionFile, _Parts, int, set[str], int | None] | None:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") != FORMAT or f.attrs.get("status") in (
+                    "finished",
+                    "aborted",
+                ):
+                    return None
+            store = SessionFile.reopen(path)
+            try:
+                record = store.config
+                config = SessionConfig.model_validate(record["config"])
+                state = store.optimizer_state()
+                done = store.generations_done()
+                parts = _build(config, state)
+                store.drop_partial_generation(done)
+                responses = store.table("responses")
+                late = store.table("late_responses")
+                ids = responses.get("presentation_id", np.array([], dtype=object))
+                gens = responses.get("generation", np.array([], dtype=np.int32))
+                seen = set(ids[gens < done]) | set(late.get("presentation_id", []))
+                counts = responses.get("counts")
+                n_channels = None if counts is None else int(counts.shape[1])
+                store.log_event("server_restarted", done)
+                return store, parts, done, seen, n_channels
+            except BaseException:
+                store.close()
+                raise
+
+        opened = await asyncio.to_thread(open_parts)
+        if opened is None:
+            return None
+        store, parts, done, seen, n_channels = opened
+        session_id = str(store.config["session_id"])
+        config = SessionConfig.model_validate(store.config["config"])
+        session = Session(
+            session_id,
+            config,
+            parts.engine,
+            store,
+            parts.generations,
+            parts.references,
+            self.transport,
+            state=store.status,
+        )
+        history = await asyncio.to_thread(_history, store, done)
+        self.sessions[session_id] = session
+        session.restore(history, done, seen, n_channels)
+        return session
+
+    def past(self) -> list[dict[str, Any]]:
+        """Session files in the data directory that this server run does not hold."""
+        out = []
+        for path in sorted(self.data_dir.glob("*.h5")):
+            if path.stem in self.sessions:
+                continue
+            try:
+                with h5py.File(path, "r") as f:
+                    if f.attrs.get("format") != FORMAT:
+                        continue
+                    out.append(
+                        {"id": path.stem, "state": str(f.attrs["status"]), "data_file": str(path)}
+                    )
+            except OSError:
+                continue
+        return out
+
+    def on_client_lost(self, client_id: str) -> None:
+        for session in self.sessions.values():
+            session.on_client_lost(client_id)
+
+    def on_presenter_ready(self) -> None:
+        for session in self.sessions.values():
+            session.on_presenter_ready()
+
+    async def close(self) -> None:
+        """Close every file; running sessions stay ``running`` on disk and resume next start."""
+        for session in self.sessions.values():
+            await session.close()

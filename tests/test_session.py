@@ -1,0 +1,374 @@
+"""Sessions in process: the generation state machine, ingestion rules, storage and resume.
+
+The transport is a stand-in that records what the session sends, and the "rig" is the test
+itself, so every rule of PROTOCOL.md section 7 can be driven step by step. The same code
+over real ZeroMQ and HTTP is tested in test_closed_loop.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import h5py
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from protocol.codec import Message
+from protocol.errors import (
+    ChannelMismatch,
+    LateResponse,
+    SessionStateError,
+    UnknownSession,
+    UnknownStimulus,
+)
+from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
+from server.session_config import SessionConfig
+from server.sessions import SessionManager
+
+
+class FakeTransport:
+    """Records every block a session sends; ``connected`` = False models no presenter."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.connected = True
+        self.arrived = asyncio.Event()
+
+    def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
+        if not self.connected:
+            return None
+        self.sent.append(message)
+        self.arrived.set()
+        return "c1"
+
+    async def next(self, after: int, timeout: float = 20.0) -> Message:
+        """The first block sent after the first ``after`` ones."""
+        async with asyncio.timeout(timeout):
+            while len(self.sent) <= after:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.sent[after]
+
+
+def config(**kw) -> SessionConfig:
+    base = dict(generator="pixel", image_size=16, population=6, generations=3, seed=1)
+    return SessionConfig(**{**base, **kw})
+
+
+def brightness(image: np.ndarray) -> float:
+    return float(np.asarray(image, dtype=np.float64).mean())
+
+
+def responses_for(message: Message, only=None, channels: int = 1) -> Responses:
+    """One response per presentation asked for, scored by image brightness."""
+    content = message.content
+    rows = []
+    for stimulus in content.stimuli:
+        if only is not None and stimulus.stimulus_id not in only:
+            continue
+        score = brightness(message.buffers[stimulus.buffer])
+        for r in range(stimulus.repeats):
+            rows.append(
+                Response(
+                    presentation_id=f"{stimulus.stimulus_id}-b{content.block}-r{r}",
+                    stimulus_id=stimulus.stimulus_id,
+                    counts=[score] * channels,
+                )
+            )
+    return Responses(generation=content.generation, responses=rows)
+
+
+async def answer(session, message: Message, **kw):
+    session.on_ack(GenerationAck(generation=message.content.generation,
+                                 block=message.content.block), "c1")
+    return await session.ingest_responses(responses_for(message, **kw), "test", "rig")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def manager_in(tmp_path, transport=None):
+    manager = SessionManager(tmp_path, transport or FakeTransport())
+    try:
+        yield manager
+    finally:
+        await manager.close()
+
+
+async def wait_state(session, state: str, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while session.state != state:
+            await asyncio.sleep(0.01)
+
+
+def test_session_runs_to_the_end_and_stores_everything(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(references_per_generation=2, generations=4))
+            assert session.state == "created"
+            await session.start()
+            for g in range(4):
+                message = await transport.next(g)
+                assert message.content.generation == g and message.content.block == 0
+                assert [s.kind for s in message.content.stimuli].count("reference") == 2
+                ack = await answer(session, message)
+                assert (ack.accepted, ack.duplicates) == (8, 0)
+            await wait_state(session, "finished")
+            return session.store.path, session.history
+
+    path, history = run(main())
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "finished"
+        assert np.bincount(f["generations/index"][()]).tolist() == [6, 6, 6, 6]
+        assert f["generations/images"].shape == (24, 16, 16, 3)
+        assert f["responses/counts"].shape == (32, 1)  # 4 generations x (6 evolved + 2 refs)
+        assert f["references/score"].shape == (8,)
+        assert not np.isnan(f["generations/scores"][()]).any()
+        assert f["optimizer"].attrs["generation"] == 4
+        kinds = list(f["events/kind"].asstr()[()])
+        assert kinds[:2] == ["created", "running"] and kinds[-1] == "finished"
+    assert len(history.maxima) == 4 and len(history.loop_latency_s) == 3
+
+
+def test_duplicates_are_acknowledged_and_change_nothing(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config())
+            await session.start()
+            message = await transport.next(0)
+            half = [s.stimulus_id for s in message.content.stimuli[:3]]
+            first = await answer(session, message, only=half)
+            again = await answer(session, message, only=half)
+            rows = await session.read(lambda s: len(s.table("responses")["presentation_id"]))
+            await session.stop()
+            return first, again, rows
+
+    first, again, rows = run(main())
+    assert (first.accepted, first.duplicates) == (3, 0)
+    assert (again.accepted, again.duplicates) == (0, 3)
+    assert rows == 3
+
+
+def test_late_unknown_and_mismatched_responses_are_refused(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config())
+            with pytest.raises(UnknownStimulus, match="not started"):
+                await session.ingest_responses(
+                    Responses(generation=0, responses=[
+                        Response(presentation_id="p", stimulus_id="g0-e0", counts=[1])
+                    ]), "test", "rig")
+            await session.start()
+            gen0 = await transport.next(0)
+            await answer(session, gen0)
+            gen1 = await transport.next(1)
+            stored = await session.read(lambda s: s.table("responses")["counts"].copy())
+            # generation 0 again, with fresh presentation ids: late
+            late = Responses(generation=0, responses=[
+                Response(presentation_id="late-1", stimulus_id="g0-e0", counts=[5.0])
+            ])
+            with pytest.raises(LateResponse, match="stored as late"):
+                await session.ingest_responses(late, "test", "rig")
+            # the same late message again: a duplicate, not an error
+            ack = await session.ingest_responses(late, "test", "rig")
+            assert (ack.accepted, ack.duplicates) == (0, 1)
+            # a resend of generation 0's accepted responses: duplicates
+            ack = await session.ingest_responses(responses_for(gen0), "test", "rig")
+            assert ack.duplicates == 6
+            with pytest.raises(UnknownStimulus, match="has no stimulus"):
+                await session.ingest_responses(Responses(generation=1, responses=[
+                    Response(presentation_id="x", stimulus_id="g0-e0", counts=[1])
+                ]), "test", "rig")
+            with pytest.raises(UnknownStimulus, match="has not sent"):
+                await session.ingest_responses(Responses(generation=7, responses=[
+                    Response(presentation_id="y", stimulus_id="g7-e0", counts=[1])
+                ]), "test", "rig")
+            with pytest.raises(ChannelMismatch):
+                await session.ingest_responses(responses_for(gen1, channels=2), "test", "rig")
+            with pytest.raises(UnknownSession):
+                manager.get("nope")
+            after = await session.read(lambda s: s.table("responses")["counts"].copy())
+            late_rows = await session.read(lambda s: s.table("late_responses"))
+            await session.stop()
+            return stored, after, late_rows
+
+    stored, after, late_rows = run(main())
+    np.testing.assert_array_equal(stored, after)
+    assert list(late_rows["presentation_id"]) == ["late-1"]
+
+
+def test_unanswered_stimuli_are_represented_then_scored_nan(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(
+                config(generations=1, response_timeout_s=0.2, max_represent=2)
+            )
+            await session.start()
+            block0 = await transport.next(0)
+            ids = [s.stimulus_id for s in block0.content.stimuli]
+            await answer(session, block0, only=ids[:4])
+            block1 = await transport.next(1)  # after the timeout: the two missing
+            assert block1.content.block == 1
+            assert [s.stimulus_id for s in block1.content.stimuli] == ids[4:]
+            await answer(session, block1, only=ids[4:5])
+            block2 = await transport.next(2)
+            assert [s.stimulus_id for s in block2.content.stimuli] == ids[5:]
+            session.on_ack(GenerationAck(generation=0, block=2), "c1")  # never answered
+            await wait_state(session, "finished")
+            return session.store.path
+
+    path = run(main())
+    with h5py.File(path, "r") as f:
+        scores = f["generations/scores"][()]
+        assert not np.isnan(scores[:5]).any() and np.isnan(scores[5])
+        assert f["generations/responses"][()].tolist() == [1, 1, 1, 1, 1, 0]
+        assert "missing" in list(f["events/kind"].asstr()[()])
+
+
+def test_aborted_trials_are_represented_at_once(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1, response_timeout_s=60))
+            await session.start()
+            block0 = await transport.next(0)
+            ids = [s.stimulus_id for s in block0.content.stimuli]
+            session.on_ack(GenerationAck(generation=0, block=0), "c1")
+            await session.ingest_presented(Presented(generation=0, presentations=[
+                Presentation(presentation_id=f"{sid}-b0-r0", stimulus_id=sid, onset=float(i),
+                             outcome="aborted" if i == 0 else "ok")
+                for i, sid in enumerate(ids)
+            ]), "test", "rig")
+            await session.ingest_responses(responses_for(block0, only=ids[1:]), "test", "rig")
+            block1 = await transport.next(1, timeout=5)  # no 60 s wait: the block is over
+            assert [s.stimulus_id for s in block1.content.stimuli] == ids[:1]
+            await answer(session, block1)
+            await wait_state(session, "finished")
+            return session.store.path
+
+    with h5py.File(run(main()), "r") as f:
+        assert list(f["presentations/outcome"].asstr()[()]).count("aborted") == 1
+        assert not np.isnan(f["generations/scores"][()]).any()
+
+
+def test_unacknowledged_block_is_resent_and_lost_presenter_gets_a_new_block(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        transport.connected = False
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            await asyncio.sleep(0.1)
+            assert transport.sent == []
+            transport.connected = True
+            session.on_presenter_ready()  # a presenter registered: the block goes at once
+            block0 = await transport.next(0, timeout=1.0)
+            resent = await transport.next(1, timeout=4.0)  # no ack: same message again
+            assert resent.id == block0.id
+            session.on_ack(GenerationAck(generation=0, block=0), "c1")
+            ids = [s.stimulus_id for s in block0.content.stimuli]
+            await session.ingest_responses(responses_for(block0, only=ids[:2]), "test", "rig")
+            session.on_client_lost("c1")
+            block1 = await transport.next(2, timeout=1.0)
+            assert block1.content.block == 1
+            assert [s.stimulus_id for s in block1.content.stimuli] == ids[2:]
+            await answer(session, block1)
+            await wait_state(session, "finished")
+
+    run(main())
+
+
+def test_controls_follow_the_state_machine(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=3))
+            with pytest.raises(SessionStateError):
+                await session.pause()
+            await session.start()
+            with pytest.raises(SessionStateError):
+                await session.start()
+            await answer(session, await transport.next(0))
+            await session.pause()
+            gen1 = await transport.next(1)  # proposed before the pause: it is finished
+            await answer(session, gen1)
+            await asyncio.sleep(0.3)
+            assert len(transport.sent) == 2 and session.done == 2  # nothing new while paused
+            await session.resume()
+            gen2 = await transport.next(2)
+            assert gen2.content.generation == 2
+            await session.stop()
+            assert session.state == "aborted"
+            with pytest.raises(SessionStateError):
+                await session.resume()
+            return session.store.path
+
+    with h5py.File(run(main()), "r") as f:
+        assert f.attrs["status"] == "aborted"
+        assert np.bincount(f["generations/index"][()]).tolist() == [6, 6]
+
+
+def test_a_restarted_server_resumes_without_losing_or_repeating(tmp_path):
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path, transport)
+        session = await manager.create(config(generations=3))
+        await session.start()
+        await answer(session, await transport.next(0))
+        gen1 = await transport.next(1)
+        ids = [s.stimulus_id for s in gen1.content.stimuli]
+        await answer(session, gen1, only=ids[:4])  # acknowledged, then the "crash"
+        await manager.close()  # the file stays "running", as after kill -9
+        return session.id, gen1
+
+    session_id, gen1 = run(first_run())
+
+    async def second_run():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            assert await manager.restore() == [session_id]
+            session = manager.get(session_id)
+            again = await transport.next(0)
+            assert again.content.generation == 1
+            ids = [s.stimulus_id for s in gen1.content.stimuli]
+            assert [s.stimulus_id for s in again.content.stimuli] == ids[4:]
+            for a, b in zip(again.buffers, gen1.buffers[4:], strict=True):
+                np.testing.assert_array_equal(a, b)  # the same images, re-derived
+            await answer(session, again)
+            await answer(session, await transport.next(1))
+            await wait_state(session, "finished")
+            return session.store.path
+
+    with h5py.File(run(second_run()), "r") as f:
+        assert np.bincount(f["generations/index"][()]).tolist() == [6, 6, 6]
+        assert len(f["responses/presentation_id"]) == 18
+        assert "server_restarted" in list(f["events/kind"].asstr()[()])
+
+
+def test_session_config_refuses_inconsistent_settings():
+    with pytest.raises(ValidationError, match="not both"):
+        SessionConfig(budget=100, generations=3)
+    with pytest.raises(ValidationError, match="channel_weights"):
+        SessionConfig(channels=[0, 1], channel_weights=[1.0])
+    with pytest.raises(ValidationError, match="extra"):
+        SessionConfig(populaton=3)
+
+
+def test_unknown_generator_is_refused_before_any_file(tmp_path):
+    from protocol.errors import ConfigError
+
+    async def main():
+        async with manager_in(tmp_path) as manager:
+            with pytest.raises(ConfigError, match="unknown generator"):
+                await manager.create(config(generator="nope"))
+
+    run(main())
+    assert list(tmp_path.glob("*.h5")) == []
