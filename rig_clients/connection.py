@@ -4,7 +4,8 @@ This follows the "Paranoid Pirate" pattern (ZeroMQ guide) that PROTOCOL.md secti
 specifies: a DEALER socket that says ``hello`` and waits for ``welcome``; a heartbeat
 whenever nothing else was sent for ``heartbeat_s``; after ``liveness`` silent intervals the
 server counts as gone, and the client closes its socket, waits (1, 2, 4 ... 32 s), opens a
-new one and says ``hello`` again. :meth:`Connection.request` resends the same message (same
+new one and says ``hello`` again; so does a client the server answers with ``NotRegistered``
+(the server restarted). :meth:`Connection.request` resends the same message (same
 ``id``, so the server can ignore repeats) until its acknowledgement arrives.
 """
 
@@ -161,8 +162,9 @@ class Connection:
             return self._inbox.popleft()
         message = self._receive(timeout_s)
         self._keep_alive()
-        if message is None and self._server_lost():
+        if (message is None and self._server_lost()) or _not_registered(message):
             self._reconnect()
+            return None
         return message
 
     def request(
@@ -186,6 +188,9 @@ class Connection:
                 lambda m: m.reply_to == message.id and isinstance(m.content, (ack, Error)),
                 min(resend_s, deadline - self._clock()),
             )
+            if _not_registered(reply):  # e.g. the server restarted: register, then resend
+                self._reconnect(timeout_s=max(deadline - self._clock(), 0.1))
+                continue
             if reply is not None:
                 if isinstance(reply.content, Error):
                     raise RequestFailed(reply.content)
@@ -193,3 +198,12 @@ class Connection:
             if self._server_lost():
                 self._reconnect(timeout_s=max(deadline - self._clock(), 0.1))
         raise ServerUnavailable(f"no {ack.__name__} for {message.type} in {timeout_s:.0f} s")
+
+
+def _not_registered(message: Message | None) -> bool:
+    """The server does not know us (it restarted): we must say hello again."""
+    return (
+        message is not None
+        and isinstance(message.content, Error)
+        and message.content.code == "NotRegistered"
+    )

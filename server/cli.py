@@ -143,10 +143,192 @@ def _add_evolve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_evolve)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from server import serve
+
+    return serve.main(
+        serve.ServeConfig(
+            zmq=args.zmq,
+            http=args.http,
+            data=args.data,
+            heartbeat_s=args.heartbeat,
+            curve_secret=args.curve_secret,
+            curve_clients=args.curve_clients,
+        )
+    )
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the rig server (ZeroMQ) and its HTTP API",
+        description="Serve rigs over ZeroMQ and the API over HTTP; resumes unfinished "
+        "sessions found in --data.",
+    )
+    p.add_argument("--zmq", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind")
+    p.add_argument("--http", default="127.0.0.1:8000", help="HOST:PORT for the HTTP API")
+    p.add_argument("--data", default="data", help="folder of session files (default: ./data)")
+    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval, seconds")
+    p.add_argument("--curve-secret", help="server's CURVE secret key file (beyond loopback)")
+    p.add_argument("--curve-clients", help="folder of authorised clients' public key files")
+    p.set_defaults(handler=_serve)
+
+
+def _client_security(args: argparse.Namespace):
+    """A socket configurator for CURVE, when both key options are given."""
+    if not (args.server_key or args.client_key):
+        return None
+    if not (args.server_key and args.client_key):
+        raise ConfigError("CURVE needs both --server-key and --client-key")
+    from protocol.security import configure_client
+
+    return lambda sock: configure_client(sock, args.server_key, args.client_key)
+
+
+def _add_client_options(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--server", default="tcp://127.0.0.1:5555", help="server's ZeroMQ endpoint")
+    p.add_argument("--name", default=name, help="name shown to the operator (a session's rig)")
+    p.add_argument("--server-key", help="server's CURVE public key file (beyond loopback)")
+    p.add_argument("--client-key", help="this client's CURVE secret key file")
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulator import client
+
+    rig = client.build(
+        client.SimulatorConfig(
+            server=args.server,
+            target=args.target,
+            noise=args.noise,
+            channels=args.channels,
+            abort_rate=args.abort_rate,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            name=args.name,
+            device=args.device,
+        ),
+        configure=_client_security(args),
+    )
+    try:
+        rig.run()
+    finally:
+        rig.connection.close()
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="play a rig (presenter and recorder) with in-silico units",
+        description="Connect to a server as presenter and recorder and answer every block "
+        "with spike counts of ConvNet units.",
+    )
+    _add_client_options(p, "simulator")
+    p.add_argument("--target", default="efficientnet-lite0:_fc:1", help="NETWORK:LAYER:CHANNEL")
+    p.add_argument("--noise", default="poisson:20", help="none or poisson:K (default poisson:20)")
+    p.add_argument("--channels", type=int, default=1, help="neighbouring units recorded")
+    p.add_argument("--abort-rate", type=float, default=0.0, help="fraction of trials aborted")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay before each reply")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(handler=_simulate)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from server import demo, serve
+
+    if not args.json:
+        serve.configure_logging()
+    return demo.main(
+        demo.DemoConfig(
+            generations=args.generations,
+            data=args.data,
+            seed=args.seed,
+            json=args.json,
+        )
+    )
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="server + simulated rig on loopback, one session",
+        description="Start a server and a simulator on loopback and run one session with "
+        "the offline default generator.",
+    )
+    p.add_argument("--generations", type=int, help="stop after N generations (default: run on)")
+    p.add_argument("--data", help="folder for the session file (default: a new temp folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+    p.set_defaults(handler=_demo)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from rig_clients import record
+
+    return record.main(args.file, args.server, args.name, _client_security(args))
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="send spike counts from a CSV file or stdin",
+        description="Send spike counts, one CSV row per presentation: session, generation, "
+        "presentation_id, stimulus_id, then one column per channel.",
+    )
+    _add_client_options(p, "recorder")
+    p.add_argument("file", nargs="?", default="-", help="CSV file (default: stdin, row by row)")
+    p.set_defaults(handler=_record)
+
+
+def _present(args: argparse.Namespace) -> int:
+    from rig_clients import folder
+
+    if args.folder is None:
+        raise ConfigError("give --folder DIR (the window front end is not available yet)")
+    return folder.main(args.folder, args.server, args.name, _client_security(args))
+
+
+def _add_present(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "present",
+        help="present generations through a folder (MonkeyLogic style)",
+        description="Write each block's images to a folder and send back the responses "
+        "the rig writes there (block files as in the reference XDream).",
+    )
+    _add_client_options(p, "presenter")
+    p.add_argument("--folder", help="exchange folder shared with the stimulus computer")
+    p.set_defaults(handler=_present)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from protocol.security import create_keys
+
+    public, secret = create_keys(args.folder, args.name)
+    print(f"public key {public}\nsecret key {secret} (keep it on this machine only)")
+    return 0
+
+
+def _add_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="create a CURVE key pair for a server or a client")
+    p.add_argument("folder", help="where to write NAME.key and NAME.key_secret")
+    p.add_argument("--name", default="server", help="file name stem (default: server)")
+    p.set_defaults(handler=_keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_evolve(sub)
+    for add in (
+        _add_evolve,
+        _add_serve,
+        _add_demo,
+        _add_simulate,
+        _add_present,
+        _add_record,
+        _add_keys,
+    ):
+        add(sub)
     return parser
 
 

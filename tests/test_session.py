@@ -81,8 +81,9 @@ def responses_for(message: Message, only=None, channels: int = 1) -> Responses:
 
 
 async def answer(session, message: Message, **kw):
-    session.on_ack(GenerationAck(generation=message.content.generation,
-                                 block=message.content.block), "c1")
+    session.on_ack(
+        GenerationAck(generation=message.content.generation, block=message.content.block), "c1"
+    )
     return await session.ingest_responses(responses_for(message, **kw), "test", "rig")
 
 
@@ -162,18 +163,23 @@ def test_late_unknown_and_mismatched_responses_are_refused(tmp_path):
             session = await manager.create(config())
             with pytest.raises(UnknownStimulus, match="not started"):
                 await session.ingest_responses(
-                    Responses(generation=0, responses=[
-                        Response(presentation_id="p", stimulus_id="g0-e0", counts=[1])
-                    ]), "test", "rig")
+                    Responses(
+                        generation=0,
+                        responses=[Response(presentation_id="p", stimulus_id="g0-e0", counts=[1])],
+                    ),
+                    "test",
+                    "rig",
+                )
             await session.start()
             gen0 = await transport.next(0)
             await answer(session, gen0)
             gen1 = await transport.next(1)
             stored = await session.read(lambda s: s.table("responses")["counts"].copy())
             # generation 0 again, with fresh presentation ids: late
-            late = Responses(generation=0, responses=[
-                Response(presentation_id="late-1", stimulus_id="g0-e0", counts=[5.0])
-            ])
+            late = Responses(
+                generation=0,
+                responses=[Response(presentation_id="late-1", stimulus_id="g0-e0", counts=[5.0])],
+            )
             with pytest.raises(LateResponse, match="stored as late"):
                 await session.ingest_responses(late, "test", "rig")
             # the same late message again: a duplicate, not an error
@@ -183,13 +189,23 @@ def test_late_unknown_and_mismatched_responses_are_refused(tmp_path):
             ack = await session.ingest_responses(responses_for(gen0), "test", "rig")
             assert ack.duplicates == 6
             with pytest.raises(UnknownStimulus, match="has no stimulus"):
-                await session.ingest_responses(Responses(generation=1, responses=[
-                    Response(presentation_id="x", stimulus_id="g0-e0", counts=[1])
-                ]), "test", "rig")
+                await session.ingest_responses(
+                    Responses(
+                        generation=1,
+                        responses=[Response(presentation_id="x", stimulus_id="g0-e0", counts=[1])],
+                    ),
+                    "test",
+                    "rig",
+                )
             with pytest.raises(UnknownStimulus, match="has not sent"):
-                await session.ingest_responses(Responses(generation=7, responses=[
-                    Response(presentation_id="y", stimulus_id="g7-e0", counts=[1])
-                ]), "test", "rig")
+                await session.ingest_responses(
+                    Responses(
+                        generation=7,
+                        responses=[Response(presentation_id="y", stimulus_id="g7-e0", counts=[1])],
+                    ),
+                    "test",
+                    "rig",
+                )
             with pytest.raises(ChannelMismatch):
                 await session.ingest_responses(responses_for(gen1, channels=2), "test", "rig")
             with pytest.raises(UnknownSession):
@@ -242,11 +258,22 @@ def test_aborted_trials_are_represented_at_once(tmp_path):
             block0 = await transport.next(0)
             ids = [s.stimulus_id for s in block0.content.stimuli]
             session.on_ack(GenerationAck(generation=0, block=0), "c1")
-            await session.ingest_presented(Presented(generation=0, presentations=[
-                Presentation(presentation_id=f"{sid}-b0-r0", stimulus_id=sid, onset=float(i),
-                             outcome="aborted" if i == 0 else "ok")
-                for i, sid in enumerate(ids)
-            ]), "test", "rig")
+            await session.ingest_presented(
+                Presented(
+                    generation=0,
+                    presentations=[
+                        Presentation(
+                            presentation_id=f"{sid}-b0-r0",
+                            stimulus_id=sid,
+                            onset=float(i),
+                            outcome="aborted" if i == 0 else "ok",
+                        )
+                        for i, sid in enumerate(ids)
+                    ],
+                ),
+                "test",
+                "rig",
+            )
             await session.ingest_responses(responses_for(block0, only=ids[1:]), "test", "rig")
             block1 = await transport.next(1, timeout=5)  # no 60 s wait: the block is over
             assert [s.stimulus_id for s in block1.content.stimuli] == ids[:1]

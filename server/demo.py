@@ -1,0 +1,130 @@
+"""``xdream demo``: a server and a simulated rig on loopback, one session, start to finish.
+
+The simulator runs in its own process (as a rig would) and talks to the server over real
+ZeroMQ sockets. Without ``--generations`` the session runs its default budget and the server
+stays up until Ctrl-C; with it, the demo ends after that many generations and prints a
+summary (one JSON line with ``--json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import ConfigError
+from server.serve import ServeConfig, serve
+from server.session import Session
+from server.session_config import SessionConfig
+from server.sessions import SessionManager
+
+
+@dataclass
+class DemoConfig:
+    generations: int | None = None
+    target: str = "efficientnet-lite0:_fc:1"
+    noise: str = "poisson:20"
+    data: str | None = None
+    zmq: str = "tcp://127.0.0.1:*"
+    http: str = "127.0.0.1:0"
+    references_per_generation: int = 4
+    seed: int = 0
+    json: bool = False
+
+
+def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "server.cli", "simulate", "--server", endpoint,
+        "--target", config.target, "--noise", config.noise, "--seed", str(config.seed),
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def summary(session: Session) -> dict[str, Any]:
+    h = session.history
+    return {
+        "session_id": session.id,
+        "state": session.state,
+        "generations": session.done,
+        "best_score": _nan_to_none(h.best_score),
+        "first_generation_mean": _nan_to_none(h.means[0]) if h.means else None,
+        "last_generation_mean": _nan_to_none(h.means[-1]) if h.means else None,
+        "last_reference_mean": _nan_to_none(h.reference_means[-1]) if h.means else None,
+        "median_loop_latency_s": (
+            sorted(h.loop_latency_s)[len(h.loop_latency_s) // 2] if h.loop_latency_s else None
+        ),
+        "data_file": str(session.store.path),
+    }
+
+
+async def _run_session(
+    addresses: dict[str, Any], manager: SessionManager, config: DemoConfig
+) -> dict[str, Any]:
+    session = await manager.create(
+        SessionConfig(
+            name="demo",
+            generations=config.generations,
+            references_per_generation=config.references_per_generation,
+            seed=config.seed,
+            response_timeout_s=10.0,
+        )
+    )
+    if not config.json:
+        print(
+            f"xdream demo: session {session.id}, {session.generations} generations of "
+            f"{session.engine.optimizer.population} images; API {addresses['http']}/docs; "
+            f"data {session.store.path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    await session.start()
+    simulator = _simulator(addresses["zmq"], config)
+    try:
+        while session.state not in ("finished", "aborted"):
+            if simulator.poll() is not None:
+                raise ConfigError(f"the simulator exited with status {simulator.returncode}")
+            await asyncio.sleep(0.2)
+            if session.state == "paused":  # an error paused it: the log says why
+                raise ConfigError(f"session {session.id} paused after an error; see the log")
+    finally:
+        simulator.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(simulator.wait, 10)
+    return summary(session)
+
+
+def run(config: DemoConfig) -> dict[str, Any]:
+    """Run the demo; the summary of its session."""
+    data = config.data or tempfile.mkdtemp(prefix="xdream-demo-")
+    result: dict[str, Any] = {}
+
+    async def job(addresses: dict[str, Any], manager: SessionManager) -> None:
+        result.update(await _run_session(addresses, manager, config))
+        if config.generations is None:  # the full budget ran: keep serving until Ctrl-C
+            await asyncio.Event().wait()
+
+    asyncio.run(serve(ServeConfig(zmq=config.zmq, http=config.http, data=data), job))
+    return result
+
+
+def main(config: DemoConfig) -> int:
+    result = run(config)
+    if config.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(
+            f"best score {result['best_score']}; mean first generation "
+            f"{result['first_generation_mean']}, last {result['last_generation_mean']}; "
+            f"data in {result['data_file']}"
+        )
+    return 0

@@ -1,0 +1,138 @@
+"""Helpers for tests that run ``xdream serve`` (and clients) as real processes on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protocol.messages import Response, Responses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def xdream(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``xdream ARGS`` as a child process of this interpreter (one torch thread each)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env, text=True, **popen
+    )
+
+
+class Server:
+    """A running ``xdream serve`` with its addresses."""
+
+    def __init__(self, data: Path, zmq_port: int | None = None, http_port: int | None = None):
+        self.data = data
+        self.zmq_port = zmq_port or free_port()
+        self.http_port = http_port or free_port()
+        self.zmq = f"tcp://127.0.0.1:{self.zmq_port}"
+        self.http = f"http://127.0.0.1:{self.http_port}"
+        self.log = (data.parent / f"server-{self.zmq_port}.log").open("a")
+        self.process = xdream(
+            "serve", "--zmq", self.zmq, "--http", f"127.0.0.1:{self.http_port}",
+            "--data", str(data), stdout=subprocess.PIPE, stderr=self.log,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"server did not start; see {self.log.name}")
+        self.ready = json.loads(line)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as in a crash."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+        return self.process.returncode
+
+    def api(self, method: str, path: str, body: Any = None, raw: bytes | None = None):
+        """(status, JSON body) of an HTTP request to the server."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.http + path, data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                payload = reply.read()
+                status = reply.status
+                kind = reply.headers.get("content-type", "")
+        except urllib.error.HTTPError as exc:
+            payload, status, kind = exc.read(), exc.code, exc.headers.get("content-type", "")
+        return status, json.loads(payload) if "json" in kind else payload
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        status, body = self.api("GET", f"/api/sessions/{session_id}")
+        assert status == 200, body
+        return body
+
+    def wait_for(self, session_id: str, predicate, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.session(session_id)
+            if predicate(state):
+                return state
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; last state {state}")
+
+
+@contextlib.contextmanager
+def running_server(data: Path, **ports: int) -> Iterator[Server]:
+    server = Server(data, **ports)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def create_session(server: Server, **config: Any) -> str:
+    status, body = server.api("POST", "/api/sessions", config)
+    assert status == 201, body
+    status, body = server.api("POST", f"/api/sessions/{body['id']}/start")
+    assert status == 200, body
+    return body["id"]
+
+
+def brightness_responses(block, only=None) -> Responses:
+    """Responses to ``block`` (a rig_clients Block): mean brightness as the 'spike count'."""
+    rows = []
+    for stimulus, image in zip(block.stimuli, block.images, strict=True):
+        if only is not None and stimulus.stimulus_id not in only:
+            continue
+        value = float(np.asarray(image, dtype=np.float64).mean())
+        for r in range(stimulus.repeats):
+            rows.append(
+                Response(
+                    presentation_id=block.presentation_id(stimulus.stimulus_id, r),
+                    stimulus_id=stimulus.stimulus_id,
+                    counts=[value],
+                )
+            )
+    return Responses(generation=block.generation, responses=rows)

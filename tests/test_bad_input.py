@@ -1,0 +1,253 @@
+"""Bad input over ZeroMQ and HTTP against a running ``xdream serve``.
+
+Every case must get a clear error naming the problem, leave the server up, and leave the
+stored data unchanged. One server and one session (generation 0 answered, generation 1 in
+flight) serve every case in this module.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import uuid
+
+import h5py
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from protocol.codec import Message, decode, encode
+from protocol.messages import (
+    PROTOCOL_VERSION,
+    Heartbeat,
+    Hello,
+    Response,
+    Responses,
+    Role,
+    Welcome,
+)
+from rig_clients.connection import Connection
+from rig_clients.presenter import Presenter
+from rig_clients.recorder import Recorder
+from tests.servers import Server, brightness_responses, create_session
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    """A server, a session with generation 0 complete, and the rig that answered it."""
+    server = Server(tmp_path_factory.mktemp("bad") / "data")
+    session_id = create_session(
+        server, generator="pixel", image_size=32, population=4, generations=5,
+        response_timeout_s=600,
+    )  # fmt: skip
+    connection = Connection(server.zmq, [Role.presenter, Role.recorder], "rig")
+    connection.connect(timeout_s=20)
+    presenter, recorder = Presenter(connection), Recorder(connection)
+    gen0 = presenter.next_block(timeout_s=30)
+    answered = brightness_responses(gen0)
+    assert recorder.send(session_id, 0, answered.responses).accepted == 4
+    gen1 = presenter.next_block(timeout_s=30)
+    assert gen1.generation == 1
+    yield server, session_id, answered, gen1
+    connection.close()
+    server.stop()
+
+
+def stored(server: Server, session_id: str) -> dict[str, np.ndarray]:
+    """The session file's responses and generations, downloaded through the API."""
+    status, payload = server.api("GET", f"/api/sessions/{session_id}/data")
+    assert status == 200
+    with h5py.File(io.BytesIO(payload), "r") as f:
+        return {
+            "responses": f["responses/counts"][()],
+            "ids": f["responses/presentation_id"].asstr()[()],
+            "scores": f["generations/scores"][()],
+        }
+
+
+@pytest.fixture
+def unchanged(loop):
+    """Asserts after the test that stored data is what it was before."""
+    server, session_id, *_ = loop
+    before = stored(server, session_id)
+    yield
+    after = stored(server, session_id)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    assert server.process.poll() is None, "the server went down"
+
+
+@pytest.fixture
+def dealer(loop):
+    """A raw DEALER socket to send anything at all."""
+    server = loop[0]
+    context = zmq.Context.instance()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.zmq)
+    yield sock
+    sock.close()
+
+
+def exchange(sock: zmq.Socket, frames: list, timeout_ms: int = 10_000) -> Message:
+    sock.send_multipart(frames, copy=False)
+    while True:
+        assert sock.poll(timeout_ms), "no reply"
+        reply = decode(sock.recv_multipart())
+        if not isinstance(reply.content, Heartbeat):
+            return reply
+
+
+def header(**changes) -> dict:
+    base = {
+        "v": PROTOCOL_VERSION, "type": "heartbeat", "id": uuid.uuid4().hex, "session": None,
+        "sent_at": 1.0, "reply_to": None, "content": {}, "buffers": [],
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+def register(sock: zmq.Socket) -> None:
+    reply = exchange(sock, encode(Message(Hello(roles=[Role.recorder], name="raw"))))
+    assert isinstance(reply.content, Welcome)
+
+
+def responses_frames(session: str | None, content: Responses) -> list:
+    return encode(Message(content, session=session))
+
+
+ZMQ_GARBAGE = {
+    "not msgpack": ([b"\xc1\xc1"], "MalformedMessage", "not msgpack"),
+    "not a map": ([msgpack.packb([1, 2])], "MalformedMessage", "map"),
+    "wrong version": ([msgpack.packb(header(v=99))], "UnsupportedVersion", "99"),
+    "unknown type": ([msgpack.packb(header(type="teleport"))], "UnknownMessageType", "teleport"),
+    "header too large": (
+        [msgpack.packb(header(content={"pad": "x" * (2 << 20)}))],
+        "MessageTooLarge",
+        "header",
+    ),
+    "too many frames": ([msgpack.packb(header()), *[b""] * 5000], "MessageTooLarge", "frames"),
+    "field out of range": (
+        [msgpack.packb(header(type="responses", content={"generation": -1, "responses": []}))],
+        "MalformedMessage",
+        "generation",
+    ),
+    "buffers not as described": (
+        [msgpack.packb(header(buffers=[{"dtype": "uint8", "shape": [10]}])), b"123"],
+        "MalformedMessage",
+        "bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ZMQ_GARBAGE, ids=str)
+def test_zmq_garbage_gets_a_named_error(loop, dealer, unchanged, case):
+    frames, code, words = ZMQ_GARBAGE[case]
+    reply = exchange(dealer, frames)
+    assert reply.content.code == code and words in reply.content.message
+
+
+def test_zmq_oversized_frame_is_refused(loop, dealer, unchanged):
+    image = np.zeros((65 << 20,), dtype=np.uint8)
+    frames = [msgpack.packb(header(buffers=[{"dtype": "uint8", "shape": [65 << 20]}])), image]
+    reply = exchange(dealer, frames, timeout_ms=30_000)
+    assert reply.content.code == "MessageTooLarge"
+
+
+def test_zmq_message_before_hello_is_not_registered(loop, dealer, unchanged):
+    reply = exchange(dealer, encode(Message(Heartbeat())))
+    assert reply.content.code == "NotRegistered"
+
+
+def test_zmq_unknown_session_stimulus_late_duplicate(loop, dealer, unchanged):
+    _server, session_id, answered, gen1 = loop
+    register(dealer)
+    good = brightness_responses(gen1)
+    reply = exchange(dealer, responses_frames("nope", good))
+    assert reply.content.code == "UnknownSession" and "nope" in reply.content.message
+    reply = exchange(dealer, responses_frames(None, good))
+    assert reply.content.code == "UnknownSession"
+    wrong = Responses(generation=1, responses=[
+        Response(presentation_id="z1", stimulus_id="g1-e99", counts=[1.0])
+    ])  # fmt: skip
+    reply = exchange(dealer, responses_frames(session_id, wrong))
+    assert reply.content.code == "UnknownStimulus" and "g1-e99" in reply.content.message
+    reply = exchange(dealer, responses_frames(session_id, answered))  # resent generation 0
+    assert (reply.content.accepted, reply.content.duplicates) == (0, 4)
+    late = Responses(generation=0, responses=[
+        Response(presentation_id="late-zmq", stimulus_id="g0-e1", counts=[1.0])
+    ])  # fmt: skip
+    reply = exchange(dealer, responses_frames(session_id, late))
+    assert reply.content.code == "LateResponse" and "not used" in reply.content.message
+    two_channels = Responses(generation=1, responses=[
+        Response(presentation_id="c2", stimulus_id="g1-e0", counts=[1.0, 2.0])
+    ])  # fmt: skip
+    reply = exchange(dealer, responses_frames(session_id, two_channels))
+    assert reply.content.code == "ChannelMismatch"
+    reply = exchange(dealer, encode(Message(Welcome(client_id="x", heartbeat_s=1))))
+    assert reply.content.code == "UnknownMessageType"
+
+
+def post(server: Server, path: str, body: bytes, length: int | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    headers = {"Content-Type": "application/json", "Content-Length": str(length or len(body))}
+    connection.request("POST", path, body=body, headers=headers)
+    reply = connection.getresponse()
+    payload = reply.read()
+    connection.close()
+    return reply.status, payload
+
+
+def test_http_errors_are_named(loop, unchanged):
+    server, session_id, answered, gen1 = loop
+    path = f"/api/sessions/{session_id}/responses"
+    status, body = server.api("POST", path, raw=b"{not json")
+    assert status == 422 and body["code"] == "MalformedMessage"
+    status, body = server.api("POST", path, {"generation": "one", "responses": []})
+    assert status == 422 and body["code"] == "MalformedMessage" and "generation" in body["message"]
+    good = brightness_responses(gen1).model_dump(mode="json")
+    status, body = server.api("POST", "/api/sessions/nope/responses", good)
+    assert status == 404 and body["code"] == "UnknownSession"
+    wrong = {"generation": 1, "responses": [
+        {"presentation_id": "h1", "stimulus_id": "g1-e77", "counts": [1]}
+    ]}  # fmt: skip
+    status, body = server.api("POST", path, wrong)
+    assert status == 422 and body["code"] == "UnknownStimulus"
+    status, body = server.api("POST", path, answered.model_dump(mode="json"))
+    assert status == 200 and body == {"accepted": 0, "duplicates": 4}
+    late = {"generation": 0, "responses": [
+        {"presentation_id": "late-http", "stimulus_id": "g0-e2", "counts": [1]}
+    ]}  # fmt: skip
+    status, body = server.api("POST", path, late)
+    assert status == 409 and body["code"] == "LateResponse"
+    negative = {"generation": 1, "responses": [
+        {"presentation_id": "n1", "stimulus_id": "g1-e0", "counts": [-1]}
+    ]}  # fmt: skip
+    status, body = server.api("POST", path, negative)
+    assert status == 422 and body["code"] == "MalformedMessage"
+    status, payload = post(server, path, b"{}", length=100 << 20)
+    assert status == 413 and b"MessageTooLarge" in payload
+    status, body = server.api("POST", f"/api/sessions/{session_id}/start")
+    assert status == 409 and body["code"] == "SessionStateError"
+    status, body = server.api("POST", "/api/sessions", {"generator": "nope"})
+    assert status == 422 and body["code"] == "ConfigError" and "nope" in body["message"]
+    status, body = server.api("POST", "/api/sessions", {"budget": 10, "generations": 2})
+    assert status == 422 and body["code"] == "MalformedMessage"
+
+
+def test_http_responses_are_taken_like_zmq_ones(loop):
+    """The generation in flight completes from counts posted over HTTP."""
+    server, session_id, _, gen1 = loop
+    body = brightness_responses(gen1).model_dump(mode="json")
+    status, ack = server.api("POST", f"/api/sessions/{session_id}/responses", body)
+    assert status == 200 and ack == {"accepted": 4, "duplicates": 0}
+    state = server.wait_for(session_id, lambda s: s["generations_done"] >= 2, 30)
+    assert state["state"] == "running"
+    status, png = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/0.png")
+    assert status == 200 and png[:4] == b"\x89PNG"
+    status, body = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/9.png")
+    assert status == 422 and "no image 9" in body["message"]
+    status, spec = server.api("GET", "/openapi.json")
+    assert status == 200 and "/api/sessions/{session_id}/responses" in spec["paths"]

@@ -1,0 +1,192 @@
+"""The closed loop over real sockets: ``xdream serve`` and rigs in separate processes.
+
+Rigs are either ``xdream simulate`` (ConvNet units) or this test process playing a rig
+through ``rig_clients`` with image brightness as the "spike count", which keeps the
+crash and reconnect tests fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from protocol.messages import Role
+from rig_clients.connection import Connection
+from rig_clients.presenter import Presenter
+from rig_clients.recorder import Recorder
+from tests.servers import Server, brightness_responses, create_session, running_server, xdream
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(generator="pixel", image_size=32, population=8, seed=3)
+
+
+def rig(server, name: str = "test-rig") -> tuple[Connection, Presenter, Recorder]:
+    connection = Connection(server.zmq, [Role.presenter, Role.recorder], name)
+    connection.connect(timeout_s=20)
+    return connection, Presenter(connection), Recorder(connection)
+
+
+def next_block(presenter: Presenter, timeout: float = 30.0):
+    block = presenter.next_block(timeout_s=timeout)
+    assert block is not None, "no block arrived"
+    return block
+
+
+def test_whole_session_with_the_simulator(tmp_path):
+    with running_server(tmp_path / "data") as server:
+        simulator = xdream(
+            "simulate", "--server", server.zmq, "--target", "efficientnet-lite0:_fc:1",
+            "--noise", "none", "--channels", "2",
+            stderr=(tmp_path / "simulator.log").open("w"),
+        )  # fmt: skip
+        try:
+            session_id = create_session(
+                server, generator="fourier", population=20, generations=8, channels=[0],
+                references_per_generation=2, response_timeout_s=60,
+            )  # fmt: skip
+            state = server.wait_for(session_id, lambda s: s["state"] == "finished", 300)
+        finally:
+            simulator.terminate()
+            simulator.wait(20)
+    history = state["history"]
+    assert history["mean"][-1] > history["mean"][0], history["mean"]
+    with h5py.File(state["data_file"], "r") as f:
+        assert f.attrs["status"] == "finished"
+        assert np.bincount(f["generations/index"][()]).tolist() == [20] * 8
+        assert f["generations/codes"].shape == (160, 7200)
+        assert f["generations/images"].shape[0] == 160
+        assert f["responses/counts"].shape == (8 * 22, 2)  # 2 channels recorded
+        per_generation = np.bincount(f["responses/generation"][()])
+        assert per_generation.tolist() == [22] * 8
+        assert not np.isnan(f["generations/scores"][()]).any()
+        assert f["references/score"].shape == (16,)
+
+
+def test_server_killed_mid_session_resumes_without_loss(tmp_path):
+    data = tmp_path / "data"
+    server = Server(data)
+    ports = dict(zmq_port=server.zmq_port, http_port=server.http_port)
+    session_id = create_session(server, generations=4, response_timeout_s=60, **SMALL)
+    connection, presenter, recorder = rig(server)
+    acked: list[str] = []
+    try:
+        for _ in range(2):
+            block = next_block(presenter)
+            reply = brightness_responses(block)
+            ack = recorder.send(block.session, block.generation, reply.responses)
+            assert ack.accepted == 8
+            acked += [r.presentation_id for r in reply.responses]
+        block = next_block(presenter)
+        assert block.generation == 2
+        half = [s.stimulus_id for s in block.stimuli[:4]]
+        reply = brightness_responses(block, only=half)
+        assert recorder.send(block.session, 2, reply.responses).accepted == 4
+        acked += [r.presentation_id for r in reply.responses]
+        server.kill()  # SIGKILL mid-generation, four responses acknowledged
+        server.stop()
+        with running_server(data, **ports) as server:
+            assert server.ready["resumed"] == [session_id]
+            # The rig notices the silence, registers again and gets the rest of generation 2.
+            block = next_block(presenter, timeout=60)
+            assert (block.generation, block.block) == (2, 1)
+            assert sorted(s.stimulus_id for s in block.stimuli) == sorted(
+                f"g2-e{i}" for i in range(4, 8)
+            )
+            reply = brightness_responses(block)
+            assert recorder.send(block.session, 2, reply.responses).accepted == 4
+            acked += [r.presentation_id for r in reply.responses]
+            block = next_block(presenter)
+            assert block.generation == 3
+            reply = brightness_responses(block)
+            recorder.send(block.session, 3, reply.responses)
+            acked += [r.presentation_id for r in reply.responses]
+            state = server.wait_for(session_id, lambda s: s["state"] == "finished")
+    finally:
+        connection.close()
+        server.stop()
+    assert connection.reconnects >= 1
+    with h5py.File(state["data_file"], "r") as f:
+        assert np.bincount(f["generations/index"][()]).tolist() == [8, 8, 8, 8]
+        stored = list(f["responses/presentation_id"].asstr()[()])
+        assert sorted(stored) == sorted(acked)  # every acknowledged response, once
+        assert not np.isnan(f["generations/scores"][()]).any()
+        assert "server_restarted" in list(f["events/kind"].asstr()[()])
+
+
+def test_simulator_dropped_mid_generation_and_reconnected(tmp_path):
+    with running_server(tmp_path / "data") as server:
+        session_id = create_session(server, generations=2, response_timeout_s=120, **SMALL)
+        logs = (tmp_path / "simulator.log").open("w")
+        slow = xdream(
+            "simulate", "--server", server.zmq, "--noise", "poisson:20",
+            "--latency-ms", "60000", stderr=logs,
+        )  # fmt: skip
+        server.wait_for(session_id, lambda s: s["current"] and s["current"]["acknowledged"], 120)
+        slow.kill()  # the rig dies after acknowledging, before any response
+        slow.wait(10)
+        fresh = xdream("simulate", "--server", server.zmq, "--noise", "poisson:20", stderr=logs)
+        try:
+            state = server.wait_for(session_id, lambda s: s["state"] == "finished", 180)
+        finally:
+            fresh.terminate()
+            fresh.wait(20)
+    with h5py.File(state["data_file"], "r") as f:
+        events = list(f["events/kind"].asstr()[()])
+        assert "presenter_lost" in events
+        blocks = f["responses/block"][()][f["responses/generation"][()] == 0]
+        assert set(blocks.tolist()) == {1}  # all of generation 0 came from the new block
+        assert np.bincount(f["generations/index"][()]).tolist() == [8, 8]
+        assert not np.isnan(f["generations/scores"][()]).any()
+
+
+def test_rig_that_never_answers_gets_blocks_again_then_nan(tmp_path):
+    with running_server(tmp_path / "data") as server:
+        session_id = create_session(
+            server, generations=1, response_timeout_s=0.5, max_represent=1, **SMALL
+        )
+        connection, presenter, _recorder = rig(server)
+        try:
+            first = next_block(presenter)
+            again = next_block(presenter)
+            assert (first.block, again.block) == (0, 1)
+            state = server.wait_for(session_id, lambda s: s["state"] == "finished", 30)
+        finally:
+            connection.close()
+    with h5py.File(state["data_file"], "r") as f:
+        assert np.isnan(f["generations/scores"][()]).all()
+
+
+def test_latency_option_delays_the_simulator(tmp_path):
+    """--abort-rate and --latency-ms take effect: aborted trials come back as new blocks."""
+    with running_server(tmp_path / "data") as server:
+        session_id = create_session(server, generations=2, response_timeout_s=60, **SMALL)
+        simulator = xdream(
+            "simulate", "--server", server.zmq, "--abort-rate", "0.3", "--latency-ms", "200",
+            "--seed", "5", stderr=(tmp_path / "simulator.log").open("w"),
+        )  # fmt: skip
+        try:
+            t0 = time.monotonic()
+            state = server.wait_for(session_id, lambda s: s["state"] == "finished", 180)
+            elapsed = time.monotonic() - t0
+        finally:
+            simulator.terminate()
+            simulator.wait(20)
+    with h5py.File(state["data_file"], "r") as f:
+        outcomes = list(f["presentations/outcome"].asstr()[()])
+        assert outcomes.count("aborted") > 0
+        assert f["presentations/block"][()].max() >= 1
+        assert not np.isnan(f["generations/scores"][()]).any()
+    assert elapsed > 0.4  # at least two blocks, each delayed 200 ms
+
+
+def test_simulator_refuses_bad_options(tmp_path):
+    simulator = xdream(
+        "simulate", "--noise", "gaussian:3", stderr=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    _, err = simulator.communicate(timeout=60)
+    assert simulator.returncode == 2 and "noise must be" in err
