@@ -40,16 +40,23 @@ def xdream(*args: str, **popen: Any) -> subprocess.Popen[str]:
 class Server:
     """A running ``xdream serve`` with its addresses."""
 
-    def __init__(self, data: Path, zmq_port: int | None = None, http_port: int | None = None):
+    def __init__(
+        self,
+        data: Path,
+        zmq_port: int | None = None,
+        http_port: int | None = None,
+        zmq_host: str = "127.0.0.1",
+        options: tuple[str, ...] = (),
+    ):
         self.data = data
         self.zmq_port = zmq_port or free_port()
         self.http_port = http_port or free_port()
-        self.zmq = f"tcp://127.0.0.1:{self.zmq_port}"
+        self.zmq = f"tcp://{zmq_host}:{self.zmq_port}"
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.log = (data.parent / f"server-{self.zmq_port}.log").open("a")
         self.process = xdream(
             "serve", "--zmq", self.zmq, "--http", f"127.0.0.1:{self.http_port}",
-            "--data", str(data), stdout=subprocess.PIPE, stderr=self.log,
+            "--data", str(data), *options, stdout=subprocess.PIPE, stderr=self.log,
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -104,8 +111,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(data: Path, **ports: int) -> Iterator[Server]:
-    server = Server(data, **ports)
+def running_server(data: Path, **options: Any) -> Iterator[Server]:
+    server = Server(data, **options)
     try:
         yield server
     finally:
