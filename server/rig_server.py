@@ -89,6 +89,7 @@ class RigServer:
     def bind(self) -> str:
         """Bind the ROUTER socket; returns the endpoint actually bound (port ``*`` resolved)."""
         sock = self._context.socket(zmq.ROUTER)
+        self._socket = sock
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.LINGER, 0)
         secret, clients = self._curve
@@ -97,27 +98,23 @@ class RigServer:
 
             if not Path(clients).is_dir():
                 raise ConfigError(f"authorised client keys folder {clients} does not exist")
+            security.configure_server(sock, secret)
             self._auth = AsyncioAuthenticator(self._context)
             self._auth.start()
             self._auth.configure_curve(domain="*", location=str(clients))
-            security.configure_server(sock, secret)
         try:
             sock.bind(self.requested_endpoint)
         except zmq.ZMQError as exc:
-            sock.close()
             raise ConfigError(f"cannot bind {self.requested_endpoint}: {exc}") from None
-        self._socket = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.endpoint
 
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self._socket is not None:
-            self._socket.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
-        self._context.term()
+        self._context.destroy(linger=0)  # closes the socket too, even after a failed bind
 
     def _send(self, identity: bytes, message: Message) -> bool:
         """Send to one peer; False (and the client dropped) when it is gone."""
