@@ -156,16 +156,29 @@ class Connection:
         self.reconnects += 1
         self.connect(timeout_s=timeout_s)
 
-    def poll(self, timeout_s: float = 0.1) -> Message | None:
-        """The next message from the server, heartbeating and reconnecting as needed."""
-        if self._inbox:
-            return self._inbox.popleft()
+    def _pump(self, timeout_s: float) -> Message | None:
+        """Receive once, heartbeat if due, and register again if the server lost us."""
         message = self._receive(timeout_s)
         self._keep_alive()
         if (message is None and self._server_lost()) or _not_registered(message):
             self._reconnect()
             return None
         return message
+
+    def poll(self, timeout_s: float = 0.1) -> Message | None:
+        """The next message from the server, heartbeating and reconnecting as needed."""
+        if self._inbox:
+            return self._inbox.popleft()
+        return self._pump(timeout_s)
+
+    def wait(self, done: Callable[[], bool], step_s: float = 0.01) -> None:
+        """Keep the connection alive until ``done()``: for front ends that work longer than
+        a heartbeat interval (computing, presenting a block) in another thread. Messages
+        arriving meanwhile are kept for :meth:`poll`."""
+        while not done():
+            message = self._pump(min(step_s, self.heartbeat_s / 2))
+            if message is not None:
+                self._inbox.append(message)
 
     def request(
         self,

@@ -9,11 +9,12 @@ neighbouring units and a session can choose which of them to optimise.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from simulator.noise import parse_noise
 from simulator.target import TargetSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -76,15 +78,23 @@ class SimulatedRig:
         self.rng = np.random.default_rng(seed)
         self.blocks = 0
         self._clock = time.monotonic
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, "simulated-neurons")
 
     def _counts(self, activations: np.ndarray) -> np.ndarray:
         noise = self.neurons.noise
         return np.maximum(activations, 0.0) if noise is None else noise.spikes(activations)
 
+    def _in_background(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a thread while this one keeps the connection alive: a forward
+        pass can take longer than the server waits for a heartbeat."""
+        future = self._worker.submit(work)
+        self.connection.wait(future.done)
+        return future.result()
+
     def handle(self, block: Block) -> None:
         """Show every stimulus of ``block`` as often as asked and report it."""
         images = np.stack([np.asarray(im)[..., :3] for im in block.images])
-        activations = self.neurons.recording.activations(images)
+        activations = self._in_background(lambda: self.neurons.recording.activations(images))
         presentations, responses = [], []
         for i, stimulus in enumerate(block.stimuli):
             for repeat in range(stimulus.repeats):
@@ -108,7 +118,8 @@ class SimulatedRig:
                         )
                     )
         if self.latency_s:
-            time.sleep(self.latency_s)
+            until = time.monotonic() + self.latency_s
+            self.connection.wait(lambda: time.monotonic() >= until)
         self.presenter.report(block, presentations)
         if responses:
             try:

@@ -223,3 +223,38 @@ def test_nothing_but_hello_before_welcome(context):
         )
         assert server.types()[:2] == ["hello", "hello"]
         assert first_heartbeat >= 2 and not server.errors
+
+
+def test_wait_keeps_heartbeating_and_keeps_messages(context):
+    """A front end busy longer than the liveness window stays registered through wait()."""
+
+    def script(server, message):
+        replies = welcoming(server, message)
+        if isinstance(message.content, Heartbeat) and len(server.received) == 3:
+            replies.append(Message(Error(code="Note", message="kept for poll")))
+        return replies
+
+    with running(script, context) as (server, conn):
+        conn.connect(timeout_s=5)
+        until = time.monotonic() + 20 * HEARTBEAT  # far beyond 3 heartbeat intervals
+        conn.wait(lambda: time.monotonic() >= until)
+        assert conn.reconnects == 0
+        assert server.types().count("heartbeat") >= 10
+        kept = conn.poll(0)
+        assert kept is not None and kept.content.code == "Note"
+
+
+def test_not_registered_makes_the_client_say_hello_again(context):
+    """A restarted server does not know the client: it answers NotRegistered."""
+
+    def script(server, message):
+        if isinstance(message.content, Heartbeat) and server.types().count("hello") == 1:
+            return [Message(Error(code="NotRegistered", message="say hello first"))]
+        return welcoming(server, message)
+
+    with running(script, context) as (server, conn):
+        conn.connect(timeout_s=5)
+        end = time.monotonic() + 20 * HEARTBEAT
+        while time.monotonic() < end and conn.reconnects == 0:
+            conn.poll(HEARTBEAT)
+        assert conn.reconnects == 1 and server.types().count("hello") == 2
