@@ -81,6 +81,8 @@ class Round:
     presenter_lost: bool = False
     #: Answers each stimulus of the current block had when the block was sent.
     block_start: dict[str, int] = field(default_factory=dict)
+    #: perf_counter when the round opened, and when its last needed response arrived.
+    started_at: float = field(default_factory=time.perf_counter)
     completed_at: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,6 +142,9 @@ class Session:
         self._task: asyncio.Task[None] | None = None
         self._pending_write: asyncio.Future[Any] | None = None
         self._last_completed_at: float | None = None
+        #: Read the next round's presentations and responses from the file (after a restart
+        #: or an error), instead of starting it empty.
+        self._reload_round = False
 
     # -- threads ---------------------------------------------------------------------------
     async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
@@ -198,6 +203,9 @@ class Session:
     async def resume(self) -> None:
         self._require("resume", "paused")
         await self._set_state("running")
+        self._last_completed_at = None  # the pause is not loop latency
+        if self._task is None or self._task.done():  # paused by an error: start over
+            self._launch()
         self._running.set()
 
     async def stop(self) -> None:
@@ -247,6 +255,8 @@ class Session:
             log.exception("session %s failed", self.id)
             self.state = "paused"
             self._running.clear()
+            self.round = self._pending_write = None
+            self._reload_round = True
             with contextlib.suppress(Exception):
                 await self._io(self.store.set_status, "paused")
                 await self._io(self.store.log_event, "error", self.done, message=repr(exc))
@@ -265,14 +275,15 @@ class Session:
         slots, images, picks = self._slots(proposal)
         book = GenerationBook(proposal.index, slots, self.config.repeats, self.n_channels)
         rnd = Round(proposal, book, images, picks)
-        # A resumed session finds what the rig already reported for this generation.
-        presented, responses, blocks = await self._io(self._stored_round, proposal.index)
-        if presented:
-            book.record_presented(presented)
-        if responses:
-            book.record_responses(responses)
-            self.n_channels = book.n_channels
-        rnd.block = blocks - 1
+        if self._reload_round:  # resumed: the rig may have reported part of this generation
+            self._reload_round = False
+            presented, responses, blocks = await self._io(self._stored_round, proposal.index)
+            if presented:
+                book.record_presented(presented)
+            if responses:
+                book.record_responses(responses)
+                self.n_channels = book.n_channels
+            rnd.block = blocks - 1
         self.round = rnd
         return rnd
 
@@ -384,8 +395,11 @@ class Session:
         )
         last = self.done + 1 >= self.generations
 
+        rig_s = (rnd.completed_at or 0.0) - rnd.started_at
+
         def work() -> tuple[GenerationResult, dict[str, Any], Proposal | None]:
-            result = self.engine.complete(rnd.proposal, scores, {"responses": n_responses})
+            extra = {"responses": n_responses}
+            result = self.engine.complete(rnd.proposal, scores, extra, score_seconds=rig_s)
             state = self.engine.optimizer.state_dict()
             return result, state, None if last else self.engine.propose()
 
@@ -523,6 +537,7 @@ class Session:
         """Continue from the file: ``done`` generations complete (the optimizer already
         holds their state), so the next proposal is the generation that was in flight."""
         self.history, self.done, self._seen, self.n_channels = history, done, seen, n_channels
+        self._reload_round = True
         if self.state == "running":
             self._launch()
         elif self.state == "paused":

@@ -144,15 +144,20 @@ class SessionManager:
             return store
 
         store = await asyncio.to_thread(create_file)
+        return self._add(session_id, config, parts, store)
+
+    def _add(
+        self,
+        session_id: str,
+        config: SessionConfig,
+        parts: _Parts,
+        store: SessionFile,
+        state: str = "created",
+    ) -> Session:
         session = Session(
-            session_id,
-            config,
-            parts.engine,
-            store,
-            parts.generations,
-            parts.references,
-            self.transport,
-        )
+            session_id, config, parts.engine, store, parts.generations, parts.references,
+            self.transport, state=state,
+        )  # fmt: skip
         self.sessions[session_id] = session
         return session
 
@@ -204,18 +209,8 @@ class SessionManager:
         store, parts, done, seen, n_channels = opened
         session_id = str(store.config["session_id"])
         config = SessionConfig.model_validate(store.config["config"])
-        session = Session(
-            session_id,
-            config,
-            parts.engine,
-            store,
-            parts.generations,
-            parts.references,
-            self.transport,
-            state=store.status,
-        )
         history = await asyncio.to_thread(_history, store, done)
-        self.sessions[session_id] = session
+        session = self._add(session_id, config, parts, store, state=store.status)
         session.restore(history, done, seen, n_channels)
         return session
 

@@ -8,7 +8,9 @@ Layout (all under the file root)::
     generations/images    (images, H, W, 3)    uint8, gzip, one chunk per image
     generations/scores    (images,)            float64, NaN = no response
     generations/<extra>   (images, ...)        e.g. noiseless activations, responses counted
-    timings               (generations, k)     float64, column names in attrs["columns"]
+    timings               (generations, k)     float64, column names in attrs["columns"]:
+                          ask, generate, score (in silico: the neuron; on a rig: first
+                          block sent to last response), tell, store; seconds
     optimizer/            state after the last complete generation (arrays -> datasets);
                           written last, so its ``generation`` counts the complete ones
     references/images     (refs, H, W, 3)      the session's natural reference images

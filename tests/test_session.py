@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import h5py
 import numpy as np
@@ -399,3 +400,50 @@ def test_unknown_generator_is_refused_before_any_file(tmp_path):
 
     run(main())
     assert list(tmp_path.glob("*.h5")) == []
+
+
+def test_two_sessions_run_at_once(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            a = await manager.create(config(generations=2, rig="rig-a"))
+            b = await manager.create(config(generations=2, rig="rig-b", seed=9))
+            await a.start()
+            await b.start()
+            answered = 0
+            while answered < 4:
+                message = await transport.next(answered)
+                session = manager.get(message.session)
+                await answer(session, message)
+                answered += 1
+            await wait_state(a, "finished")
+            await wait_state(b, "finished")
+            return {m.session for m in transport.sent}, a.history.maxima, b.history.maxima
+
+    sessions, maxima_a, maxima_b = run(main())
+    assert len(sessions) == 2 and len(maxima_a) == len(maxima_b) == 2
+    assert maxima_a != maxima_b  # different seeds, different images
+
+
+def test_generation_work_does_not_block_the_event_loop(tmp_path):
+    """While a generation is computed, the loop keeps ticking (other rigs, HTTP, heartbeats)."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(image_size=512, population=40, generations=2))
+            gaps, last = [], time.perf_counter()
+            started = time.perf_counter()
+            await session.start()
+            waiter = asyncio.ensure_future(transport.next(0, timeout=60))
+            while not waiter.done():
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+            compute = time.perf_counter() - started
+            await session.stop()
+            return max(gaps), compute
+
+    worst_gap, compute = run(main())
+    assert worst_gap < 0.25 * compute, (worst_gap, compute)
