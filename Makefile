@@ -19,10 +19,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A short in-silico session with the offline default generator and optimizer.
+# A 30-generation session over real ZeroMQ: server + simulated rig (own process) on loopback.
 demo: $(STAMP)
-	$(BIN)/xdream evolve --target efficientnet-lite0:_fc:1 --budget 1000 --seed 0 \
-		--out out/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/xdream demo --generations 30 --json --data out/demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

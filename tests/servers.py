@@ -29,9 +29,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def xdream(*args: str, **popen: Any) -> subprocess.Popen[str]:
-    """``xdream ARGS`` as a child process of this interpreter (one torch thread each)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def xdream(*args: str, threads: int | None = 1, **popen: Any) -> subprocess.Popen[str]:
+    """``xdream ARGS`` as a child process of this interpreter; ``threads`` torch threads
+    (one by default, so that server and simulator do not oversubscribe the test machine;
+    None for torch's default, as benchmarks need)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
         [sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env, text=True, **popen
     )
@@ -47,6 +51,7 @@ class Server:
         http_port: int | None = None,
         zmq_host: str = "127.0.0.1",
         options: tuple[str, ...] = (),
+        threads: int | None = 1,
     ):
         self.data = data
         self.zmq_port = zmq_port or free_port()
@@ -56,7 +61,8 @@ class Server:
         self.log = (data.parent / f"server-{self.zmq_port}.log").open("a")
         self.process = xdream(
             "serve", "--zmq", self.zmq, "--http", f"127.0.0.1:{self.http_port}",
-            "--data", str(data), *options, stdout=subprocess.PIPE, stderr=self.log,
+            "--data", str(data), *options, threads=threads, stdout=subprocess.PIPE,
+            stderr=self.log,
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
