@@ -7,6 +7,7 @@ client. Everything that touches the HDF5 file runs on the session's I/O thread.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import tempfile
@@ -107,7 +108,7 @@ def create_app(manager: SessionManager) -> FastAPI:
     async def list_sessions() -> dict[str, Any]:
         return {
             "sessions": [s.summary() for s in manager.sessions.values()],
-            "past": manager.past(),
+            "past": await asyncio.to_thread(manager.past),
         }
 
     @app.get("/api/sessions/{session_id}")

@@ -94,8 +94,30 @@ class GenerationBook:
             result.fresh.append(i)
         return result
 
-    def record_responses(self, responses: Sequence[Response]) -> Ingested:
-        """Add spike counts; all-or-nothing: one bad response rejects the whole message."""
+    def new_responses(self, responses: Sequence[Response]) -> list[Response]:
+        """Check ``responses`` (raising as :meth:`record_responses` would) and return those
+        not yet recorded, without recording anything: the caller stores them first."""
+        self._check_responses(responses)
+        fresh, ids = [], set(self._responded)
+        for r in responses:
+            if r.presentation_id not in ids:
+                ids.add(r.presentation_id)
+                fresh.append(r)
+        return fresh
+
+    def new_presentations(self, presentations: Sequence[Presentation]) -> list[Presentation]:
+        """As :meth:`new_responses`, for presentations."""
+        for p in presentations:
+            self._slot(p.stimulus_id)
+        fresh, ids = [], set(self._presentations)
+        for p in presentations:
+            if p.presentation_id not in ids:
+                ids.add(p.presentation_id)
+                fresh.append(p)
+        return fresh
+
+    def _check_responses(self, responses: Sequence[Response]) -> int | None:
+        """Validate a message's responses; the channel count they establish."""
         n = self.n_channels
         for r in responses:
             self._slot(r.stimulus_id)
@@ -116,7 +138,11 @@ class GenerationBook:
                     f"presentation {r.presentation_id} showed {known.stimulus_id!r}, "
                     f"not {r.stimulus_id!r}"
                 )
-        self.n_channels = n
+        return n
+
+    def record_responses(self, responses: Sequence[Response]) -> Ingested:
+        """Add spike counts; all-or-nothing: one bad response rejects the whole message."""
+        self.n_channels = self._check_responses(responses)
         result = Ingested()
         for i, r in enumerate(responses):
             if r.presentation_id in self._responded:

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -117,18 +118,27 @@ class RigServer:
         self._context.destroy(linger=0)  # closes the socket too, even after a failed bind
 
     def _send(self, identity: bytes, message: Message) -> bool:
-        """Send to one peer; False (and the client dropped) when it is gone."""
+        """Send to one peer; False (and the client dropped) when it is known to be gone."""
         assert self._socket is not None
         try:
-            self._socket.send_multipart([identity, *encode(message)], copy=False)
+            sent = self._socket.send_multipart([identity, *encode(message)], copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH with ROUTER_MANDATORY: peer gone
-            log.info("peer %r unreachable: %s", identity, exc)
-            self._drop(identity, "unreachable")
+            self._unreachable(identity, exc)
             return False
+        # On an asyncio socket the error may come later, on the returned future.
+        sent.add_done_callback(lambda f: self._check_sent(identity, f))
         client = self.clients.get(identity)
         if client is not None:
             client.last_sent = time.monotonic()
         return True
+
+    def _check_sent(self, identity: bytes, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._unreachable(identity, future.exception())
+
+    def _unreachable(self, identity: bytes, exc: BaseException | None) -> None:
+        log.info("peer %r unreachable: %s", identity, exc)
+        self._drop(identity, "unreachable")
 
     def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
         """Send a generation block to the session's presenter (the newest of that name)."""
@@ -157,7 +167,10 @@ class RigServer:
         try:
             while True:
                 frames = await self._socket.recv_multipart(copy=False)
-                self._receive(frames[0].bytes, frames[1:])
+                try:
+                    self._receive(frames[0].bytes, frames[1:])
+                except Exception:  # a bug must not end the rig side for every session
+                    log.exception("while handling a message")
         finally:
             beat.cancel()
 
@@ -166,10 +179,13 @@ class RigServer:
             await asyncio.sleep(self.heartbeat_s / 2)
             now = time.monotonic()
             for identity, client in list(self.clients.items()):
-                if now - client.last_heard > self.liveness * self.heartbeat_s:
-                    self._drop(identity, "silent: counted as gone")
-                elif now - client.last_sent >= self.heartbeat_s:
-                    self._send(identity, Message(Heartbeat()))
+                try:
+                    if now - client.last_heard > self.liveness * self.heartbeat_s:
+                        self._drop(identity, "silent: counted as gone")
+                    elif now - client.last_sent >= self.heartbeat_s:
+                        self._send(identity, Message(Heartbeat()))
+                except Exception:  # keep heartbeating the others
+                    log.exception("heartbeat for %s", client.name)
 
     def _receive(self, identity: bytes, frames: list[zmq.Frame]) -> None:
         try:

@@ -87,7 +87,7 @@ async def serve(
             "data": str(Path(config.data).resolve()),
             "resumed": resumed,
         }
-        tasks = {http_task}  # uvicorn returns on SIGINT / SIGTERM
+        tasks = {http_task, rig_task}  # uvicorn returns on SIGINT / SIGTERM
         if job is not None:
             tasks.add(asyncio.create_task(job(addresses, manager), name="job"))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

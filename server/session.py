@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 #: A ``generation`` not acknowledged within this time is sent again (PROTOCOL.md 6).
 RESEND_S = 2.0
+#: How long counts for the generation being proposed wait for it (instead of an error).
+ROUND_WAIT_S = 30.0
 #: Session states (PROTOCOL.md 7); the last two are final.
 STATES = ("created", "running", "paused", "finished", "aborted")
 
@@ -145,6 +147,13 @@ class Session:
         #: Read the next round's presentations and responses from the file (after a restart
         #: or an error), instead of starting it empty.
         self._reload_round = False
+        #: Index of the last generation whose collection ended: its responses are late.
+        self._collected = -1
+        #: Set when the file is closed; why the session failed, if it did.
+        self._closed = False
+        self.failure: str | None = None
+        self._control_lock = asyncio.Lock()
+        self._round_open = asyncio.Event()
 
     # -- threads ---------------------------------------------------------------------------
     async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
@@ -155,6 +164,8 @@ class Session:
 
     def _event(self, kind: str, generation: int = -1, **detail: Any) -> None:
         """Log an event to the file without waiting (the I/O thread keeps the order)."""
+        if self._closed:  # a stopped or finished session logs nothing more
+            return
         future = asyncio.get_running_loop().run_in_executor(
             self._io_pool, lambda: self.store.log_event(kind, generation, **detail)
         )
@@ -186,9 +197,10 @@ class Session:
         self._event(state, self.done, **detail)
 
     async def start(self) -> None:
-        self._require("start", "created")
-        await self._set_state("running")
-        self._launch()
+        async with self._control_lock:
+            self._require("start", "created")
+            await self._set_state("running")
+            self._launch()
 
     def _launch(self) -> None:
         self._running.set()
@@ -196,27 +208,34 @@ class Session:
 
     async def pause(self) -> None:
         """Stop proposing generations; the one in flight still collects its responses."""
-        self._require("pause", "running")
-        self._running.clear()
-        await self._set_state("paused")
+        async with self._control_lock:
+            self._require("pause", "running")
+            self._running.clear()
+            await self._set_state("paused")
 
     async def resume(self) -> None:
-        self._require("resume", "paused")
-        await self._set_state("running")
-        self._last_completed_at = None  # the pause is not loop latency
-        if self._task is None or self._task.done():  # paused by an error: start over
-            self._launch()
-        self._running.set()
+        async with self._control_lock:
+            self._require("resume", "paused")
+            if self.failure is not None:
+                raise SessionStateError(
+                    f"session {self.id} stopped on an error ({self.failure}); restart the "
+                    "server to resume it from its file"
+                )
+            await self._set_state("running")
+            self._last_completed_at = None  # the pause is not loop latency
+            self._running.set()
 
     async def stop(self) -> None:
         """Abort: the generation in flight is dropped (its responses stay in the file)."""
-        self._require("stop", "created", "running", "paused")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._set_state("aborted")
-        await self.close()
+        async with self._control_lock:
+            self._require("stop", "created", "running", "paused")
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self.round = None
+            await self._set_state("aborted")
+            await self.close()
 
     async def close(self) -> None:
         """Finish pending writes and release the file (the state stays as it is)."""
@@ -226,8 +245,9 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._pending_write is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._pending_write
+        self._closed = True
         if self.store.is_open:
             await self._io(self.store.close)
         # A proposal cancelled mid-computation may still be running; it is not waited for.
@@ -246,19 +266,20 @@ class Session:
                 await self._collect(rnd)
                 proposal = await self._close_round(rnd)
             if self._pending_write is not None:
-                await self._pending_write
+                await asyncio.shield(self._pending_write)
             await self._set_state("finished")
             await self.close()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug or a full disk: keep the data, tell the operator
+        except Exception as exc:  # a bug or a full disk: keep the file, tell the operator
+            # What is in memory may be ahead of the file now (e.g. the optimizer told, the
+            # generation not stored): continuing needs a restart, which resumes from the file.
             log.exception("session %s failed", self.id)
+            self.failure = repr(exc)
             self.state = "paused"
             self._running.clear()
-            self.round = self._pending_write = None
-            self._reload_round = True
+            self.round = None
             with contextlib.suppress(Exception):
-                await self._io(self.store.set_status, "paused")
                 await self._io(self.store.log_event, "error", self.done, message=repr(exc))
 
     def _slots(self, proposal: Proposal) -> tuple[list[StimulusSlot], np.ndarray, list[int]]:
@@ -285,6 +306,7 @@ class Session:
                 self.n_channels = book.n_channels
             rnd.block = blocks - 1
         self.round = rnd
+        self._round_open.set()
         return rnd
 
     def _stored_round(self, g: int) -> tuple[list[Presentation], list[Response], int]:
@@ -384,6 +406,11 @@ class Session:
                 reason = "aborted or unanswered" if self._block_over(rnd) else "timeout"
                 self._send_block(rnd, rnd.book.missing(), reason)
         rnd.completed_at = time.perf_counter()
+        # From here on, counts for this generation are late, and resends duplicates.
+        self._collected = rnd.index
+        self._seen.update(p for s in rnd.book.slots.values() for p in s.answered)
+        self.round = None
+        self._round_open.clear()
 
     async def _close_round(self, rnd: Round) -> Proposal | None:
         """Tell the optimizer, propose the next generation, and store this one meanwhile."""
@@ -404,7 +431,7 @@ class Session:
             return result, state, None if last else self.engine.propose()
 
         if self._pending_write is not None:  # surface a failed write before going on
-            await self._pending_write
+            await asyncio.shield(self._pending_write)
         result, state, proposal = await self._compute(work)
         refs = (
             []
@@ -415,9 +442,7 @@ class Session:
             self._io(self.store.write_generation, result, state, refs)
         )
         self._last_completed_at = rnd.completed_at
-        self._seen.update(p for s in rnd.book.slots.values() for p in s.answered)
         self.done += 1
-        self.round = None
         h = self.history
         h.maxima.append(_nan_stat(scores, np.max))
         h.means.append(_nan_stat(scores, np.mean))
@@ -429,13 +454,19 @@ class Session:
         return proposal
 
     # -- what the rig reports --------------------------------------------------------------
-    def _current(self, generation: int, what: str) -> Round:
+    async def _current(self, generation: int, what: str) -> Round:
         """The round ``generation`` belongs to, or the error a rig should hear."""
+        if self.state in ("created", "finished", "aborted"):
+            raise SessionStateError(f"session {self.id} is {self.state}: it takes no {what}")
+        if generation <= self._collected or generation < self.done:
+            raise LateResponse(f"generation {generation} of session {self.id} is complete")
+        if self.round is None and generation == self.done:
+            # Being proposed (or reloaded after a restart): wait for it rather than refuse.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._round_open.wait(), ROUND_WAIT_S)
         rnd = self.round
         if rnd is not None and generation == rnd.index:
             return rnd
-        if generation < self.done:
-            raise LateResponse(f"generation {generation} of session {self.id} is complete")
         current = "none" if rnd is None else rnd.index
         raise UnknownStimulus(
             f"{what} for generation {generation}, which session {self.id} has not sent "
@@ -468,10 +499,9 @@ class Session:
     async def ingest_presented(self, msg: Presented, source: str, client: str) -> int:
         """Log presentations; returns how many were new."""
         async with self._ingest_lock:
-            rnd = self._current(msg.generation, "presentations")
-            got = rnd.book.record_presented(msg.presentations)
-            fresh = [msg.presentations[i] for i in got.fresh]
-            if fresh:
+            rnd = await self._current(msg.generation, "presentations")
+            fresh = rnd.book.new_presentations(msg.presentations)
+            if fresh:  # stored first, then counted: a failed write changes nothing
                 await self._io(
                     self.store.append_rows,
                     "presentations",
@@ -486,6 +516,7 @@ class Session:
                         "source": [f"{source}:{client}"] * len(fresh),
                     },
                 )
+                rnd.book.record_presented(fresh)
                 rnd.last_activity = time.monotonic()
                 rnd.changed.set()
             return len(fresh)
@@ -493,10 +524,14 @@ class Session:
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
         """Store and count spike counts; acknowledged only once they are on disk."""
         async with self._ingest_lock:
-            if self.state == "created":
-                raise UnknownStimulus(f"session {self.id} has not started")
+            recorded = len(msg.responses[0].counts)
+            if max(self.config.channels) >= recorded:
+                raise ChannelMismatch(
+                    f"the session scores channel {max(self.config.channels)}, "
+                    f"the responses have {recorded} channels"
+                )
             try:
-                rnd = self._current(msg.generation, "responses")
+                rnd = await self._current(msg.generation, "responses")
             except LateResponse:
                 fresh = [r for r in msg.responses if r.presentation_id not in self._seen]
                 if not fresh:  # a resend of what was already taken: harmless
@@ -517,20 +552,19 @@ class Session:
                     f"generation {msg.generation} of session {self.id} is complete: "
                     f"{len(fresh)} responses stored as late, not used"
                 ) from None
-            seen = [r for r in msg.responses if r.presentation_id in self._seen]
             new = [r for r in msg.responses if r.presentation_id not in self._seen]
-            got = rnd.book.record_responses(new)
-            self.n_channels = rnd.book.n_channels  # before any await: the next round needs it
-            fresh = [new[i] for i in got.fresh]
-            if fresh:
+            fresh = rnd.book.new_responses(new)  # checks all, records nothing yet
+            if fresh:  # stored first, then counted: a failed write changes nothing
                 await self._io(
                     self.store.append_rows,
                     "responses",
                     _response_rows(rnd.index, rnd.block, fresh, source, client),
                 )
+                rnd.book.record_responses(fresh)
+                self.n_channels = rnd.book.n_channels
                 rnd.last_activity = time.monotonic()
                 rnd.changed.set()
-            return ResponsesAck(accepted=got.accepted, duplicates=got.duplicates + len(seen))
+            return ResponsesAck(accepted=len(fresh), duplicates=len(msg.responses) - len(fresh))
 
     # -- restoring after a restart ---------------------------------------------------------
     def restore(self, history: History, done: int, seen: set[str], n_channels: int | None) -> None:

@@ -162,7 +162,7 @@ def test_late_unknown_and_mismatched_responses_are_refused(tmp_path):
         transport = FakeTransport()
         async with manager_in(tmp_path, transport) as manager:
             session = await manager.create(config())
-            with pytest.raises(UnknownStimulus, match="not started"):
+            with pytest.raises(SessionStateError, match="created"):
                 await session.ingest_responses(
                     Responses(
                         generation=0,
@@ -325,8 +325,8 @@ def test_controls_follow_the_state_machine(tmp_path):
             with pytest.raises(SessionStateError):
                 await session.start()
             await answer(session, await transport.next(0))
-            await session.pause()
-            gen1 = await transport.next(1)  # proposed before the pause: it is finished
+            gen1 = await transport.next(1)
+            await session.pause()  # the generation in flight still collects its responses
             await answer(session, gen1)
             await asyncio.sleep(0.3)
             assert len(transport.sent) == 2 and session.done == 2  # nothing new while paused
@@ -447,3 +447,46 @@ def test_generation_work_does_not_block_the_event_loop(tmp_path):
 
     worst_gap, compute = run(main())
     assert worst_gap < 0.25 * compute, (worst_gap, compute)
+
+
+def test_a_failed_write_is_not_acknowledged_and_the_resend_counts(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            block = await transport.next(0)
+            real = session.store.append_rows
+            calls = []
+
+            def full_disk(table, columns):
+                calls.append(table)
+                if calls.count("responses") == 1 and table == "responses":
+                    raise OSError("No space left on device")
+                return real(table, columns)
+
+            session.store.append_rows = full_disk
+            with pytest.raises(OSError):
+                await answer(session, block)
+            ack = await answer(session, block)  # the rig resends: taken, not a duplicate
+            assert (ack.accepted, ack.duplicates) == (6, 0)
+            await wait_state(session, "finished")
+
+    run(main())
+
+
+def test_stopped_session_refuses_counts_and_ignores_lost_clients(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=2, channels=[1]))
+            await session.start()
+            block = await transport.next(0)
+            with pytest.raises(ChannelMismatch, match="scores channel 1"):
+                await answer(session, block)  # one channel recorded, channel 1 targeted
+            await session.stop()
+            session.on_client_lost("c1")  # no error, nothing logged to a closed file
+            with pytest.raises(SessionStateError, match="aborted"):
+                await session.ingest_responses(responses_for(block, channels=2), "t", "r")
+
+    run(main())
