@@ -9,8 +9,9 @@ It does no I/O, so the server can feed it from ZeroMQ and HTTP alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -39,6 +40,19 @@ class Ingested:
     excluded: int = 0
     #: Indices (into the message's list) of the accepted items, for storing them.
     fresh: list[int] = field(default_factory=list)
+
+
+T = TypeVar("T", Presentation, Response)
+
+
+def _unseen(items: Sequence[T], known: Collection[str]) -> list[T]:
+    """``items`` whose ``presentation_id`` is neither in ``known`` nor earlier in ``items``."""
+    ids, fresh = set(known), []
+    for item in items:
+        if item.presentation_id not in ids:
+            ids.add(item.presentation_id)
+            fresh.append(item)
+    return fresh
 
 
 def combine_channels(
@@ -98,23 +112,13 @@ class GenerationBook:
         """Check ``responses`` (raising as :meth:`record_responses` would) and return those
         not yet recorded, without recording anything: the caller stores them first."""
         self._check_responses(responses)
-        fresh, ids = [], set(self._responded)
-        for r in responses:
-            if r.presentation_id not in ids:
-                ids.add(r.presentation_id)
-                fresh.append(r)
-        return fresh
+        return _unseen(responses, self._responded)
 
     def new_presentations(self, presentations: Sequence[Presentation]) -> list[Presentation]:
         """As :meth:`new_responses`, for presentations."""
         for p in presentations:
             self._slot(p.stimulus_id)
-        fresh, ids = [], set(self._presentations)
-        for p in presentations:
-            if p.presentation_id not in ids:
-                ids.add(p.presentation_id)
-                fresh.append(p)
-        return fresh
+        return _unseen(presentations, self._presentations)
 
     def _check_responses(self, responses: Sequence[Response]) -> int | None:
         """Validate a message's responses; the channel count they establish."""
