@@ -38,8 +38,6 @@ class Ingested:
     duplicates: int = 0
     #: Of the accepted: counts for aborted presentations, stored but not scored.
     excluded: int = 0
-    #: Indices (into the message's list) of the accepted items, for storing them.
-    fresh: list[int] = field(default_factory=list)
 
 
 T = TypeVar("T", Presentation, Response)
@@ -97,7 +95,7 @@ class GenerationBook:
         for p in presentations:  # validate all first: a bad message changes nothing
             self._slot(p.stimulus_id)
         result = Ingested()
-        for i, p in enumerate(presentations):
+        for p in presentations:
             if p.presentation_id in self._presentations:
                 result.duplicates += 1
                 continue
@@ -105,7 +103,6 @@ class GenerationBook:
             if p.outcome == "aborted":
                 self.slots[p.stimulus_id].answered.add(p.presentation_id)
             result.accepted += 1
-            result.fresh.append(i)
         return result
 
     def new_responses(self, responses: Sequence[Response]) -> list[Response]:
@@ -148,7 +145,7 @@ class GenerationBook:
         """Add spike counts; all-or-nothing: one bad response rejects the whole message."""
         self.n_channels = self._check_responses(responses)
         result = Ingested()
-        for i, r in enumerate(responses):
+        for r in responses:
             if r.presentation_id in self._responded:
                 result.duplicates += 1
                 continue
@@ -163,7 +160,6 @@ class GenerationBook:
                 slot.responses.append(counts)
             slot.answered.add(r.presentation_id)
             result.accepted += 1
-            result.fresh.append(i)
         return result
 
     def missing(self) -> list[str]:

@@ -104,10 +104,15 @@ class History:
     loop_latency_s: list[float] = field(default_factory=list)
     best_score: float = float("nan")
 
-
-def _nan_stat(values: np.ndarray, stat: Callable[[np.ndarray], Any]) -> float:
-    valid = values[~np.isnan(values)]
-    return float(stat(valid)) if valid.size else float("nan")
+    def record(self, scores: np.ndarray, reference_scores: np.ndarray) -> None:
+        """Add one generation's scores (NaN = missing); either may be empty."""
+        valid = scores[~np.isnan(scores)]
+        refs = reference_scores[~np.isnan(reference_scores)]
+        self.maxima.append(float(valid.max()) if valid.size else float("nan"))
+        self.means.append(float(valid.mean()) if valid.size else float("nan"))
+        self.reference_means.append(float(refs.mean()) if refs.size else float("nan"))
+        if valid.size and not valid.max() <= self.best_score:  # NaN best: the first one
+            self.best_score = float(valid.max())
 
 
 class Session:
@@ -340,7 +345,7 @@ class Session:
 
     def _send_block(self, rnd: Round, stimulus_ids: Sequence[str], reason: str) -> None:
         rnd.block += 1
-        order = list(rnd.book.slots)
+        position = {sid: i for i, sid in enumerate(rnd.book.slots)}  # row in rnd.images
         buffers, stimuli = [], []
         for sid in stimulus_ids:
             slot = rnd.book.slots[sid]
@@ -348,7 +353,7 @@ class Session:
             stimuli.append(
                 Stimulus(stimulus_id=sid, buffer=len(buffers), kind=slot.kind, repeats=wanted)
             )
-            buffers.append(rnd.images[order.index(sid)])
+            buffers.append(rnd.images[position[sid]])
         content = Generation(
             generation=rnd.index, block=rnd.block, stimuli=stimuli, params=self.config.params
         )
@@ -443,14 +448,7 @@ class Session:
         )
         self._last_completed_at = rnd.completed_at
         self.done += 1
-        h = self.history
-        h.maxima.append(_nan_stat(scores, np.max))
-        h.means.append(_nan_stat(scores, np.mean))
-        h.reference_means.append(
-            float("nan") if ref_scores is None else _nan_stat(ref_scores, np.mean)
-        )
-        if not np.isnan(h.maxima[-1]) and not h.maxima[-1] <= h.best_score:
-            h.best_score = h.maxima[-1]
+        self.history.record(scores, np.array([]) if ref_scores is None else ref_scores)
         return proposal
 
     # -- what the rig reports --------------------------------------------------------------

@@ -44,8 +44,13 @@ class _Parts:
     record: dict[str, Any]
 
 
-def _build(config: SessionConfig, state: dict[str, Any] | None = None) -> _Parts:
-    """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``."""
+def _build(
+    config: SessionConfig,
+    state: dict[str, Any] | None = None,
+    references: np.ndarray | None = None,
+) -> _Parts:
+    """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``
+    (``references``: those a resumed session stored, instead of drawing them again)."""
     name = config.generator or default_generator()
     if config.weights and name not in DEEPSIM_VARIANTS:
         raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
@@ -74,8 +79,7 @@ def _build(config: SessionConfig, state: dict[str, Any] | None = None) -> _Parts
         raise ConfigError(f"budget {budget} is below one generation of {optimizer.population}")
     if state is not None:
         optimizer = Optimizer.from_state_dict(state)
-    references = None
-    if config.references_per_generation:
+    if references is None and config.references_per_generation:
         photos = load_photos(config.reference_folder)
         references = (
             centre_squares(photos, generator.image_size)
@@ -97,19 +101,12 @@ def _build(config: SessionConfig, state: dict[str, Any] | None = None) -> _Parts
 def _history(store: SessionFile, done: int) -> History:
     """The per-generation numbers of a session file, for a restored session."""
     history = History()
-    gens = store.table("generations")
+    gens = store.table("generations", columns=("index", "scores"))
     index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
-    refs = store.table("references")
+    refs = store.table("references", columns=("generation", "score"))
+    ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
     for g in range(done):
-        s = scores[index == g]
-        valid = s[~np.isnan(s)]
-        history.maxima.append(float(valid.max()) if valid.size else float("nan"))
-        history.means.append(float(valid.mean()) if valid.size else float("nan"))
-        r = refs["score"][refs["generation"] == g] if "score" in refs else np.array([])
-        r = r[~np.isnan(r)]
-        history.reference_means.append(float(r.mean()) if r.size else float("nan"))
-    if history.maxima and not np.isnan(history.maxima).all():
-        history.best_score = float(np.nanmax(history.maxima))
+        history.record(scores[index == g], ref_score[ref_gen == g])
     return history
 
 
@@ -175,7 +172,9 @@ class SessionManager:
         return restored
 
     async def _restore(self, path: Path) -> Session | None:
-        def open_parts() -> tuple[SessionFile, _Parts, int, set[str], int | None] | None:
+        def open_parts() -> (
+            tuple[SessionFile, SessionConfig, _Parts, int, set[str], int | None] | None
+        ):
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != FORMAT or f.attrs.get("status") in (
                     "finished",
@@ -188,17 +187,19 @@ class SessionManager:
                 config = SessionConfig.model_validate(record["config"])
                 state = store.optimizer_state()
                 done = store.generations_done()
-                parts = _build(config, state)
+                parts = _build(config, state, store.references())
                 store.drop_partial_generation(done)
-                responses = store.table("responses")
-                late = store.table("late_responses")
+                responses = store.table(
+                    "responses", columns=("presentation_id", "generation", "counts")
+                )
+                late = store.table("late_responses", columns=("presentation_id",))
                 ids = responses.get("presentation_id", np.array([], dtype=object))
                 gens = responses.get("generation", np.array([], dtype=np.int32))
                 seen = set(ids[gens < done]) | set(late.get("presentation_id", []))
                 counts = responses.get("counts")
                 n_channels = None if counts is None else int(counts.shape[1])
                 store.log_event("server_restarted", done)
-                return store, parts, done, seen, n_channels
+                return store, config, parts, done, seen, n_channels
             except BaseException:
                 store.close()
                 raise
@@ -206,9 +207,8 @@ class SessionManager:
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, parts, done, seen, n_channels = opened
+        store, config, parts, done, seen, n_channels = opened
         session_id = str(store.config["session_id"])
-        config = SessionConfig.model_validate(store.config["config"])
         history = await asyncio.to_thread(_history, store, done)
         session = self._add(session_id, config, parts, store, state=store.status)
         session.restore(history, done, seen, n_channels)

@@ -76,12 +76,19 @@ def _append_table(group: h5py.Group, columns: dict[str, Any]) -> None:
         _append(group, name, values)
 
 
-def _read_table(group: h5py.Group | None, rows: np.ndarray | None = None) -> dict[str, Any]:
-    """Columns of a table (strings decoded), optionally only the rows selected by a mask."""
+def _read_table(
+    group: h5py.Group | None,
+    rows: np.ndarray | None = None,
+    columns: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Columns of a table (strings decoded): all or those named, all rows or those a mask
+    selects."""
     if group is None:
         return {}
     out: dict[str, Any] = {}
     for name, ds in group.items():
+        if columns is not None and name not in columns:
+            continue
         values = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
         out[name] = values if rows is None else values[rows]
     return out
@@ -185,12 +192,15 @@ class SessionFile:
             self._file["timings"].resize(min(done, self._file["timings"].shape[0]), axis=0)
         self._touch_and_flush()
 
-    def table(self, name: str, generation: int | None = None) -> dict[str, Any]:
-        """A table's columns, all rows or only those of ``generation``."""
+    def table(
+        self, name: str, generation: int | None = None, columns: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """A table's columns (all, or those named: ``generations`` holds every image), all
+        rows or only those of ``generation``."""
         group = self._file.get(name)
         if group is None or generation is None:
-            return _read_table(group)
-        return _read_table(group, group["generation"][()] == generation)
+            return _read_table(group, columns=columns)
+        return _read_table(group, group["generation"][()] == generation, columns)
 
     def references(self) -> np.ndarray | None:
         ds = self._file.get("references/images")

@@ -490,3 +490,47 @@ def test_stopped_session_refuses_counts_and_ignores_lost_clients(tmp_path):
                 await session.ingest_responses(responses_for(block, channels=2), "t", "r")
 
     run(main())
+
+
+def test_a_resumed_session_shows_its_stored_reference_images(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(photos / name)
+    cfg = config(references_per_generation=2, reference_folder=str(photos), generations=2)
+
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path / "data", transport)
+        session = await manager.create(cfg)
+        await session.start()
+        block = await transport.next(0)
+        await manager.close()
+        return [
+            b
+            for s, b in zip(block.content.stimuli, block.buffers, strict=True)
+            if s.kind == "reference"
+        ]
+
+    shown = run(first_run())
+    for name in ("a.png", "b.png"):  # the folder changes after the session was created
+        Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(photos / name)
+
+    async def second_run():
+        transport = FakeTransport()
+        async with manager_in(tmp_path / "data", transport) as manager:
+            await manager.restore()
+            block = await transport.next(0)
+            return [
+                b
+                for s, b in zip(block.content.stimuli, block.buffers, strict=True)
+                if s.kind == "reference"
+            ]
+
+    again = run(second_run())
+    assert len(again) == 2
+    for a, b in zip(shown, again, strict=True):
+        np.testing.assert_array_equal(a, b)
