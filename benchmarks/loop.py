@@ -43,9 +43,9 @@ from rig_clients.connection import Connection  # noqa: E402
 from rig_clients.presenter import Presenter  # noqa: E402
 from rig_clients.recorder import Recorder  # noqa: E402
 from server.engine import Engine, run_in_process  # noqa: E402
-from server.generators import make_generator  # noqa: E402
+from server.generators import Generator, make_generator  # noqa: E402
 from server.generators.deepsim import build_network  # noqa: E402
-from server.optimizers import make_optimizer  # noqa: E402
+from server.optimizers import Optimizer, make_optimizer  # noqa: E402
 from server.storage import SessionFile  # noqa: E402
 from simulator.neuron import build_neurons  # noqa: E402
 from tests.servers import Server, create_session, xdream  # noqa: E402
@@ -65,6 +65,13 @@ def fc6_weights(folder: Path) -> Path:
     return path
 
 
+def fc6_and_cmaes(weights: Path, device: str) -> tuple[Generator, Optimizer]:
+    """The generator and optimizer a session with :func:`session_config` builds."""
+    generator = make_generator("fc6", weights=str(weights), device=device)
+    optimizer = make_optimizer("cmaes", generator.code_dim, generator="fc6", population=POPULATION)
+    return generator, optimizer
+
+
 def session_config(weights: Path, generations: int, device: str) -> dict:
     return dict(
         generator="fc6", weights=str(weights), population=POPULATION, generations=generations,
@@ -73,8 +80,7 @@ def session_config(weights: Path, generations: int, device: str) -> dict:
 
 
 def bare_compute(weights: Path, generations: int, device: str) -> list[float]:
-    generator = make_generator("fc6", weights=str(weights), device=device)
-    optimizer = make_optimizer("cmaes", generator.code_dim, generator="fc6", population=POPULATION)
+    generator, optimizer = fc6_and_cmaes(weights, device)
     rng = np.random.default_rng(0)
     codes = optimizer.ask()
     generator.generate(codes)  # warm-up
@@ -137,8 +143,7 @@ def loop_latency(
 
 def throughput_in_process(weights: Path, generations: int, device: str, data: Path) -> dict:
     """Like ``xdream evolve``: score in process, store every generation to HDF5."""
-    generator = make_generator("fc6", weights=str(weights), device=device)
-    optimizer = make_optimizer("cmaes", generator.code_dim, generator="fc6", population=POPULATION)
+    generator, optimizer = fc6_and_cmaes(weights, device)
     neurons, _ = build_neurons([TARGET], None, None, device=device)
 
     def score(images: np.ndarray):
