@@ -240,6 +240,16 @@ def test_http_errors_are_named(loop, unchanged):
 def test_http_responses_are_taken_like_zmq_ones(loop):
     """The generation in flight completes from counts posted over HTTP."""
     server, session_id, _, gen1 = loop
+    presented = {
+        "generation": 1,
+        "presentations": [
+            {"presentation_id": gen1.presentation_id(s.stimulus_id, 0),
+             "stimulus_id": s.stimulus_id, "onset": 12.5 + i, "outcome": "ok"}
+            for i, s in enumerate(gen1.stimuli)
+        ],
+    }  # fmt: skip
+    status, body = server.api("POST", f"/api/sessions/{session_id}/presented", presented)
+    assert status == 200 and body == {"accepted": 4}
     body = brightness_responses(gen1).model_dump(mode="json")
     status, ack = server.api("POST", f"/api/sessions/{session_id}/responses", body)
     assert status == 200 and ack == {"accepted": 4, "duplicates": 0}
@@ -249,5 +259,9 @@ def test_http_responses_are_taken_like_zmq_ones(loop):
     assert status == 200 and png[:4] == b"\x89PNG"
     status, body = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/9.png")
     assert status == 422 and "no image 9" in body["message"]
+    status, png = server.api("GET", f"/api/sessions/{session_id}/best.png")
+    assert status == 200 and png[:4] == b"\x89PNG"
+    status, listing = server.api("GET", "/api/sessions")
+    assert [s["id"] for s in listing["sessions"]] == [session_id]
     status, spec = server.api("GET", "/openapi.json")
     assert status == 200 and "/api/sessions/{session_id}/responses" in spec["paths"]

@@ -7,6 +7,7 @@ crash and reconnect tests fast and deterministic.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -190,3 +191,20 @@ def test_simulator_refuses_bad_options(tmp_path):
     )
     _, err = simulator.communicate(timeout=60)
     assert simulator.returncode == 2 and "noise must be" in err
+
+
+def test_demo_prints_one_json_summary(tmp_path):
+    demo = xdream(
+        "demo", "--generations", "2", "--json", "--data", str(tmp_path / "data"),
+        stdout=subprocess.PIPE, stderr=(tmp_path / "demo.log").open("w"),
+    )  # fmt: skip
+    out, _ = demo.communicate(timeout=300)
+    assert demo.returncode == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["generations"] == 2 and summary["state"] == "finished"
+    for key in ("session_id", "best_score", "first_generation_mean", "last_generation_mean"):
+        assert summary[key] is not None, key
+    with h5py.File(summary["data_file"], "r") as f:
+        assert np.bincount(f["generations/index"][()]).tolist() == [40, 40]
