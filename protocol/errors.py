@@ -12,6 +12,15 @@ from __future__ import annotations
 class XDreamError(Exception):
     """Root of all deliberate xdream-rig errors."""
 
+    #: The setting (e.g. a session config field) the error is about, where one is to blame:
+    #: forms show the message next to that field.
+    field: str | None = None
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        if field is not None:
+            self.field = field
+
 
 class ConfigError(XDreamError, ValueError):
     """A setting is invalid: unknown name, out-of-range value, inconsistent options."""

@@ -204,8 +204,8 @@ def _write_pictures(out: Path, prepared: Prepared, tracker: _Tracker) -> None:
         prepared.optimizer.population,
     )
     gens = sorted(tracker.montage)
-    report.save_montage(
-        [tracker.montage[g] for g in gens], [f"gen {g}" for g in gens], tmp / "montage.png"
+    report.montage([tracker.montage[g] for g in gens], [f"gen {g}" for g in gens]).save(
+        tmp / "montage.png"
     )
     for picture in tmp.iterdir():
         picture.replace(out / picture.name)

@@ -1,4 +1,4 @@
-"""Pictures of a finished run: best image, score curve, montage of the best per generation."""
+"""Pictures of a run: best image, score curve, montage of the best per generation."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def save_progress(
     plt.close(fig)
 
 
-def save_montage(
-    images: list[np.ndarray], labels: list[str], path: Path, tile: int = 128, columns: int = 6
-) -> None:
+def montage(
+    images: list[np.ndarray], labels: list[str], tile: int = 128, columns: int = 6
+) -> Image.Image:
     """A grid of ``images`` (uint8 HxWx3) scaled to ``tile`` px, each captioned."""
     rows = -(-len(images) // columns)
     caption = 14
@@ -53,4 +53,4 @@ def save_montage(
         x, y = (i % columns) * tile, (i // columns) * (tile + caption)
         sheet.paste(Image.fromarray(image).resize((tile, tile), Image.Resampling.BILINEAR), (x, y))
         draw.text((x + 3, y + tile + 1), label, fill="black")
-    sheet.save(path)
+    return sheet

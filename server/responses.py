@@ -89,6 +89,11 @@ class GenerationBook:
                 f"generation {self.index} has no stimulus {stimulus_id!r}"
             ) from None
 
+    @property
+    def presented(self) -> int:
+        """Presentations reported so far (shown, or started and aborted)."""
+        return len(self._presentations)
+
     def record_presented(self, presentations: Sequence[Presentation]) -> Ingested:
         """Log presentations. An aborted one (e.g. broken fixation) leaves its stimulus
         missing, so it is presented again; counts reported for it are kept but not scored."""

@@ -158,6 +158,20 @@ class RigServer:
             log.info("client %s (%s) %s", client.client_id, client.name, why)
             if self.manager is not None:
                 self.manager.on_client_lost(client.client_id)
+                self.manager.changes.bump()
+
+    def connected(self) -> list[dict[str, Any]]:
+        """The registered clients, for the dashboard: who, in which roles, heard how long ago."""
+        now = time.monotonic()
+        return [
+            {
+                "client_id": c.client_id,
+                "name": c.name,
+                "roles": [role.value for role in c.roles],
+                "heard_s_ago": round(now - c.last_heard, 2),
+            }
+            for c in self.clients.values()
+        ]
 
     # -- loops -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -227,8 +241,10 @@ class RigServer:
         )
         self._send(identity, Message(welcome, reply_to=message.id))
         log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
-        if Role.presenter in hello.roles and self.manager is not None:
-            self.manager.on_presenter_ready()
+        if self.manager is not None:
+            if Role.presenter in hello.roles:
+                self.manager.on_presenter_ready()
+            self.manager.changes.bump()
 
     async def _handle(self, client: Client, message: Message) -> None:
         assert self.manager is not None

@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -41,9 +42,10 @@ from protocol.messages import (
     Stimulus,
 )
 from server.engine import Engine, GenerationResult, Proposal
+from server.live import Changes, finite, warning_for
 from server.responses import GenerationBook, StimulusSlot
 from server.session_config import SessionConfig
-from server.storage import SessionFile
+from server.storage import SessionFile, read_closed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,6 +56,8 @@ RESEND_S = 2.0
 ROUND_WAIT_S = 30.0
 #: Session states (PROTOCOL.md 7); the last two are final.
 STATES = ("created", "running", "paused", "finished", "aborted")
+#: Warnings a session keeps for the dashboard (all events stay in the file).
+WARNINGS_KEPT = 100
 
 
 class Transport(Protocol):
@@ -103,9 +107,24 @@ class History:
     #: Seconds from the last response of a generation to the next one leaving the server.
     loop_latency_s: list[float] = field(default_factory=list)
     best_score: float = float("nan")
+    #: The evolved images' scores in the last complete generation (NaN = missing).
+    last_scores: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_store(cls, store: SessionFile, done: int) -> History:
+        """The numbers of the first ``done`` generations of a session file."""
+        history = cls()
+        gens = store.table("generations", columns=("index", "scores"))
+        index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
+        refs = store.table("references", columns=("generation", "score"))
+        ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
+        for g in range(done):
+            history.record(scores[index == g], ref_score[ref_gen == g])
+        return history
 
     def record(self, scores: np.ndarray, reference_scores: np.ndarray) -> None:
         """Add one generation's scores (NaN = missing); either may be empty."""
+        self.last_scores = scores.astype(float).tolist()
         valid = scores[~np.isnan(scores)]
         refs = reference_scores[~np.isnan(reference_scores)]
         self.maxima.append(float(valid.max()) if valid.size else float("nan"))
@@ -113,6 +132,22 @@ class History:
         self.reference_means.append(float(refs.mean()) if refs.size else float("nan"))
         if valid.size and not valid.max() <= self.best_score:  # NaN best: the first one
             self.best_score = float(valid.max())
+
+    def as_json(self, start: int = 0) -> dict[str, Any]:
+        """Generations ``start`` onwards as JSON-safe lists (missing: None), with the loop
+        latency's last and median values."""
+        latency = self.loop_latency_s
+        return {
+            "start": start,
+            "max": finite(self.maxima[start:]),
+            "mean": finite(self.means[start:]),
+            "reference_mean": finite(self.reference_means[start:]),
+            "last_scores": finite(self.last_scores),
+            "loop_latency_s": {
+                "last": latency[-1] if latency else None,
+                "median": float(np.median(latency)) if latency else None,
+            },
+        }
 
 
 class Session:
@@ -128,6 +163,7 @@ class Session:
         references: np.ndarray | None,
         transport: Transport,
         state: str = "created",
+        changes: Changes | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -159,6 +195,11 @@ class Session:
         self.failure: str | None = None
         self._control_lock = asyncio.Lock()
         self._round_open = asyncio.Event()
+        #: Bumped whenever something the dashboard shows changes.
+        self.changes = changes or Changes()
+        #: Recent warnings for the operator, each with a sequence number ``seq``.
+        self.warnings: deque[dict[str, Any]] = deque(maxlen=WARNINGS_KEPT)
+        self._warnings_seen = 0
 
     # -- threads ---------------------------------------------------------------------------
     async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
@@ -175,21 +216,25 @@ class Session:
             self._io_pool, lambda: self.store.log_event(kind, generation, **detail)
         )
         future.add_done_callback(_log_failure)
+        self._warn(kind, generation, detail)
+        self.changes.bump()
+
+    def _warn(self, kind: str, generation: int, detail: dict[str, Any]) -> None:
+        """Keep the event for the dashboard if the operator should see it."""
+        text = warning_for(kind, detail)
+        if text is not None:
+            self._warnings_seen += 1
+            self.warnings.append(
+                {"seq": self._warnings_seen, "time": time.time(), "generation": generation,
+                 "kind": kind, "message": text}
+            )  # fmt: skip
 
     async def read(self, fn: Callable[[SessionFile], T]) -> T:
         """Run ``fn(store)`` off the event loop: on the I/O thread while the session writes,
         on a read-only handle once it is closed."""
         if self.store.is_open:
             return await self._io(fn, self.store)
-
-        def once() -> T:
-            store = SessionFile.reopen(self.store.path, mode="r")
-            try:
-                return fn(store)
-            finally:
-                store.close()
-
-        return await asyncio.to_thread(once)
+        return await asyncio.to_thread(read_closed, self.store.path, fn)
 
     # -- controls --------------------------------------------------------------------------
     def _require(self, action: str, *allowed: str) -> None:
@@ -284,6 +329,8 @@ class Session:
             self.state = "paused"
             self._running.clear()
             self.round = None
+            self._warn("error", self.done, {"message": self.failure})
+            self.changes.bump()
             with contextlib.suppress(Exception):
                 await self._io(self.store.log_event, "error", self.done, message=repr(exc))
 
@@ -312,6 +359,7 @@ class Session:
             rnd.block = blocks - 1
         self.round = rnd
         self._round_open.set()
+        self.changes.bump()
         return rnd
 
     def _stored_round(self, g: int) -> tuple[list[Presentation], list[Response], int]:
@@ -449,6 +497,7 @@ class Session:
         self._last_completed_at = rnd.completed_at
         self.done += 1
         self.history.record(scores, np.array([]) if ref_scores is None else ref_scores)
+        self.changes.bump()
         return proposal
 
     # -- what the rig reports --------------------------------------------------------------
@@ -479,6 +528,7 @@ class Session:
             rnd.acked, rnd.presenter = True, client_id
             rnd.last_activity = time.monotonic()
             rnd.changed.set()
+            self.changes.bump()
 
     def on_client_lost(self, client_id: str) -> None:
         rnd = self.round
@@ -517,6 +567,7 @@ class Session:
                 rnd.book.record_presented(fresh)
                 rnd.last_activity = time.monotonic()
                 rnd.changed.set()
+                self.changes.bump()
             return len(fresh)
 
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
@@ -546,6 +597,7 @@ class Session:
                     _response_rows(msg.generation, -1, fresh, source, client),
                 )
                 self._seen.update(r.presentation_id for r in fresh)
+                self._event("late_responses", msg.generation, count=len(fresh))
                 raise LateResponse(
                     f"generation {msg.generation} of session {self.id} is complete: "
                     f"{len(fresh)} responses stored as late, not used"
@@ -562,6 +614,7 @@ class Session:
                 self.n_channels = rnd.book.n_channels
                 rnd.last_activity = time.monotonic()
                 rnd.changed.set()
+                self.changes.bump()
             return ResponsesAck(accepted=len(fresh), duplicates=len(msg.responses) - len(fresh))
 
     # -- restoring after a restart ---------------------------------------------------------
@@ -586,25 +639,36 @@ class Session:
                 "block": rnd.block,
                 "acknowledged": rnd.acked,
                 "stimuli": len(rnd.book.slots),
+                "presented": rnd.book.presented,
                 "responses": sum(len(s.responses) for s in slots),
                 "responses_wanted": len(rnd.book.slots) * self.config.repeats,
                 "missing": len(rnd.book.missing()),
             }
-        h = self.history
         return {
-            "id": self.id,
-            "name": self.config.name,
-            "state": self.state,
-            "rig": self.config.rig,
-            "generations_done": self.done,
+            **shared_summary(self.id, self.config, self.state, self.done, self.history),
             "generations": self.generations,
             "population": self.engine.optimizer.population,
             "generator": self.engine.generator.name,
             "optimizer": self.engine.optimizer.name,
-            "best_score": None if np.isnan(h.best_score) else h.best_score,
             "current": current,
+            "warnings": self._warnings_seen,
+            "failure": self.failure,
             "data_file": str(self.store.path),
         }
+
+
+def shared_summary(
+    session_id: str, config: SessionConfig, state: str, done: int, history: History
+) -> dict[str, Any]:
+    """The summary keys that a live session and a stored one work out the same way."""
+    return {
+        "id": session_id,
+        "name": config.name,
+        "state": state,
+        "rig": config.rig,
+        "generations_done": done,
+        "best_score": finite(history.best_score),
+    }
 
 
 def _response_rows(

@@ -9,9 +9,11 @@ session that was running continues at once, because an animal may be waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ import h5py
 import numpy as np
 
 from protocol.errors import ConfigError, UnknownSession, XDreamError
+from server.archive import StoredSession, list_stored, stored_path
 from server.engine import Engine
 from server.generators import default_generator, make_generator
 from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.live import Changes
 from server.natural_images import centre_squares, load_photos, random_crops
 from server.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
 from server.session import History, Session, Transport
@@ -44,6 +48,16 @@ class _Parts:
     record: dict[str, Any]
 
 
+@contextlib.contextmanager
+def _about(field: str) -> Iterator[None]:
+    """Name ``field`` as the setting to blame for an error raised inside (if none is named)."""
+    try:
+        yield
+    except XDreamError as exc:
+        exc.field = exc.field or field
+        raise
+
+
 def _build(
     config: SessionConfig,
     state: dict[str, Any] | None = None,
@@ -52,14 +66,16 @@ def _build(
     """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``
     (``references``: those a resumed session stored, instead of drawing them again)."""
     name = config.generator or default_generator()
-    if config.weights and name not in DEEPSIM_VARIANTS:
-        raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
-    generator = make_generator(
-        name,
-        device=config.device,
-        **({"weights": config.weights} if config.weights else {}),
-        **({"image_size": config.image_size} if config.image_size else {}),
-    )
+    with _about("weights"):
+        if config.weights and name not in DEEPSIM_VARIANTS:
+            raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
+    with _about("weights" if config.weights else "generator"):
+        generator = make_generator(
+            name,
+            device=config.device,
+            **({"weights": config.weights} if config.weights else {}),
+            **({"image_size": config.image_size} if config.image_size else {}),
+        )
     optimizer_name = config.optimizer or DEFAULT_OPTIMIZER
     overrides = dict(config.settings)
     if config.population is not None:
@@ -71,16 +87,24 @@ def _build(
             optimizer_name, generator.code_dim, config.seed, name, budget, **overrides, **more
         )
 
-    optimizer = fresh()
-    if config.generations and hasattr(optimizer.settings, "horizon") and "horizon" not in overrides:
-        optimizer = fresh(horizon=config.generations)
+    with _about("optimizer" if config.optimizer else "settings"):
+        optimizer = fresh()
+        if (
+            config.generations
+            and hasattr(optimizer.settings, "horizon")
+            and "horizon" not in overrides
+        ):
+            optimizer = fresh(horizon=config.generations)
     generations = config.generations or (budget or 0) // optimizer.population
     if generations < 1:
-        raise ConfigError(f"budget {budget} is below one generation of {optimizer.population}")
+        raise ConfigError(
+            f"budget {budget} is below one generation of {optimizer.population}", field="budget"
+        )
     if state is not None:
         optimizer = Optimizer.from_state_dict(state)
     if references is None and config.references_per_generation:
-        photos = load_photos(config.reference_folder)
+        with _about("reference_folder"):
+            photos = load_photos(config.reference_folder)
         references = (
             centre_squares(photos, generator.image_size)
             if config.reference_folder
@@ -98,18 +122,6 @@ def _build(
     return _Parts(Engine(generator, optimizer), generations, references, record)
 
 
-def _history(store: SessionFile, done: int) -> History:
-    """The per-generation numbers of a session file, for a restored session."""
-    history = History()
-    gens = store.table("generations", columns=("index", "scores"))
-    index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
-    refs = store.table("references", columns=("generation", "score"))
-    ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
-    for g in range(done):
-        history.record(scores[index == g], ref_score[ref_gen == g])
-    return history
-
-
 class SessionManager:
     """The sessions of one server, by id; shared by the ZeroMQ and the HTTP side."""
 
@@ -118,6 +130,8 @@ class SessionManager:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
         self.sessions: dict[str, Session] = {}
+        #: Bumped by every session's changes (and by clients coming and going).
+        self.changes = Changes()
 
     def get(self, session_id: str | None) -> Session:
         try:
@@ -153,9 +167,10 @@ class SessionManager:
     ) -> Session:
         session = Session(
             session_id, config, parts.engine, store, parts.generations, parts.references,
-            self.transport, state=state,
+            self.transport, state=state, changes=Changes(self.changes),
         )  # fmt: skip
         self.sessions[session_id] = session
+        self.changes.bump()
         return session
 
     async def restore(self) -> list[str]:
@@ -209,27 +224,24 @@ class SessionManager:
             return None
         store, config, parts, done, seen, n_channels = opened
         session_id = str(store.config["session_id"])
-        history = await asyncio.to_thread(_history, store, done)
+        history = await asyncio.to_thread(History.from_store, store, done)
         session = self._add(session_id, config, parts, store, state=store.status)
         session.restore(history, done, seen, n_channels)
         return session
 
     def past(self) -> list[dict[str, Any]]:
         """Session files in the data directory that this server run does not hold."""
-        out = []
-        for path in sorted(self.data_dir.glob("*.h5")):
-            if path.stem in self.sessions:
-                continue
-            try:
-                with h5py.File(path, "r") as f:
-                    if f.attrs.get("format") != FORMAT:
-                        continue
-                    out.append(
-                        {"id": path.stem, "state": str(f.attrs["status"]), "data_file": str(path)}
-                    )
-            except OSError:
-                continue
-        return out
+        return list_stored(self.data_dir, set(self.sessions))
+
+    async def lookup(self, session_id: str) -> Session | StoredSession:
+        """A session of this run, or else a read-only view of a past session's file."""
+        if session_id in self.sessions:
+            return self.sessions[session_id]
+        path = stored_path(self.data_dir, session_id)
+        try:
+            return await asyncio.to_thread(StoredSession, path)
+        except (XDreamError, OSError, KeyError, ValueError) as exc:
+            raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
     def on_client_lost(self, client_id: str) -> None:
         for session in self.sessions.values():

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -43,6 +43,7 @@ from server.engine import GenerationResult
 FORMAT = "xdream-rig session 1"
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
 _STR = h5py.string_dtype()
+T = TypeVar("T")
 
 
 def _append(group: h5py.Group, name: str, rows: Any, **create: Any) -> None:
@@ -164,6 +165,11 @@ class SessionFile:
     @property
     def status(self) -> str:
         return str(self._file.attrs["status"])
+
+    @property
+    def created(self) -> float:
+        """When the session was created (seconds since the epoch)."""
+        return float(self._file.attrs["created"])
 
     def optimizer_state(self) -> dict[str, Any] | None:
         """The state after the last complete generation (None before the first)."""
@@ -309,6 +315,21 @@ class SessionFile:
         row = int(np.nanargmax(scores))
         return int(g["index"][row]), float(scores[row]), g["images"][row]
 
+    def best_per_generation(self) -> list[tuple[int, float, np.ndarray]]:
+        """Generation, score and image of each generation's best image (unscored ones left
+        out), in generation order."""
+        g = self._file["generations"]
+        if "scores" not in g:
+            return []
+        index, scores = g["index"][()], g["scores"][()]
+        rows = []
+        for generation in np.unique(index):
+            mine = np.flatnonzero((index == generation) & ~np.isnan(scores))
+            if mine.size:
+                row = int(mine[np.argmax(scores[mine])])
+                rows.append((int(generation), float(scores[row]), g["images"][row]))
+        return rows
+
     def close(self, status: str | None = None) -> None:
         """Close the file, first marking it ``status`` (e.g. finished, aborted) if given."""
         if self._file.id.valid:
@@ -316,3 +337,12 @@ class SessionFile:
                 self._file.attrs["status"] = status
                 self._file.attrs["updated"] = time.time()
             self._file.close()
+
+
+def read_closed(path: Path, fn: Callable[[SessionFile], T]) -> T:
+    """``fn(store)`` on a read-only handle of a session file no writer holds open."""
+    store = SessionFile.reopen(path, mode="r")
+    try:
+        return fn(store)
+    finally:
+        store.close()
