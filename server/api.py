@@ -1,8 +1,11 @@
-"""The REST API (FastAPI): sessions, their controls, HTTP response ingestion, images and data.
+"""The HTTP side (FastAPI): sessions, their controls, HTTP response ingestion, images, data,
+the live stream and the dashboard.
 
 Errors are JSON ``{"code": ..., "message": ...}`` with the same codes as PROTOCOL.md, so a
 recording program that posts spike counts over HTTP handles the same errors as a ZeroMQ
-client. Everything that touches the HDF5 file runs on the session's I/O thread.
+client; errors about one setting of a new session add ``"fields": {name: message}`` for the
+form. Everything that touches the HDF5 file runs on the session's I/O thread, and images
+are encoded off the event loop.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import asyncio
 import io
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from protocol.codec import MAX_BUFFER_BYTES
@@ -32,8 +36,11 @@ from protocol.errors import (
     XDreamError,
 )
 from protocol.messages import Presented, Responses, ResponsesAck
-from server.generators import available_generators
-from server.optimizers import OPTIMIZERS
+from server import dashboard, live
+from server.access import TokenGuard
+from server.generators import available_generators, default_generator
+from server.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
+from server.report import montage
 from server.session_config import SessionConfig
 from server.sessions import SessionManager
 from server.storage import SessionFile
@@ -52,36 +59,93 @@ STATUS = {
 }
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+#: Images finished generations are immutable: browsers may keep them.
+IMAGE_CACHE = "private, max-age=86400"
 
 
-def _png(image: np.ndarray) -> Response:
+def _error(
+    status: int, code: str, message: str, fields: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return JSONResponse(body, status_code=status)
+
+
+def _png(image: np.ndarray | Any, size: int | None = None) -> bytes:
+    """PNG bytes of a uint8 image array or a PIL image, scaled to ``size`` px if given."""
     from PIL import Image
 
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    if size is not None and size != picture.width:
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png")
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
-def create_app(manager: SessionManager) -> FastAPI:
-    """The FastAPI application for ``manager``'s sessions."""
+def _png_response(data: bytes, cache: bool = False) -> Response:
+    headers = {"Cache-Control": IMAGE_CACHE} if cache else {"Cache-Control": "no-store"}
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> dict[str, str]:
+    """Messages per top-level field of the request body ("" for the body as a whole)."""
+    fields: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        fields.setdefault(loc[0] if loc else "", message)
+    return fields
+
+
+def _options() -> dict[str, Any]:
+    """What the new-session form offers: generators (and whether their weights are
+    installed), optimizers with what each is, and the defaults of every setting."""
+    default = default_generator()
+    return {
+        "generators": [
+            {"name": name, "available": ok, "default": name == default}
+            for name, ok in available_generators().items()
+        ],
+        "optimizers": [
+            {
+                "name": name,
+                "description": (OPTIMIZERS.get(name).__doc__ or "").strip().splitlines()[0],
+                "default": name == DEFAULT_OPTIMIZER,
+            }
+            for name in OPTIMIZERS.names()
+        ],
+        "defaults": SessionConfig().model_dump(mode="json"),
+    }
+
+
+def create_app(
+    manager: SessionManager,
+    clients: Callable[[], list[dict[str, Any]]] = list,
+    token: str | None = None,
+) -> FastAPI:
+    """The FastAPI application for ``manager``'s sessions; ``clients`` lists the connected
+    rig clients; with a ``token`` every request but the sign-in page needs it."""
     app = FastAPI(
         title="xdream-rig",
         version="0.1.0",
         description="Closed-loop image evolution for neurophysiology rigs.",
     )
+    if token is not None:
+        app.add_middleware(TokenGuard, token=token)
 
     @app.exception_handler(XDreamError)
     async def _xdream_error(request: Request, exc: XDreamError) -> JSONResponse:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-        return _error(status, type(exc).__name__, str(exc))
+        fields = {exc.field: str(exc)} if exc.field else None
+        return _error(status, type(exc).__name__, str(exc), fields)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return _error(422, "MalformedMessage", f"{where}: {first.get('msg')}")
+        return _error(422, "MalformedMessage", f"{where}: {first.get('msg')}", _field_errors(exc))
 
     @app.middleware("http")
     async def _limit_size(request: Request, call_next: Any) -> Any:
@@ -96,8 +160,8 @@ def create_app(manager: SessionManager) -> FastAPI:
 
     @app.get("/api/options")
     async def options() -> dict[str, Any]:
-        """Generators (and whether each can be built now) and optimizers, for forms."""
-        return {"generators": available_generators(), "optimizers": OPTIMIZERS.names()}
+        """Generators (and whether each can be built now), optimizers and defaults, for forms."""
+        return await asyncio.to_thread(_options)
 
     @app.post("/api/sessions", status_code=201)
     async def create_session(config: SessionConfig) -> dict[str, Any]:
@@ -113,18 +177,25 @@ def create_app(manager: SessionManager) -> FastAPI:
 
     @app.get("/api/sessions/{session_id}")
     async def get_session(session_id: str) -> dict[str, Any]:
-        session = manager.get(session_id)
-        h = session.history
+        """A session of this run or a past one: summary, config and per-generation history."""
+        session = await manager.lookup(session_id)
         return {
             **session.summary(),
             "config": session.config.model_dump(mode="json"),
-            "history": {
-                "max": h.maxima,
-                "mean": h.means,
-                "reference_mean": h.reference_means,
-                "loop_latency_s": h.loop_latency_s,
-            },
+            "history": session.history.as_json(),
         }
+
+    @app.get("/api/live")
+    async def live_updates(session: str | None = None) -> StreamingResponse:
+        """Server-sent events: the sessions, the connected clients and, with ``session``,
+        that session's progress; pushed on every change (see server/live.py)."""
+        watched = manager.get(session) if session is not None else None
+        view = live.View(manager, clients, watched)
+        return StreamingResponse(
+            live.stream(manager.changes, view.snapshot),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.post("/api/sessions/{session_id}/responses")
     async def post_responses(session_id: str, body: Responses) -> ResponsesAck:
@@ -144,21 +215,41 @@ def create_app(manager: SessionManager) -> FastAPI:
         return session.summary()
 
     @app.get("/api/sessions/{session_id}/generations/{generation}/images/{position}.png")
-    async def image(session_id: str, generation: int, position: int) -> Response:
-        session = manager.get(session_id)
-        return _png(await session.read(lambda s: s.read_image(generation, position)))
+    async def image(
+        session_id: str,
+        generation: int,
+        position: int,
+        size: int | None = Query(None, ge=16, le=1024, description="side in px"),
+    ) -> Response:
+        session = await manager.lookup(session_id)
+        found = await session.read(lambda s: s.read_image(generation, position))
+        return _png_response(await asyncio.to_thread(_png, found, size), cache=True)
 
     @app.get("/api/sessions/{session_id}/best.png")
     async def best(session_id: str) -> Response:
-        found = await manager.get(session_id).read(SessionFile.best)
+        """The best-scored image so far."""
+        found = await (await manager.lookup(session_id)).read(SessionFile.best)
         if found is None:
             raise ConfigError(f"session {session_id} has no scored image yet")
-        return _png(found[2])
+        return _png_response(await asyncio.to_thread(_png, found[2]))
+
+    @app.get("/api/sessions/{session_id}/montage.png")
+    async def montage_png(session_id: str) -> Response:
+        """The best image of every generation, captioned with generation and score."""
+        rows = await (await manager.lookup(session_id)).read(SessionFile.best_per_generation)
+        if not rows:
+            raise ConfigError(f"session {session_id} has no scored image yet")
+        labels = [f"gen {g}: {score:.1f}" for g, score, _ in rows]
+
+        def encode() -> bytes:
+            return _png(montage([image for _, _, image in rows], labels))
+
+        return _png_response(await asyncio.to_thread(encode))
 
     @app.get("/api/sessions/{session_id}/data")
     async def data(session_id: str) -> FileResponse:
         """The session's HDF5 file, copied between writes so the download is consistent."""
-        session = manager.get(session_id)
+        session = await manager.lookup(session_id)
         folder = Path(tempfile.mkdtemp(prefix="xdream-download-"))
         copy = folder / f"{session_id}.h5"
 
@@ -175,4 +266,5 @@ def create_app(manager: SessionManager) -> FastAPI:
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
 
+    dashboard.mount(app)
     return app

@@ -157,6 +157,7 @@ def _add_evolve(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     _share_cpus_politely()
     from server import serve
+    from server.access import load_token
 
     return serve.main(
         serve.ServeConfig(
@@ -166,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
             heartbeat_s=args.heartbeat,
             curve_secret=args.curve_secret,
             curve_clients=args.curve_clients,
+            token=load_token(args.token_file),
         )
     )
 
@@ -173,12 +175,19 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="run the rig server (ZeroMQ) and its HTTP API",
-        description="Serve rigs over ZeroMQ and the API over HTTP; resumes unfinished "
-        "sessions found in --data.",
+        help="run the rig server (ZeroMQ), its HTTP API and the dashboard",
+        description="Serve rigs over ZeroMQ, and the API and the operator's dashboard over "
+        "HTTP; resumes unfinished sessions found in --data.",
     )
     p.add_argument("--zmq", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind")
-    p.add_argument("--http", default="127.0.0.1:8000", help="HOST:PORT for the HTTP API")
+    p.add_argument(
+        "--http", default="127.0.0.1:8000", help="HOST:PORT for the HTTP API and the dashboard"
+    )
+    p.add_argument(
+        "--token-file",
+        help="file holding the HTTP access token (default: $XDREAM_TOKEN); needed when "
+        "--http is reachable beyond this machine",
+    )
     p.add_argument("--data", default="data", help="folder of session files (default: ./data)")
     p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval, seconds")
     p.add_argument("--curve-secret", help="server's CURVE secret key file (beyond loopback)")
@@ -323,6 +332,20 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from server.access import create_token
+
+    path = create_token(args.file)
+    print(f"wrote a new access token to {path} (readable by you only; never share it by mail)")
+    return 0
+
+
+def _add_token(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="create an HTTP access token file for `serve`")
+    p.add_argument("file", help="where to write the token (must not exist)")
+    p.set_defaults(handler=_token)
+
+
 def _add_keys(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="create a CURVE key pair for a server or a client")
     p.add_argument("folder", help="where to write NAME.key and NAME.key_secret")
@@ -341,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_present,
         _add_record,
         _add_keys,
+        _add_token,
     ):
         add(sub)
     return parser

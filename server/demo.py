@@ -79,14 +79,13 @@ async def _run_session(
             response_timeout_s=10.0,
         )
     )
-    if not config.json:
-        print(
-            f"xdream demo: session {session.id}, {session.generations} generations of "
-            f"{session.engine.optimizer.population} images; API {addresses['http']}/docs; "
-            f"data {session.store.path}",
-            file=sys.stderr,
-            flush=True,
-        )
+    print(  # on stderr, so that --json keeps stdout to its one line
+        f"xdream demo: session {session.id}, {session.generations} generations of "
+        f"{session.engine.optimizer.population} images; watch it on the dashboard at "
+        f"{addresses['http']}/#/session/{session.id} ; data {session.store.path}",
+        file=sys.stderr,
+        flush=True,
+    )
     await session.start()
     simulator = _simulator(addresses["zmq"], config)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ import uvicorn
 
 from protocol.errors import ConfigError
 from protocol.security import is_loopback
+from server.access import TOKEN_ENV
 from server.api import create_app
 from server.rig_server import RigServer
 from server.sessions import SessionManager
@@ -36,6 +38,8 @@ class ServeConfig:
     heartbeat_s: float = 1.0
     curve_secret: str | None = None
     curve_clients: str | None = None
+    #: The HTTP access token (see server/access.py); required when ``http`` is not loopback.
+    token: str | None = dataclasses.field(default=None, repr=False)
 
 
 def parse_http(address: str) -> tuple[str, int]:
@@ -52,10 +56,11 @@ async def serve(
     """Serve until SIGINT/SIGTERM, or until ``job`` (started once both sides listen, with
     the bound addresses) returns: that is how ``xdream demo`` ends its run."""
     host, port = parse_http(config.http)
-    if not is_loopback(f"tcp://{host}:{port}"):
+    if not is_loopback(f"tcp://{host}:{port}") and config.token is None:
         raise ConfigError(
-            f"--http {config.http} is reachable beyond this machine; the API has no access "
-            "control yet, so bind it to 127.0.0.1 (or tunnel to it)"
+            f"--http {config.http} is reachable beyond this machine: give an access token "
+            f"(--token-file FILE or ${TOKEN_ENV}; `xdream token FILE` makes one), or bind "
+            "to 127.0.0.1"
         )
     rig = RigServer(
         config.zmq,
@@ -67,9 +72,17 @@ async def serve(
     rig.manager = manager
     endpoint = rig.bind()
     resumed = await manager.restore()
+    app = create_app(manager, rig.connected, config.token)
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(manager), host=host, port=port, log_level="warning", lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            # Dashboards hold live streams open; do not wait for them to end on shutdown.
+            timeout_graceful_shutdown=1,
         )
     )
     rig_task = asyncio.create_task(rig.run(), name="rig-server")
@@ -85,6 +98,7 @@ async def serve(
             "zmq": endpoint,
             "http": f"http://{host}:{bound_port}",
             "data": str(Path(config.data).resolve()),
+            "access": "token" if config.token is not None else "open",
             "resumed": resumed,
         }
         tasks = {http_task, rig_task}  # uvicorn returns on SIGINT / SIGTERM
@@ -105,7 +119,8 @@ async def serve(
 
 
 async def announce(addresses: dict[str, Any], manager: SessionManager) -> None:
-    """One JSON line on stdout once both sides listen (scripts and tests wait for it)."""
+    """One JSON line on stdout once both sides listen (scripts and tests wait for it); the
+    dashboard is at the ``http`` address. The token is never printed."""
     print(json.dumps({"event": "ready", **addresses}), flush=True)
     await asyncio.Event().wait()  # serve until a signal
 
