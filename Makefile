@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+# Debian's chromium for the dashboard's browser test (Playwright drives it; it downloads no
+# browser of its own). Installed only when missing; XDREAM_CHROMIUM=PATH uses another binary.
+browser:
+	@if [ -z "$$XDREAM_CHROMIUM" ] && ! command -v chromium >/dev/null; then \
+		echo "installing Debian's chromium for the dashboard test"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
+test: lint browser
 	$(BIN)/python -m pytest

@@ -29,15 +29,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def xdream(*args: str, threads: int | None = 1, **popen: Any) -> subprocess.Popen[str]:
+def xdream(
+    *args: str, threads: int | None = 1, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
     """``xdream ARGS`` as a child process of this interpreter; ``threads`` torch threads
     (one by default, so that server and simulator do not oversubscribe the test machine;
-    None for torch's default, as benchmarks need)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    None for torch's default, as benchmarks need); ``env``: variables to add."""
+    variables = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
+        variables["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env, text=True, **popen
+        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=variables, text=True, **popen
     )
 
 
@@ -52,6 +54,8 @@ class Server:
         zmq_host: str = "127.0.0.1",
         options: tuple[str, ...] = (),
         threads: int | None = 1,
+        http_host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
     ):
         self.data = data
         self.zmq_port = zmq_port or free_port()
@@ -59,10 +63,11 @@ class Server:
         self.zmq = f"tcp://{zmq_host}:{self.zmq_port}"
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.log = (data.parent / f"server-{self.zmq_port}.log").open("a")
+        self.headers: dict[str, str] = {}  # sent with every api() request
         self.process = xdream(
-            "serve", "--zmq", self.zmq, "--http", f"127.0.0.1:{self.http_port}",
+            "serve", "--zmq", self.zmq, "--http", f"{http_host}:{self.http_port}",
             "--data", str(data), *options, threads=threads, stdout=subprocess.PIPE,
-            stderr=self.log,
+            stderr=self.log, env=env,
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -85,12 +90,19 @@ class Server:
         self.log.close()
         return self.process.returncode
 
-    def api(self, method: str, path: str, body: Any = None, raw: bytes | None = None):
-        """(status, JSON body) of an HTTP request to the server."""
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        """(status, JSON body, or bytes if not JSON) of an HTTP request to the server."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.http + path, data=data, method=method,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self.headers, **(headers or {})},
         )  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:

@@ -1,0 +1,177 @@
+"""The dashboard end to end in real headless Chromium (Debian's ``chromium``, driven by
+Playwright): an operator fills the form, starts a session against ``xdream simulate``
+running in its own process, watches it advance, pauses, resumes and stops it.
+
+Screenshots go to ``out/screenshots/`` (the README and docs/dashboard.md show them).
+``make test`` installs chromium when it is missing; set ``XDREAM_CHROMIUM`` to use another
+binary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ROOT, running_server, xdream
+
+playwright = pytest.importorskip("playwright.sync_api", reason="dev extra not installed")
+
+SCREENSHOTS = ROOT / "out" / "screenshots"
+#: Flags for a sandboxed, offline machine (no sandbox as root; no background fetches).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 90_000
+
+
+def chromium_path() -> str:
+    path = os.environ.get("XDREAM_CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install)")
+    return path
+
+
+@pytest.fixture()
+def browser():
+    with playwright.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def generations_done(page) -> int:
+    text = page.inner_text("#stat-generation")
+    match = re.search(r"\((\d+) done\)|^(\d+) of", text)
+    assert match, text
+    return int(match.group(1) or match.group(2))
+
+
+def wait_state(page, state: str) -> None:
+    page.wait_for_function("s => document.querySelector('#state').textContent === s", arg=state)
+
+
+def wait_generations(page, at_least: int) -> None:
+    page.wait_for_function(
+        """n => Number(document.querySelector('#curve').dataset.generations || 0) >= n""",
+        arg=at_least,
+        timeout=TIMEOUT_MS,
+    )
+
+
+@pytest.mark.slow
+def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_server(tmp_path / "data") as server:
+        rig = xdream("simulate", "--server", server.zmq, "--name", "rig-A",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server.http + "/")
+            page.get_by_role("link", name="New session").click()
+
+            # Fill the form by label, as an operator would; one value is out of range.
+            page.get_by_label("Name", exact=True).fill("V4 site 3, unit 12")
+            page.get_by_label("Generator").select_option("fourier")
+            page.get_by_label("Images per generation", exact=True).fill("1")
+            page.get_by_label("Stop after").fill("200")
+            page.get_by_label("Reference images per generation").fill("2")
+            page.get_by_role("button", name="Create session").click()
+            error = page.locator("#error-population")
+            assert "greater than or equal to 2" in error.inner_text(timeout=TIMEOUT_MS)
+            population = page.get_by_label("Images per generation", exact=True)
+            assert population.get_attribute("aria-invalid") == "true"
+            page.screenshot(path=SCREENSHOTS / "dashboard-form-error.png", full_page=True)
+
+            population.fill("20")
+            page.get_by_role("button", name="Create session").click()
+            page.wait_for_url(re.compile(r"#/session/\w+"))
+            wait_state(page, "created")
+            page.get_by_role("button", name="Start").click()
+
+            # Pushed updates: the rig client shows up, generations and the curve advance.
+            page.locator("#clients").get_by_text("rig-A").wait_for()
+            wait_generations(page, 3)
+            first = generations_done(page)
+            wait_generations(page, first + 2)
+            assert generations_done(page) >= first + 2
+            assert page.locator("#curve path.max").count() == 1
+            assert page.locator("#curve path.ref").count() == 1
+            page.locator("#images img").first.wait_for()
+            page.wait_for_function(
+                "[...document.querySelectorAll('#images img, #best')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            page.screenshot(path=SCREENSHOTS / "dashboard-live.png")
+
+            # Pause: after the generation in flight, nothing more is proposed.
+            page.get_by_role("button", name="Pause after this generation").click()
+            wait_state(page, "paused")
+            page.wait_for_function(
+                "document.querySelector('#stat-block').textContent === '–'"
+            )  # the generation in flight completed
+            paused_at = generations_done(page)
+            page.wait_for_timeout(2500)
+            assert generations_done(page) == paused_at
+            page.screenshot(path=SCREENSHOTS / "dashboard-paused.png")
+
+            # Resume with the keyboard: focus the button and press Enter.
+            page.get_by_role("button", name="Resume").focus()
+            page.keyboard.press("Enter")
+            wait_state(page, "running")
+            wait_generations(page, paused_at + 2)
+
+            # A laptop screen shows the same view.
+            page.set_viewport_size({"width": 1366, "height": 768})
+            page.screenshot(path=SCREENSHOTS / "dashboard-laptop.png")
+
+            # Stop asks first; Escape keeps the session running.
+            page.get_by_role("button", name="Stop…").click()
+            page.keyboard.press("Escape")
+            assert page.text_content("#state") == "running"
+            page.get_by_role("button", name="Stop…").click()
+            page.get_by_role("button", name="Stop session").click()
+            wait_state(page, "aborted")
+            assert page.get_by_role("button", name="Resume").is_hidden()
+        finally:
+            rig.terminate()
+            rig.wait(20)
+    assert (SCREENSHOTS / "dashboard-live.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_past_sessions_open_read_only_with_downloads(tmp_path, browser):
+    from tests.servers import create_session
+
+    data = tmp_path / "data"
+    with running_server(data) as server:  # a session that is then stopped: a past one
+        session_id = create_session(server, name="yesterday", generator="pixel", image_size=32,
+                                    population=4, generations=3)  # fmt: skip
+        assert server.api("POST", f"/api/sessions/{session_id}/stop")[0] == 200
+    with running_server(data) as server:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.http + "/")
+        page.locator("#past-list").get_by_text("yesterday").click()
+        wait_state(page, "aborted")
+        for name in ("Start", "Pause after this generation", "Resume", "Stop…"):
+            assert page.get_by_role("button", name=name).is_hidden()
+        link = page.get_by_role("link", name="HDF5 file")
+        with page.expect_download() as download:
+            link.click()
+        saved = Path(tmp_path / "download.h5")
+        download.value.save_as(saved)
+        assert saved.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
