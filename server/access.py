@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -94,14 +94,20 @@ class TokenGuard:
     def _valid(self, candidate: str | None) -> bool:
         return candidate is not None and hmac.compare_digest(candidate.encode(), self._token)
 
-    def allows(self, request: Request) -> bool:
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    def allows(self, connection: HTTPConnection) -> bool:
+        scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
         bearer = credentials.strip() if scheme.lower() == "bearer" else None
-        return self._valid(bearer) or self._valid(request.cookies.get(COOKIE))
+        return self._valid(bearer) or self._valid(connection.cookies.get(COOKIE))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # none today; refused without the token all the same
+            if self.allows(HTTPConnection(scope)):
+                await self.app(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
         request = Request(scope, receive)
         if request.url.path == LOGIN_PATH:

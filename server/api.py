@@ -61,6 +61,8 @@ STATUS = {
 
 #: Images finished generations are immutable: browsers may keep them.
 IMAGE_CACHE = "private, max-age=86400"
+#: Thumbnails are JPEG: a third of PNG's encoding time, for a picture only to look at.
+THUMBNAIL_QUALITY = 90
 
 
 def _error(
@@ -72,21 +74,22 @@ def _error(
     return JSONResponse(body, status_code=status)
 
 
-def _png(image: np.ndarray | Any, size: int | None = None) -> bytes:
-    """PNG bytes of a uint8 image array or a PIL image, scaled to ``size`` px if given."""
+def _encode(image: np.ndarray | Any, size: int | None = None, kind: str = "PNG") -> bytes:
+    """PNG (lossless) or JPEG bytes of a uint8 image array or a PIL image, scaled to
+    ``size`` px if given."""
     from PIL import Image
 
     picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
     if size is not None and size != picture.width:
         picture = picture.resize((size, size), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format=kind, **({"quality": THUMBNAIL_QUALITY} if kind == "JPEG" else {}))
     return buffer.getvalue()
 
 
-def _png_response(data: bytes, cache: bool = False) -> Response:
+def _image_response(data: bytes, kind: str = "png", cache: bool = False) -> Response:
     headers = {"Cache-Control": IMAGE_CACHE} if cache else {"Cache-Control": "no-store"}
-    return Response(data, media_type="image/png", headers=headers)
+    return Response(data, media_type=f"image/{kind}", headers=headers)
 
 
 def _field_errors(exc: RequestValidationError) -> dict[str, str]:
@@ -156,7 +159,7 @@ def create_app(
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "sessions": len(manager.sessions)}
+        return {"status": "ok", "sessions": len(manager.sessions), "device": manager.device}
 
     @app.get("/api/options")
     async def options() -> dict[str, Any]:
@@ -215,15 +218,24 @@ def create_app(
         return session.summary()
 
     @app.get("/api/sessions/{session_id}/generations/{generation}/images/{position}.png")
-    async def image(
+    async def image(session_id: str, generation: int, position: int) -> Response:
+        """An image exactly as the generator made it (lossless)."""
+        session = await manager.lookup(session_id)
+        found = await session.read(lambda s: s.read_image(generation, position))
+        return _image_response(await asyncio.to_thread(_encode, found), cache=True)
+
+    @app.get("/api/sessions/{session_id}/generations/{generation}/thumbnails/{position}.jpg")
+    async def thumbnail(
         session_id: str,
         generation: int,
         position: int,
-        size: int | None = Query(None, ge=16, le=1024, description="side in px"),
+        size: int = Query(112, ge=16, le=1024, description="side in px"),
     ) -> Response:
+        """A small JPEG of an image, for overviews such as the dashboard's."""
         session = await manager.lookup(session_id)
         found = await session.read(lambda s: s.read_image(generation, position))
-        return _png_response(await asyncio.to_thread(_png, found, size), cache=True)
+        data = await asyncio.to_thread(_encode, found, size, "JPEG")
+        return _image_response(data, "jpeg", cache=True)
 
     @app.get("/api/sessions/{session_id}/best.png")
     async def best(session_id: str) -> Response:
@@ -231,7 +243,7 @@ def create_app(
         found = await (await manager.lookup(session_id)).read(SessionFile.best)
         if found is None:
             raise ConfigError(f"session {session_id} has no scored image yet")
-        return _png_response(await asyncio.to_thread(_png, found[2]))
+        return _image_response(await asyncio.to_thread(_encode, found[2]))
 
     @app.get("/api/sessions/{session_id}/montage.png")
     async def montage_png(session_id: str) -> Response:
@@ -242,9 +254,9 @@ def create_app(
         labels = [f"gen {g}: {score:.1f}" for g, score, _ in rows]
 
         def encode() -> bytes:
-            return _png(montage([image for _, _, image in rows], labels))
+            return _encode(montage([image for _, _, image in rows], labels))
 
-        return _png_response(await asyncio.to_thread(encode))
+        return _image_response(await asyncio.to_thread(encode))
 
     @app.get("/api/sessions/{session_id}/data")
     async def data(session_id: str) -> FileResponse:

@@ -49,6 +49,7 @@ class StoredSession:
             "population": self._record["population"],
             "generator": self._record["generator"],
             "optimizer": self._record["optimizer"],
+            "device": self._record.get("device"),  # None in files from before it was recorded
             "current": None,
             "warnings": 0,
             "failure": None,

@@ -168,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
             curve_secret=args.curve_secret,
             curve_clients=args.curve_clients,
             token=load_token(args.token_file),
+            device=args.device,
         )
     )
 
@@ -190,6 +191,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", default="data", help="folder of session files (default: ./data)")
     p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval, seconds")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda or cuda:N for sessions that name none (default: auto, the GPU "
+        "when torch sees one)",
+    )
     p.add_argument("--curve-secret", help="server's CURVE secret key file (beyond loopback)")
     p.add_argument("--curve-clients", help="folder of authorised clients' public key files")
     p.set_defaults(handler=_serve)
@@ -332,6 +339,37 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from server.access import load_token
+
+    token = load_token(args.token_file)
+    request = urllib.request.Request(
+        f"http://{args.http}/api/health",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as reply:
+            print(reply.read().decode())
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"xdream health: {args.http} is not healthy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_health(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "health",
+        help="check that a server answers (exit status 0 or 1; for container health checks)",
+    )
+    p.add_argument("--http", default="127.0.0.1:8000", help="the server's HOST:PORT")
+    p.add_argument("--token-file", help="access token file (default: $XDREAM_TOKEN)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    p.set_defaults(handler=_health)
+
+
 def _token(args: argparse.Namespace) -> int:
     from server.access import create_token
 
@@ -365,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_record,
         _add_keys,
         _add_token,
+        _add_health,
     ):
         add(sub)
     return parser

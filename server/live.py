@@ -3,8 +3,8 @@
 Sessions bump a :class:`Changes` counter (on the event loop) whenever something an operator
 sees changes; :func:`stream` waits on it and sends server-sent events, so the browser is told
 instead of polling. Bursts (a rig answering many stimuli a second) are coalesced to at most
-:data:`MAX_RATE_HZ` messages, and a message goes out at least every :data:`TICK_S` anyway, so
-heartbeat ages stay current and a dead connection is noticed.
+:data:`MAX_RATE_HZ` messages a second, and a message goes out at least every :data:`TICK_S`
+anyway, so heartbeat ages stay current and a dead connection is noticed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-#: At most this many pushes per second per connection.
-MAX_RATE_HZ = 10.0
+#: At most this many pushes per second per connection (each costs the browser a redraw).
+MAX_RATE_HZ = 4.0
 #: A push at least this often, even when nothing changed.
 TICK_S = 1.0
 

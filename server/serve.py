@@ -36,6 +36,8 @@ class ServeConfig:
     http: str = "127.0.0.1:8000"
     data: str = "data"
     heartbeat_s: float = 1.0
+    #: auto, cpu, cuda or cuda:N: where sessions run unless their config names a device.
+    device: str = "auto"
     curve_secret: str | None = None
     curve_clients: str | None = None
     #: The HTTP access token (see server/access.py); required when ``http`` is not loopback.
@@ -68,7 +70,7 @@ async def serve(
         curve_secret=config.curve_secret,
         curve_clients=config.curve_clients,
     )
-    manager = SessionManager(Path(config.data), rig)
+    manager = SessionManager(Path(config.data), rig, config.device)
     rig.manager = manager
     endpoint = rig.bind()
     resumed = await manager.restore()
@@ -99,6 +101,7 @@ async def serve(
             "http": f"http://{host}:{bound_port}",
             "data": str(Path(config.data).resolve()),
             "access": "token" if config.token is not None else "open",
+            "device": manager.device,
             "resumed": resumed,
         }
         tasks = {http_task, rig_task}  # uvicorn returns on SIGINT / SIGTERM

@@ -650,6 +650,7 @@ class Session:
             "population": self.engine.optimizer.population,
             "generator": self.engine.generator.name,
             "optimizer": self.engine.optimizer.name,
+            "device": str(self.engine.generator.device),
             "current": current,
             "warnings": self._warnings_seen,
             "failure": self.failure,

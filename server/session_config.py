@@ -52,7 +52,8 @@ class SessionConfig(BaseModel):
     #: Re-presentation blocks per generation before missing stimuli score NaN.
     max_represent: Annotated[int, Field(ge=0, le=100)] = 3
     params: PresentationParams = PresentationParams()
-    device: str = "auto"
+    #: auto, cpu, cuda or cuda:N; None = the server's (``xdream serve --device``).
+    device: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:

@@ -22,6 +22,7 @@ import numpy as np
 
 from protocol.errors import ConfigError, UnknownSession, XDreamError
 from server.archive import StoredSession, list_stored, stored_path
+from server.device import resolve_device
 from server.engine import Engine
 from server.generators import default_generator, make_generator
 from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
@@ -60,11 +61,13 @@ def _about(field: str) -> Iterator[None]:
 
 def _build(
     config: SessionConfig,
+    device: str,
     state: dict[str, Any] | None = None,
     references: np.ndarray | None = None,
 ) -> _Parts:
     """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``
-    (``references``: those a resumed session stored, instead of drawing them again)."""
+    on ``device`` unless the config names one (``references``: those a resumed session
+    stored, instead of drawing them again)."""
     name = config.generator or default_generator()
     with _about("weights"):
         if config.weights and name not in DEEPSIM_VARIANTS:
@@ -72,7 +75,7 @@ def _build(
     with _about("weights" if config.weights else "generator"):
         generator = make_generator(
             name,
-            device=config.device,
+            device=config.device or device,
             **({"weights": config.weights} if config.weights else {}),
             **({"image_size": config.image_size} if config.image_size else {}),
         )
@@ -117,6 +120,7 @@ def _build(
         "population": optimizer.population,
         "generations": generations,
         "image_size": generator.image_size,
+        "device": str(generator.device),
         "optimizer_settings": dataclasses.asdict(optimizer.settings),
     }
     return _Parts(Engine(generator, optimizer), generations, references, record)
@@ -125,7 +129,9 @@ def _build(
 class SessionManager:
     """The sessions of one server, by id; shared by the ZeroMQ and the HTTP side."""
 
-    def __init__(self, data_dir: Path, transport: Transport) -> None:
+    def __init__(self, data_dir: Path, transport: Transport, device: str = "auto") -> None:
+        #: Where sessions that name no device run (``auto``: the GPU if torch sees one).
+        self.device = str(resolve_device(device))
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
@@ -141,7 +147,7 @@ class SessionManager:
 
     async def create(self, config: SessionConfig) -> Session:
         """Build and store a new session (state ``created``); nothing is written on error."""
-        parts = await asyncio.to_thread(_build, config)
+        parts = await asyncio.to_thread(_build, config, self.device)
         session_id = secrets.token_hex(4)
         while session_id in self.sessions or (self.data_dir / f"{session_id}.h5").exists():
             session_id = secrets.token_hex(4)
@@ -202,7 +208,7 @@ class SessionManager:
                 config = SessionConfig.model_validate(record["config"])
                 state = store.optimizer_state()
                 done = store.generations_done()
-                parts = _build(config, state, store.references())
+                parts = _build(config, self.device, state, store.references())
                 store.drop_partial_generation(done)
                 responses = store.table(
                     "responses", columns=("presentation_id", "generation", "counts")

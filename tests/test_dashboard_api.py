@@ -216,9 +216,14 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert status == 200 and png_size(montage) == (6 * 128, 128 + 14)
         status, best = server.api("GET", f"/api/sessions/{session_id}/best.png")
         assert status == 200 and png_size(best) == (32, 32)
-        path = f"/api/sessions/{session_id}/generations/1/images/3.png"
-        assert png_size(server.api("GET", path + "?size=64")[1]) == (64, 64)
+        status, image = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/3.png")
+        assert status == 200 and png_size(image) == (32, 32)
+        path = f"/api/sessions/{session_id}/generations/1/thumbnails/3.jpg"
+        status, thumbnail = server.api("GET", path + "?size=64")
+        assert status == 200 and thumbnail[:3] == b"\xff\xd8\xff"  # JPEG
+        assert png_size(thumbnail) == (64, 64)
         assert server.api("GET", path + "?size=4")[0] == 422
+        assert server.api("GET", path.replace("/1/", "/7/"))[0] == 422  # not stored
         # Past sessions are read-only: no live stream, no controls, no ingestion.
         assert server.api("GET", f"/api/live?session={session_id}")[0] == 404
         assert server.api("POST", f"/api/sessions/{session_id}/resume")[0] == 404

@@ -6,6 +6,9 @@
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const THUMB_PX = 112;
+// At most one new grid of thumbnails this often: a fast in-silico run finishes a generation
+// every second or two, and drawing each would cost the loop CPU for no one's benefit.
+const IMAGES_EVERY_MS = 4000;
 
 const state = {
   options: null,
@@ -18,7 +21,11 @@ const state = {
   warnings: [],
   source: null,       // the EventSource
   shownGeneration: -1,
+  curveDrawn: -1,     // generations in the curve as drawn
+  warningsShown: -1,  // newest warning in the list as drawn
   imagesBusy: false,
+  imagesAt: 0,        // when the last grid of thumbnails was started
+  imagesTimer: null,
   bestShown: null,
 };
 
@@ -172,6 +179,8 @@ async function loadOptions() {
   $("f-references").value = 4;
   $("f-timeout").value = defaults.response_timeout_s;
   $("f-represent").value = defaults.max_represent;
+  // Usable only now: typing earlier would be overwritten by the defaults above.
+  for (const node of document.querySelectorAll("#new-form fieldset, #create")) node.disabled = false;
 }
 
 function describeOptimizer() {
@@ -266,8 +275,11 @@ async function openSession(id) {
   state.history = { max: [], mean: [], reference_mean: [] };
   state.lastScores = [];
   state.warnings = [];
-  state.shownGeneration = -1;
+  state.shownGeneration = state.curveDrawn = state.warningsShown = -1;
   state.bestShown = null;
+  state.imagesBusy = false;
+  state.imagesAt = 0;
+  clearTimeout(state.imagesTimer);
   $("images").replaceChildren();
   $("control-error").hidden = true;
   show("session");
@@ -328,8 +340,9 @@ function renderSession(s, latency) {
     ? `${fmt(latency.last * 1000, 0)} ms (median ${fmt(latency.median * 1000, 0)})` : "–";
   $("stat-warnings").textContent = String(state.warnings.length);
 
-  drawCurve();
-  renderWarnings();
+  // Redrawn only when they change: pushes come several times a second while a rig answers.
+  if (state.history.max.length !== state.curveDrawn) drawCurve();
+  if ((state.warnings[0]?.seq ?? 0) !== state.warningsShown) renderWarnings();
   if (s.generations_done - 1 !== state.shownGeneration) renderImages(s);
   if (s.best_score !== state.bestShown && s.best_score !== null) {
     state.bestShown = s.best_score;
@@ -342,11 +355,21 @@ function renderSession(s, latency) {
 function renderImages(s) {
   // One batch of thumbnails at a time: a fast simulated rig must not queue up requests.
   if (state.imagesBusy || s.generations_done < 1) return;
+  const wait = state.imagesAt + IMAGES_EVERY_MS - Date.now();
+  if (wait > 0) {
+    clearTimeout(state.imagesTimer);
+    state.imagesTimer = setTimeout(() => {
+      const latest = state.sessions.find((x) => x.id === s.id);
+      if (latest && state.openId === s.id) renderImages(latest);
+    }, wait);
+    return;
+  }
   const generation = s.generations_done - 1;
   state.shownGeneration = generation;
+  state.imagesAt = Date.now();
   const scores = state.lastScores.map((score, position) => ({ score, position }));
   scores.sort((a, b) => (b.score ?? -Infinity) - (a.score ?? -Infinity));
-  const base = `/api/sessions/${encodeURIComponent(s.id)}/generations/${generation}/images`;
+  const base = `/api/sessions/${encodeURIComponent(s.id)}/generations/${generation}/thumbnails`;
   let pending = scores.length;
   state.imagesBusy = pending > 0;
   const done = () => {
@@ -360,7 +383,7 @@ function renderImages(s) {
   $("images-title").textContent = `Last complete generation (${generation + 1}), best first`;
   $("images").replaceChildren(...scores.map(({ score, position }) => {
     const img = el("img", {
-      src: `${base}/${position}.png?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
+      src: `${base}/${position}.jpg?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
       alt: `image ${position}, score ${fmt(score)}`, loading: "eager",
     });
     img.addEventListener("load", done, { once: true });
@@ -370,6 +393,7 @@ function renderImages(s) {
 }
 
 function renderWarnings() {
+  state.warningsShown = state.warnings[0]?.seq ?? 0;
   const list = $("warnings");
   list.replaceChildren(...state.warnings.map((w) => el("li", {},
     el("time", { text: new Date(w.time * 1000).toLocaleTimeString() }),
@@ -380,11 +404,16 @@ function renderWarnings() {
 function drawCurve() {
   const svg = $("curve");
   const { max, mean, reference_mean: ref } = state.history;
-  const W = 640, H = 280, L = 48, R = 12, T = 12, B = 36;
+  // Drawn in the element's own pixels, so text keeps its size at any width.
+  const W = Math.max(320, Math.round(svg.clientWidth)) || 640;
+  const H = Math.max(200, Math.round(svg.clientHeight)) || 280;
+  const L = 48, R = 12, T = 12, B = 36;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const values = [...max, ...mean, ...ref].filter((v) => v !== null);
   const title = el("title", { id: "curve-summary" });
   svg.replaceChildren(title);
   const n = max.length;
+  state.curveDrawn = n;
   if (!n || !values.length) {
     title.textContent = "No generation scored yet.";
     return;
@@ -457,6 +486,7 @@ async function main() {
     if ($("stop-dialog").returnValue === "stop") control("stop");
   });
   window.addEventListener("hashchange", route);
+  window.addEventListener("resize", drawCurve);
   try {
     await Promise.all([loadOptions(), loadPast(), refreshSessions()]);
   } catch (error) {
