@@ -42,6 +42,7 @@ from protocol.messages import (
     Stimulus,
 )
 from server.engine import Engine, GenerationResult, Proposal
+from server.generator_pool import PooledGenerator
 from server.live import Changes, finite, warning_for
 from server.responses import GenerationBook, StimulusSlot
 from server.session_config import SessionConfig
@@ -303,6 +304,8 @@ class Session:
         # A proposal cancelled mid-computation may still be running; it is not waited for.
         self._compute_pool.shutdown(wait=False)
         self._io_pool.shutdown(wait=False)
+        if isinstance(self.engine.generator, PooledGenerator):  # shared: give it back
+            self.engine.generator.close()
 
     # -- the generation loop ---------------------------------------------------------------
     async def _run(self) -> None:

@@ -6,7 +6,7 @@ so one list of valid names exists; this model checks shapes and ranges.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -54,6 +54,9 @@ class SessionConfig(BaseModel):
     params: PresentationParams = PresentationParams()
     #: auto, cpu, cuda or cuda:N; None = the server's (``xdream serve --device``).
     device: str | None = None
+    #: The generator's arithmetic: float16 or bfloat16 run it in half precision (faster on
+    #: GPUs; images change by about a grey level: docs/BENCHMARKS.md, "Half precision").
+    precision: Literal["float32", "float16", "bfloat16"] = "float32"
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:

@@ -24,7 +24,8 @@ from protocol.errors import ConfigError, UnknownSession, XDreamError
 from server.archive import StoredSession, list_stored, stored_path
 from server.device import resolve_device
 from server.engine import Engine
-from server.generators import default_generator, make_generator
+from server.generator_pool import GeneratorPool, PooledGenerator
+from server.generators import Generator, default_generator, make_generator
 from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
 from server.live import Changes
 from server.natural_images import centre_squares, load_photos, random_crops
@@ -59,26 +60,35 @@ def _about(field: str) -> Iterator[None]:
         raise
 
 
-def _build(
-    config: SessionConfig,
-    device: str,
-    state: dict[str, Any] | None = None,
-    references: np.ndarray | None = None,
-) -> _Parts:
-    """Generator, optimizer (fresh, or from ``state``) and reference images for ``config``
-    on ``device`` unless the config names one (``references``: those a resumed session
-    stored, instead of drawing them again)."""
+def _generator(config: SessionConfig, device: str, pool: GeneratorPool) -> PooledGenerator:
+    """The session's generator from ``pool`` (shared with sessions that use the same one),
+    on ``device`` unless the config names one."""
     name = config.generator or default_generator()
     with _about("weights"):
         if config.weights and name not in DEEPSIM_VARIANTS:
             raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
+    with _about("device"):
+        where = str(resolve_device(config.device or device))
+    options = {
+        **({"weights": config.weights} if config.weights else {}),
+        **({"image_size": config.image_size} if config.image_size else {}),
+        "precision": config.precision,
+    }
+    key = (name, where, tuple(sorted(options.items())))
     with _about("weights" if config.weights else "generator"):
-        generator = make_generator(
-            name,
-            device=config.device or device,
-            **({"weights": config.weights} if config.weights else {}),
-            **({"image_size": config.image_size} if config.image_size else {}),
-        )
+        return pool.acquire(key, lambda: make_generator(name, device=where, **options))
+
+
+def _build(
+    config: SessionConfig,
+    generator: Generator,
+    state: dict[str, Any] | None = None,
+    references: np.ndarray | None = None,
+) -> _Parts:
+    """Optimizer (fresh, or from ``state``) and reference images for ``config`` around
+    ``generator`` (``references``: those a resumed session stored, instead of drawing them
+    again)."""
+    name = generator.name
     optimizer_name = config.optimizer or DEFAULT_OPTIMIZER
     overrides = dict(config.settings)
     if config.population is not None:
@@ -138,6 +148,22 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         #: Bumped by every session's changes (and by clients coming and going).
         self.changes = Changes()
+        #: Generators shared by sessions that use the same one, with batched calls.
+        self.generators = GeneratorPool()
+
+    def _parts(
+        self,
+        config: SessionConfig,
+        state: dict[str, Any] | None = None,
+        references: np.ndarray | None = None,
+    ) -> _Parts:
+        """A session's generator (from the pool), optimizer and references (blocking)."""
+        generator = _generator(config, self.device, self.generators)
+        try:
+            return _build(config, generator, state, references)  # type: ignore[arg-type]
+        except BaseException:
+            generator.close()
+            raise
 
     def get(self, session_id: str | None) -> Session:
         try:
@@ -147,7 +173,7 @@ class SessionManager:
 
     async def create(self, config: SessionConfig) -> Session:
         """Build and store a new session (state ``created``); nothing is written on error."""
-        parts = await asyncio.to_thread(_build, config, self.device)
+        parts = await asyncio.to_thread(self._parts, config)
         session_id = secrets.token_hex(4)
         while session_id in self.sessions or (self.data_dir / f"{session_id}.h5").exists():
             session_id = secrets.token_hex(4)
@@ -208,7 +234,7 @@ class SessionManager:
                 config = SessionConfig.model_validate(record["config"])
                 state = store.optimizer_state()
                 done = store.generations_done()
-                parts = _build(config, self.device, state, store.references())
+                parts = self._parts(config, state, store.references())
                 store.drop_partial_generation(done)
                 responses = store.table(
                     "responses", columns=("presentation_id", "generation", "counts")

@@ -85,7 +85,7 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
 
             # Fill the form by label, as an operator would; one value is out of range.
             page.get_by_label("Name", exact=True).fill("V4 site 3, unit 12")
-            page.get_by_label("Generator").select_option("fourier")
+            page.get_by_label("Generator", exact=True).select_option("fourier")
             page.get_by_label("Images per generation", exact=True).fill("1")
             page.get_by_label("Stop after").fill("200")
             page.get_by_label("Reference images per generation").fill("2")

@@ -273,3 +273,15 @@ def test_availability_follows_the_weights_dir(tmp_path, monkeypatch):
 
     (tmp_path / "fc6.pt").unlink()
     assert default_generator() == "fourier"
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_half_precision_changes_images_by_about_a_grey_level(precision):
+    """The bound docs/BENCHMARKS.md reports for the fourier generator on the CPU."""
+    exact = make_generator("fourier", device="cpu")
+    half = make_generator("fourier", device="cpu", precision=precision)
+    codes = np.random.default_rng(3).normal(0.0, 1.0, (8, exact.code_dim))
+    diff = np.abs(exact.generate(codes).astype(int) - half.generate(codes).astype(int))
+    assert diff.mean() <= 0.5 and diff.max() <= 3, (diff.mean(), diff.max())
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        make_generator("fourier", device="cpu", precision="float8")

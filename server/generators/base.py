@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -13,6 +14,11 @@ from protocol.errors import ConfigError
 from server.device import resolve_device
 from server.imaging import resize_square
 from server.registry import Registry
+
+#: Arithmetic the generator may run in: float32, or a half precision under autocast
+#: (convolutions and matrix products in 16 bits; faster on GPUs, images change slightly:
+#: docs/BENCHMARKS.md, "Half precision").
+PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class Generator(ABC):
@@ -32,12 +38,21 @@ class Generator(ABC):
     native_size: int
 
     def __init__(
-        self, image_size: int | None = None, device: str = "auto", batch_size: int = 64
+        self,
+        image_size: int | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        precision: str = "float32",
     ) -> None:
         if image_size is not None and not 16 <= image_size <= 1024:
             raise ConfigError(f"image size must be between 16 and 1024 px, got {image_size}")
         if batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.precision = precision
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self._image_size = image_size
@@ -66,12 +81,20 @@ class Generator(ABC):
                 f"{self.name} expects codes of shape (n, {self.code_dim}), got {codes.shape}"
             )
         out = np.empty((len(codes), self.image_size, self.image_size, 3), dtype=np.uint8)
-        with torch.inference_mode():
+        reduced = PRECISIONS[self.precision]
+        with (
+            torch.inference_mode(),
+            (
+                torch.autocast(self.device.type, dtype=reduced)
+                if reduced
+                else contextlib.nullcontext()
+            ),
+        ):
             for start in range(0, len(codes), self.batch_size):
                 chunk = torch.as_tensor(
                     codes[start : start + self.batch_size], dtype=torch.float32
                 ).to(self.device)
-                images = self.render_resized(chunk).round_().to(torch.uint8)
+                images = self.render_resized(chunk).float().round_().to(torch.uint8)
                 out[start : start + len(chunk)] = images.permute(0, 2, 3, 1).cpu().numpy()
         return out
 

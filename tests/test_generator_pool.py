@@ -1,0 +1,115 @@
+"""Generators shared by sessions: one instance per configuration, calls batched when
+sessions are ready together, errors kept to the caller, released with the last session."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from protocol.errors import ConfigError
+from server.generator_pool import GeneratorPool
+from server.generators import make_generator
+from server.session_config import SessionConfig
+from server.sessions import SessionManager
+from tests.test_session import FakeTransport
+
+PIXEL = dict(generator="pixel", image_size=32, population=4)
+
+
+class SlowPixel:
+    """A pixel generator that takes a while per call and records its batch sizes."""
+
+    def __init__(self) -> None:
+        self.inner = make_generator("pixel", resolution=4, image_size=16, device="cpu")
+        self.name = "pixel"
+        self.code_dim = self.inner.code_dim
+        self.calls: list[int] = []
+        self.started = threading.Event()
+
+    def generate(self, codes: np.ndarray) -> np.ndarray:
+        self.calls.append(len(codes))
+        self.started.set()
+        time.sleep(0.3)
+        return self.inner.generate(codes)
+
+
+def test_calls_waiting_together_run_as_one_batch_with_the_same_images():
+    pool = GeneratorPool()
+    slow = SlowPixel()
+    a, b, c = (pool.acquire("k", lambda: slow) for _ in range(3))  # built once
+    assert pool.in_use() == {"k": 3}
+    rng = np.random.default_rng(0)
+    codes = [rng.uniform(-1, 1, (n, slow.code_dim)) for n in (5, 3, 2)]
+    results: dict[int, np.ndarray] = {}
+
+    def call(i: int, generator) -> None:
+        results[i] = generator.generate(codes[i])
+
+    first = threading.Thread(target=call, args=(0, a))
+    first.start()
+    assert slow.started.wait(5)  # the generator is busy with the first call ...
+    others = [threading.Thread(target=call, args=(i, g)) for i, g in ((1, b), (2, c))]
+    for t in others:
+        t.start()
+    time.sleep(0.1)  # ... while the other two arrive
+    for t in (first, *others):
+        t.join(10)
+    assert slow.calls == [5, 5]  # the two that waited together ran as one batch of 3 + 2
+    for i, images in results.items():
+        np.testing.assert_array_equal(images, slow.inner.generate(codes[i]))
+    for g in (a, b, c):
+        g.close()
+    assert pool.in_use() == {}
+
+
+def test_a_bad_call_fails_only_its_caller_and_a_released_generator_refuses():
+    pool = GeneratorPool()
+    slow = SlowPixel()
+    a = pool.acquire("k", lambda: slow)
+    b = pool.acquire("k", lambda: slow)
+    with pytest.raises(ConfigError, match="expects codes of shape"):
+        a.generate(np.zeros((2, slow.code_dim + 1)))
+    assert b.generate(np.zeros((2, slow.code_dim))).shape == (2, 16, 16, 3)
+    assert a.name == "pixel" and a.code_dim == slow.code_dim  # the generator's attributes
+    shared = a._shared
+    a.close()
+    a.close()  # twice is harmless
+    assert pool.in_use() == {"k": 1}
+    b.close()
+    with pytest.raises(RuntimeError, match="released"):
+        shared.generate(np.zeros((1, slow.code_dim)))
+
+
+def test_sessions_with_the_same_generator_share_it_until_the_last_stops(tmp_path):
+    async def main() -> tuple[dict, dict, dict]:
+        manager = SessionManager(tmp_path, FakeTransport())
+        a = await manager.create(SessionConfig(**PIXEL, seed=1))
+        b = await manager.create(SessionConfig(**PIXEL, seed=2))
+        c = await manager.create(SessionConfig(**{**PIXEL, "image_size": 16}))
+        d = await manager.create(SessionConfig(**PIXEL, precision="bfloat16"))
+        shared = manager.generators.in_use()
+        assert a.engine.generator._shared is b.engine.generator._shared
+        await a.stop()
+        after_one = manager.generators.in_use()
+        for session in (b, c, d):
+            await session.stop()
+        return shared, after_one, manager.generators.in_use()
+
+    shared, after_one, after_all = asyncio.run(main())
+    assert sorted(shared.values()) == [1, 1, 2]  # a and b share; c and d differ
+    assert sorted(after_one.values()) == [1, 1, 1]
+    assert after_all == {}
+
+
+def test_a_session_that_cannot_be_built_gives_its_generator_back(tmp_path):
+    async def main() -> dict:
+        manager = SessionManager(tmp_path, FakeTransport())
+        with pytest.raises(ConfigError, match="budget"):
+            await manager.create(SessionConfig(**{**PIXEL, "budget": 1}))
+        return manager.generators.in_use()
+
+    assert asyncio.run(main()) == {}
