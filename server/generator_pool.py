@@ -2,10 +2,13 @@
 
 Sessions that use the same generator (same name, weights, image size, device and precision)
 share one instance: one copy of the weights in (GPU) memory, however many sessions run.
-Each shared generator has one worker thread; a session's compute thread hands it the codes
-and waits. The worker takes every request waiting at that moment and runs them as one
-batch, so sessions that are ready together cost one generator call (on a GPU, nearly the
-price of one), and a session alone is never held back waiting for company.
+
+On a GPU each shared generator has one worker thread; a session's compute thread hands it
+the codes and waits. The worker takes every request waiting at that moment and runs them as
+one batch, so sessions that are ready together cost one generator call (on a GPU, nearly the
+price of one), and a session alone is never held back waiting for company. On the CPU,
+calls run side by side in their sessions' threads instead: there a batch of 80 took longer
+than two calls of 40 at once (docs/BENCHMARKS.md, section 8).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ log = logging.getLogger(__name__)
 class _Shared:
     """One generator, its worker thread, and how many sessions use it."""
 
-    def __init__(self, key: Hashable, generator: Generator) -> None:
+    def __init__(self, key: Hashable, generator: Generator, batch: bool) -> None:
         self.key = key
         self.generator = generator
+        self.batch = batch
         self.users = 0
         #: Sizes of the batches run (kept short), for tests and benchmarks.
         self.batches: list[int] = []
@@ -39,12 +43,14 @@ class _Shared:
         #: Set once no request will be served any more; guarded by ``_gate``.
         self._stopped = False
         self._gate = threading.Lock()
-        self._worker = threading.Thread(
-            target=self._serve, name=f"generator-{generator.name}", daemon=True
-        )
-        self._worker.start()
+        if batch:
+            threading.Thread(
+                target=self._serve, name=f"generator-{generator.name}", daemon=True
+            ).start()
 
     def generate(self, codes: np.ndarray) -> np.ndarray:
+        if not self.batch:  # inference does not change the module: threads may share it
+            return self.generator.generate(codes)
         future: concurrent.futures.Future[np.ndarray] = concurrent.futures.Future()
         with self._gate:
             if self._stopped:  # e.g. a proposal still computing when its session stopped
@@ -54,7 +60,8 @@ class _Shared:
 
     def stop(self) -> None:
         """Finish what is queued, then end the worker."""
-        self._requests.put(None)
+        if self.batch:
+            self._requests.put(None)
 
     def _serve(self) -> None:
         while True:
@@ -123,9 +130,11 @@ class PooledGenerator:
 
 
 class GeneratorPool:
-    """The shared generators of one server, by key; each lives while a session uses it."""
+    """The shared generators of one server, by key; each lives while a session uses it.
+    ``batch_cpu`` batches CPU generators too (tests and benchmarks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_cpu: bool = False) -> None:
+        self.batch_cpu = batch_cpu
         self._shared: dict[Hashable, _Shared] = {}
         self._lock = threading.Lock()
 
@@ -136,7 +145,8 @@ class GeneratorPool:
             if shared is not None:
                 shared.users += 1
                 return PooledGenerator(self, shared)
-        built = _Shared(key, build())  # outside the lock: loading weights takes seconds
+        generator = build()  # outside the lock: loading weights takes seconds
+        built = _Shared(key, generator, self.batch_cpu or generator.device.type != "cpu")
         with self._lock:
             shared = self._shared.setdefault(key, built)
             shared.users += 1

@@ -26,48 +26,71 @@ class SlowPixel:
     def __init__(self) -> None:
         self.inner = make_generator("pixel", resolution=4, image_size=16, device="cpu")
         self.name = "pixel"
+        self.device = self.inner.device
         self.code_dim = self.inner.code_dim
         self.calls: list[int] = []
-        self.started = threading.Event()
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
 
     def generate(self, codes: np.ndarray) -> np.ndarray:
-        self.calls.append(len(codes))
-        self.started.set()
+        with self._lock:
+            self.calls.append(len(codes))
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
         time.sleep(0.3)
+        with self._lock:
+            self.running -= 1
         return self.inner.generate(codes)
 
 
-def test_calls_waiting_together_run_as_one_batch_with_the_same_images():
-    pool = GeneratorPool()
-    slow = SlowPixel()
-    a, b, c = (pool.acquire("k", lambda: slow) for _ in range(3))  # built once
-    assert pool.in_use() == {"k": 3}
-    rng = np.random.default_rng(0)
-    codes = [rng.uniform(-1, 1, (n, slow.code_dim)) for n in (5, 3, 2)]
+def call_together(generators, codes) -> dict[int, np.ndarray]:
+    """Each generator's ``generate`` in its own thread; the first starts before the rest."""
     results: dict[int, np.ndarray] = {}
 
-    def call(i: int, generator) -> None:
-        results[i] = generator.generate(codes[i])
+    def call(i: int) -> None:
+        results[i] = generators[i].generate(codes[i])
 
-    first = threading.Thread(target=call, args=(0, a))
-    first.start()
-    assert slow.started.wait(5)  # the generator is busy with the first call ...
-    others = [threading.Thread(target=call, args=(i, g)) for i, g in ((1, b), (2, c))]
-    for t in others:
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(generators))]
+    threads[0].start()
+    time.sleep(0.1)  # the generator is busy with the first call while the others arrive
+    for t in threads[1:]:
         t.start()
-    time.sleep(0.1)  # ... while the other two arrive
-    for t in (first, *others):
+    for t in threads:
         t.join(10)
+    return results
+
+
+CODES = [np.random.default_rng(0).uniform(-1, 1, (n, 48)) for n in (5, 3, 2)]
+
+
+def test_calls_waiting_together_run_as_one_batch_with_the_same_images():
+    pool = GeneratorPool(batch_cpu=True)  # as on a GPU
+    slow = SlowPixel()
+    generators = [pool.acquire("k", lambda: slow) for _ in range(3)]  # built once
+    assert pool.in_use() == {"k": 3}
+    results = call_together(generators, CODES)
     assert slow.calls == [5, 5]  # the two that waited together ran as one batch of 3 + 2
+    assert slow.most_at_once == 1
     for i, images in results.items():
-        np.testing.assert_array_equal(images, slow.inner.generate(codes[i]))
-    for g in (a, b, c):
+        np.testing.assert_array_equal(images, slow.inner.generate(CODES[i]))
+    for g in generators:
         g.close()
     assert pool.in_use() == {}
 
 
-def test_a_bad_call_fails_only_its_caller_and_a_released_generator_refuses():
+def test_on_the_cpu_calls_run_side_by_side_on_one_shared_generator():
     pool = GeneratorPool()
+    slow = SlowPixel()
+    generators = [pool.acquire("k", lambda: slow) for _ in range(3)]
+    results = call_together(generators, CODES)
+    assert sorted(slow.calls) == [2, 3, 5] and slow.most_at_once == 3
+    for i, images in results.items():
+        np.testing.assert_array_equal(images, slow.inner.generate(CODES[i]))
+
+
+def test_a_bad_call_fails_only_its_caller_and_a_released_generator_refuses():
+    pool = GeneratorPool(batch_cpu=True)
     slow = SlowPixel()
     a = pool.acquire("k", lambda: slow)
     b = pool.acquire("k", lambda: slow)
