@@ -270,7 +270,11 @@ def create_app(
                 store.flush()
             shutil.copyfile(store.path, copy)
 
-        await session.read(snapshot)
+        try:
+            await session.read(snapshot)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return FileResponse(
             copy,
             media_type="application/x-hdf5",

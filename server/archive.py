@@ -74,7 +74,7 @@ def list_stored(data_dir: Path, skip: set[str]) -> list[dict[str, Any]]:
     (from the file's attributes only, so a long list stays quick), newest first."""
     out = []
     for path in data_dir.glob("*.h5"):
-        if path.stem in skip:
+        if path.stem in skip or not SESSION_ID.fullmatch(path.stem):  # cannot be opened
             continue
         try:
             with h5py.File(path, "r") as f:

@@ -91,9 +91,12 @@ class _Shared:
         self.batches = [*self.batches[-99:], sum(sizes)]
         try:
             images = self.generator.generate(np.concatenate([codes for codes, _ in batch]))
-        except BaseException as exc:  # every caller hears of it
-            for _, future in batch:
-                future.set_exception(exc)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+            else:  # e.g. out of GPU memory for the whole batch: each on its own then
+                for request in batch:
+                    self._run([request])
             return
         start = 0
         for size, (_, future) in zip(sizes, batch, strict=True):

@@ -42,7 +42,7 @@ class Changes:
         """Return once the version differs from ``seen``, or after ``timeout`` seconds."""
         if self.version != seen:
             return
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
             await asyncio.wait_for(self._event.wait(), timeout)
 
 

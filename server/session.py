@@ -299,13 +299,15 @@ class Session:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._pending_write
         self._closed = True
-        if self.store.is_open:
-            await self._io(self.store.close)
-        # A proposal cancelled mid-computation may still be running; it is not waited for.
-        self._compute_pool.shutdown(wait=False)
-        self._io_pool.shutdown(wait=False)
-        if isinstance(self.engine.generator, PooledGenerator):  # shared: give it back
-            self.engine.generator.close()
+        try:
+            if self.store.is_open:
+                await self._io(self.store.close)
+        finally:
+            # A proposal cancelled mid-computation may still be running; not waited for.
+            self._compute_pool.shutdown(wait=False)
+            self._io_pool.shutdown(wait=False)
+            if isinstance(self.engine.generator, PooledGenerator):  # shared: give it back
+                self.engine.generator.close()
 
     # -- the generation loop ---------------------------------------------------------------
     async def _run(self) -> None:
@@ -512,7 +514,7 @@ class Session:
             raise LateResponse(f"generation {generation} of session {self.id} is complete")
         if self.round is None and generation == self.done:
             # Being proposed (or reloaded after a restart): wait for it rather than refuse.
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
                 await asyncio.wait_for(self._round_open.wait(), ROUND_WAIT_S)
         rnd = self.round
         if rnd is not None and generation == rnd.index:

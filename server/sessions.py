@@ -136,6 +136,13 @@ def _build(
     return _Parts(Engine(generator, optimizer), generations, references, record)
 
 
+def _release(parts: _Parts) -> None:
+    """Give back the generator of a session that will not run after all."""
+    generator = parts.engine.generator
+    if isinstance(generator, PooledGenerator):
+        generator.close()
+
+
 class SessionManager:
     """The sessions of one server, by id; shared by the ZeroMQ and the HTTP side."""
 
@@ -186,7 +193,11 @@ class SessionManager:
             store.log_event("created")
             return store
 
-        store = await asyncio.to_thread(create_file)
+        try:
+            store = await asyncio.to_thread(create_file)
+        except BaseException:
+            _release(parts)
+            raise
         return self._add(session_id, config, parts, store)
 
     def _add(
@@ -220,7 +231,7 @@ class SessionManager:
 
     async def _restore(self, path: Path) -> Session | None:
         def open_parts() -> (
-            tuple[SessionFile, SessionConfig, _Parts, int, set[str], int | None] | None
+            tuple[SessionFile, SessionConfig, _Parts, int, set[str], int | None, History] | None
         ):
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != FORMAT or f.attrs.get("status") in (
@@ -229,6 +240,7 @@ class SessionManager:
                 ):
                     return None
             store = SessionFile.reopen(path)
+            parts = None
             try:
                 record = store.config
                 config = SessionConfig.model_validate(record["config"])
@@ -246,17 +258,19 @@ class SessionManager:
                 counts = responses.get("counts")
                 n_channels = None if counts is None else int(counts.shape[1])
                 store.log_event("server_restarted", done)
-                return store, config, parts, done, seen, n_channels
+                history = History.from_store(store, done)
+                return store, config, parts, done, seen, n_channels, history
             except BaseException:
                 store.close()
+                if parts is not None:
+                    _release(parts)
                 raise
 
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, config, parts, done, seen, n_channels = opened
+        store, config, parts, done, seen, n_channels, history = opened
         session_id = str(store.config["session_id"])
-        history = await asyncio.to_thread(History.from_store, store, done)
         session = self._add(session_id, config, parts, store, state=store.status)
         session.restore(history, done, seen, n_channels)
         return session

@@ -136,3 +136,43 @@ def test_a_session_that_cannot_be_built_gives_its_generator_back(tmp_path):
         return manager.generators.in_use()
 
     assert asyncio.run(main()) == {}
+
+
+class TooBigAtOnce(SlowPixel):
+    """Fails on more than 4 codes at once, like a GPU running out of memory."""
+
+    attempts: list[int]
+
+    def generate(self, codes: np.ndarray) -> np.ndarray:
+        self.attempts = [*getattr(self, "attempts", []), len(codes)]
+        if len(codes) > 4:
+            raise RuntimeError("out of memory")
+        return super().generate(codes)
+
+
+def test_a_batch_that_fails_as_a_whole_is_retried_request_by_request():
+    pool = GeneratorPool(batch_cpu=True)
+    big = TooBigAtOnce()
+    generators = [pool.acquire("k", lambda: big) for _ in range(3)]
+    codes = [np.random.default_rng(1).uniform(-1, 1, (n, 48)) for n in (2, 3, 2)]
+    results = call_together(generators, codes)
+    assert big.attempts == [2, 5, 3, 2]  # 3 + 2 together failed, then each alone
+    for i, images in results.items():
+        np.testing.assert_array_equal(images, big.inner.generate(codes[i]))
+    with pytest.raises(RuntimeError, match="out of memory"):  # alone and too big: its error
+        generators[0].generate(np.zeros((6, big.code_dim)))
+
+
+def test_a_session_whose_file_cannot_be_written_gives_its_generator_back(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("server.sessions.SessionFile", refuse)
+
+    async def main() -> dict:
+        manager = SessionManager(tmp_path, FakeTransport())
+        with pytest.raises(OSError, match="disk full"):
+            await manager.create(SessionConfig(**PIXEL))
+        return manager.generators.in_use()
+
+    assert asyncio.run(main()) == {}

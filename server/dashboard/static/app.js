@@ -26,6 +26,7 @@ const state = {
   imagesBusy: false,
   imagesAt: 0,        // when the last grid of thumbnails was started
   imagesTimer: null,
+  imagesGrid: 0,      // counts grids, so loads of a replaced grid are ignored
   bestShown: null,
 };
 
@@ -75,7 +76,15 @@ function listen(sessionId) {
   const source = new EventSource(url);
   state.source = source;
   source.onopen = () => setConnection("live", true);
-  source.onerror = () => setConnection("connection lost, reconnecting…", false);
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) {
+      setConnection("connection lost, reconnecting…", false);
+      return;
+    }
+    // Refused for good (signed out, or the session is gone): say so, and sign in if asked.
+    setConnection("disconnected: reload the page", false);
+    api("/api/health").catch(() => {});
+  };
   source.addEventListener("update", (event) => onUpdate(JSON.parse(event.data)));
 }
 
@@ -279,6 +288,7 @@ async function openSession(id) {
   state.bestShown = null;
   state.imagesBusy = false;
   state.imagesAt = 0;
+  state.imagesGrid += 1;
   clearTimeout(state.imagesTimer);
   $("images").replaceChildren();
   $("control-error").hidden = true;
@@ -321,11 +331,7 @@ function renderSession(s, latency) {
   $("failure").hidden = !s.failure;
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
 
-  const editable = state.live;
-  $("start").hidden = !(editable && s.state === "created");
-  $("pause").hidden = !(editable && s.state === "running");
-  $("resume").hidden = !(editable && s.state === "paused");
-  $("stop").hidden = !(editable && ["created", "running", "paused"].includes(s.state));
+  showControls(s);
   $("download-data").href = `${base}/data`;
   $("download-best").href = `${base}/best.png`;
   $("download-montage").href = `${base}/montage.png`;
@@ -352,6 +358,14 @@ function renderSession(s, latency) {
   }
 }
 
+function showControls(s) {
+  const editable = state.live;
+  $("start").hidden = !(editable && s.state === "created");
+  $("pause").hidden = !(editable && s.state === "running");
+  $("resume").hidden = !(editable && s.state === "paused" && !s.failure);  // needs a restart
+  $("stop").hidden = !(editable && ["created", "running", "paused"].includes(s.state));
+}
+
 function renderImages(s) {
   // One batch of thumbnails at a time: a fast simulated rig must not queue up requests.
   if (state.imagesBusy || s.generations_done < 1) return;
@@ -372,7 +386,9 @@ function renderImages(s) {
   const base = `/api/sessions/${encodeURIComponent(s.id)}/generations/${generation}/thumbnails`;
   let pending = scores.length;
   state.imagesBusy = pending > 0;
+  const grid = ++state.imagesGrid;
   const done = () => {
+    if (grid !== state.imagesGrid) return;  // a grid since replaced (another session opened)
     pending -= 1;
     if (pending === 0) {
       state.imagesBusy = false;
@@ -450,7 +466,13 @@ function drawCurve() {
 async function control(action) {
   $("control-error").hidden = true;
   try {
-    await api(`/api/sessions/${encodeURIComponent(state.openId)}/${action}`, { method: "POST" });
+    const summary = await api(`/api/sessions/${encodeURIComponent(state.openId)}/${action}`, { method: "POST" });
+    showControls(summary);
+    // The button just used may be hidden now (Pause becomes Resume): keep keyboard focus.
+    if ($(action).hidden) {
+      const next = ["start", "pause", "resume", "stop"].map($).find((b) => !b.hidden);
+      (next || $("session-title")).focus();
+    }
   } catch (error) {
     $("control-error").textContent = error.message;
     $("control-error").hidden = false;
@@ -481,7 +503,10 @@ async function main() {
   $("new-form").addEventListener("submit", submitForm);
   $("f-optimizer").addEventListener("change", describeOptimizer);
   for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => control(action));
-  $("stop").addEventListener("click", () => $("stop-dialog").showModal());
+  $("stop").addEventListener("click", () => {
+    $("stop-dialog").returnValue = "";  // Escape leaves the last answer in place otherwise
+    $("stop-dialog").showModal();
+  });
   $("stop-dialog").addEventListener("close", () => {
     if ($("stop-dialog").returnValue === "stop") control("stop");
   });
