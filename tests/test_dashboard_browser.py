@@ -20,6 +20,7 @@ import pytest
 from tests.servers import ROOT, running_server, xdream
 
 playwright = pytest.importorskip("playwright.sync_api", reason="dev extra not installed")
+expect = playwright.expect
 
 SCREENSHOTS = ROOT / "out" / "screenshots"
 #: Flags for a sandboxed, offline machine (no sandbox as root; no background fetches).
@@ -90,10 +91,12 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
             page.get_by_label("Stop after").fill("200")
             page.get_by_label("Reference images per generation").fill("2")
             page.get_by_role("button", name="Create session").click()
-            error = page.locator("#error-population")
-            assert "greater than or equal to 2" in error.inner_text(timeout=TIMEOUT_MS)
+            # The server's answer comes back asynchronously: expect() waits for it.
+            expect(page.locator("#error-population")).to_contain_text(
+                "greater than or equal to 2", timeout=TIMEOUT_MS
+            )
             population = page.get_by_label("Images per generation", exact=True)
-            assert population.get_attribute("aria-invalid") == "true"
+            expect(population).to_have_attribute("aria-invalid", "true", timeout=TIMEOUT_MS)
             page.screenshot(path=SCREENSHOTS / "dashboard-form-error.png", full_page=True)
 
             population.fill("20")
