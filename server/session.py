@@ -302,12 +302,13 @@ class Session:
         try:
             if self.store.is_open:
                 await self._io(self.store.close)
-        finally:
-            # A proposal cancelled mid-computation may still be running; not waited for.
-            self._compute_pool.shutdown(wait=False)
-            self._io_pool.shutdown(wait=False)
+        finally:  # even if closing the file failed, or this close was cancelled by another
             if isinstance(self.engine.generator, PooledGenerator):  # shared: give it back
                 self.engine.generator.close()
+        # Not in the finally: a close cancelled by a second close() leaves the pools to it.
+        # A proposal cancelled mid-computation may still be running; it is not waited for.
+        self._compute_pool.shutdown(wait=False)
+        self._io_pool.shutdown(wait=False)
 
     # -- the generation loop ---------------------------------------------------------------
     async def _run(self) -> None:

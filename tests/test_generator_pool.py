@@ -176,3 +176,32 @@ def test_a_session_whose_file_cannot_be_written_gives_its_generator_back(tmp_pat
         return manager.generators.in_use()
 
     assert asyncio.run(main()) == {}
+
+
+def test_closing_the_server_while_a_session_closes_itself_releases_once(tmp_path, monkeypatch):
+    """A finished session closes its file itself; the server's close may cancel that close
+    halfway. The second close must still finish, and the generator be given back."""
+    from server.storage import SessionFile
+    from tests.test_session import answer
+
+    slow_close = SessionFile.close
+
+    def close(self, *args, **kwargs):
+        time.sleep(0.3)  # the file's close is still running when the server closes
+        slow_close(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionFile, "close", close)
+
+    async def main() -> tuple[str, dict]:
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path, transport)
+        session = await manager.create(SessionConfig(**PIXEL, generations=1))
+        await session.start()
+        await answer(session, await transport.next(0))
+        while not session._closed:  # the session is closing itself now
+            await asyncio.sleep(0.01)
+        await manager.close()
+        return session.state, manager.generators.in_use()
+
+    state, in_use = asyncio.run(main())
+    assert state == "finished" and in_use == {}
