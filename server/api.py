@@ -186,6 +186,7 @@ def create_app(
             **session.summary(),
             "config": session.config.model_dump(mode="json"),
             "history": session.history.as_json(),
+            "warnings": list(session.warnings),
         }
 
     @app.get("/api/live")

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import h5py
 
 from protocol.errors import UnknownSession
-from server.session import History, shared_summary
+from server.live import warning_for
+from server.session import WARNINGS_KEPT, History, shared_summary
 from server.session_config import SessionConfig
 from server.storage import FORMAT, SessionFile, read_closed
 
@@ -36,10 +37,13 @@ class StoredSession:
             self.done = store.generations_done()
             self.history = History.from_store(store, self.done)
             self.created = float(store.created)
+            events = store.table("events", columns=("time", "generation", "kind", "detail"))
         finally:
             store.close()
         self.config = SessionConfig.model_validate(record["config"])
         self._record = record
+        #: The warnings the session showed while it ran, re-derived from its event log.
+        self.warnings = warnings_from_events(events)
 
     def summary(self) -> dict[str, Any]:
         """The keys of :meth:`server.session.Session.summary`, from the file."""
@@ -51,7 +55,7 @@ class StoredSession:
             "optimizer": self._record["optimizer"],
             "device": self._record.get("device"),  # None in files from before it was recorded
             "current": None,
-            "warnings": 0,
+            "warnings": len(self.warnings),
             "failure": None,
             "created": self.created,
             "data_file": str(self.path),
@@ -59,6 +63,25 @@ class StoredSession:
 
     async def read(self, fn: Callable[[SessionFile], T]) -> T:
         return await asyncio.to_thread(read_closed, self.path, fn)
+
+
+def warnings_from_events(events: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operator warnings among a session file's events (as a live session keeps them)."""
+    out: list[dict[str, Any]] = []
+    for when, generation, kind, detail in zip(
+        events.get("time", []),
+        events.get("generation", []),
+        events.get("kind", []),
+        events.get("detail", []),
+        strict=True,
+    ):
+        message = warning_for(str(kind), json.loads(detail))
+        if message is not None:
+            out.append(
+                {"seq": len(out) + 1, "time": float(when), "generation": int(generation),
+                 "kind": str(kind), "message": message}
+            )  # fmt: skip
+    return out[-WARNINGS_KEPT:]
 
 
 def stored_path(data_dir: Path, session_id: str) -> Path:

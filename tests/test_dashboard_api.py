@@ -193,15 +193,23 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         connection = Connection(server.zmq, [Role.presenter], "screen")
         connection.connect(timeout_s=20)
         presenter = Presenter(connection)
+        blocks = []
         for generation in range(2):
             block = presenter.next_block(timeout_s=30)
             assert block.generation == generation
+            blocks.append(block)
+            if generation == 1:  # a warning for certain: counts after their generation closed
+                late = brightness_responses(blocks[0]).model_dump(mode="json")
+                late["responses"][0]["presentation_id"] = "late-1"
+                status, _ = server.api("POST", f"/api/sessions/{session_id}/responses", late)
+                assert status == 409
             server.api(
                 "POST",
                 f"/api/sessions/{session_id}/responses",
                 brightness_responses(block).model_dump(mode="json"),
             )
         live = server.wait_for(session_id, lambda s: s["state"] == "finished", 30)
+        assert any("late" in w["message"] for w in live["warnings"]), live["warnings"]
         connection.close()
     with running_server(data) as server:
         status, listing = server.api("GET", "/api/sessions")
@@ -212,6 +220,9 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         stored = server.session(session_id)
         assert stored["history"]["max"] == live["history"]["max"]
         assert stored["generations_done"] == 2 and stored["best_score"] == live["best_score"]
+        assert [w["message"] for w in stored["warnings"]] == [
+            w["message"] for w in live["warnings"]
+        ]
         status, montage = server.api("GET", f"/api/sessions/{session_id}/montage.png")
         assert status == 200 and png_size(montage) == (6 * 128, 128 + 14)
         status, best = server.api("GET", f"/api/sessions/{session_id}/best.png")

@@ -304,7 +304,7 @@ async function openSession(id) {
     listen(null);
     try {
       const detail = await api(`/api/sessions/${encodeURIComponent(id)}`);
-      applyDetail({ summary: detail, history: detail.history, warnings: [] }, true);
+      applyDetail({ summary: detail, history: detail.history, warnings: detail.warnings }, true);
     } catch (error) {
       $("failure").textContent = error.message;
       $("failure").hidden = false;
