@@ -17,7 +17,7 @@ from protocol.errors import UnknownSession
 from server.live import warning_for
 from server.session import WARNINGS_KEPT, History, shared_summary
 from server.session_config import SessionConfig
-from server.storage import FORMAT, SessionFile, read_closed
+from server.storage import FORMAT, SessionFile, read_closed, rows
 
 T = TypeVar("T")
 #: What a session id may look like (also keeps a request from naming a path elsewhere).
@@ -68,13 +68,7 @@ class StoredSession:
 def warnings_from_events(events: dict[str, Any]) -> list[dict[str, Any]]:
     """The operator warnings among a session file's events (as a live session keeps them)."""
     out: list[dict[str, Any]] = []
-    for when, generation, kind, detail in zip(
-        events.get("time", []),
-        events.get("generation", []),
-        events.get("kind", []),
-        events.get("detail", []),
-        strict=True,
-    ):
+    for when, generation, kind, detail in rows(events, "time", "generation", "kind", "detail"):
         message = warning_for(str(kind), json.loads(detail))
         if message is not None:
             out.append(

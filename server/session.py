@@ -46,7 +46,7 @@ from server.generator_pool import PooledGenerator
 from server.live import Changes, finite, warning_for
 from server.responses import GenerationBook, StimulusSlot
 from server.session_config import SessionConfig
-from server.storage import SessionFile, read_closed
+from server.storage import SessionFile, read_closed, rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -372,23 +372,12 @@ class Session:
         shown = self.store.table("presentations", g)
         presented = [
             Presentation(presentation_id=p, stimulus_id=s, onset=o, outcome=x)
-            for p, s, o, x in zip(
-                shown.get("presentation_id", []),
-                shown.get("stimulus_id", []),
-                shown.get("onset", []),
-                shown.get("outcome", []),
-                strict=True,
-            )
+            for p, s, o, x in rows(shown, "presentation_id", "stimulus_id", "onset", "outcome")
         ]
         got = self.store.table("responses", g)
         responses = [
             Response(presentation_id=p, stimulus_id=s, counts=list(c))
-            for p, s, c in zip(
-                got.get("presentation_id", []),
-                got.get("stimulus_id", []),
-                got.get("counts", []),
-                strict=True,
-            )
+            for p, s, c in rows(got, "presentation_id", "stimulus_id", "counts")
         ]
         events = self.store.table("events", g)
         blocks = int(np.sum(events.get("kind", np.array([])) == "block_sent"))

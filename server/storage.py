@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -337,6 +337,12 @@ class SessionFile:
                 self._file.attrs["status"] = status
                 self._file.attrs["updated"] = time.time()
             self._file.close()
+
+
+def rows(table: dict[str, Any], *columns: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of a table read by :meth:`SessionFile.table`, as tuples of ``columns``
+    (none if the table does not exist yet)."""
+    return zip(*(table.get(name, []) for name in columns), strict=True)
 
 
 def read_closed(path: Path, fn: Callable[[SessionFile], T]) -> T:
