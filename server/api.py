@@ -221,8 +221,7 @@ def create_app(
     @app.get("/api/sessions/{session_id}/generations/{generation}/images/{position}.png")
     async def image(session_id: str, generation: int, position: int) -> Response:
         """An image exactly as the generator made it (lossless)."""
-        session = await manager.lookup(session_id)
-        found = await session.read(lambda s: s.read_image(generation, position))
+        found = await manager.read(session_id, lambda s: s.read_image(generation, position))
         return _image_response(await asyncio.to_thread(_encode, found), cache=True)
 
     @app.get("/api/sessions/{session_id}/generations/{generation}/thumbnails/{position}.jpg")
@@ -233,15 +232,14 @@ def create_app(
         size: int = Query(112, ge=16, le=1024, description="side in px"),
     ) -> Response:
         """A small JPEG of an image, for overviews such as the dashboard's."""
-        session = await manager.lookup(session_id)
-        found = await session.read(lambda s: s.read_image(generation, position))
+        found = await manager.read(session_id, lambda s: s.read_image(generation, position))
         data = await asyncio.to_thread(_encode, found, size, "JPEG")
         return _image_response(data, "jpeg", cache=True)
 
     @app.get("/api/sessions/{session_id}/best.png")
     async def best(session_id: str) -> Response:
         """The best-scored image so far."""
-        found = await (await manager.lookup(session_id)).read(SessionFile.best)
+        found = await manager.read(session_id, SessionFile.best)
         if found is None:
             raise ConfigError(f"session {session_id} has no scored image yet")
         return _image_response(await asyncio.to_thread(_encode, found[2]))
@@ -249,7 +247,7 @@ def create_app(
     @app.get("/api/sessions/{session_id}/montage.png")
     async def montage_png(session_id: str) -> Response:
         """The best image of every generation, captioned with generation and score."""
-        rows = await (await manager.lookup(session_id)).read(SessionFile.best_per_generation)
+        rows = await manager.read(session_id, SessionFile.best_per_generation)
         if not rows:
             raise ConfigError(f"session {session_id} has no scored image yet")
         labels = [f"gen {g}: {score:.1f}" for g, score, _ in rows]
@@ -262,7 +260,6 @@ def create_app(
     @app.get("/api/sessions/{session_id}/data")
     async def data(session_id: str) -> FileResponse:
         """The session's HDF5 file, copied between writes so the download is consistent."""
-        session = await manager.lookup(session_id)
         folder = Path(tempfile.mkdtemp(prefix="xdream-download-"))
         copy = folder / f"{session_id}.h5"
 
@@ -272,7 +269,7 @@ def create_app(
             shutil.copyfile(store.path, copy)
 
         try:
-            await session.read(snapshot)
+            await manager.read(session_id, snapshot)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

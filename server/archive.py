@@ -4,12 +4,10 @@ past-sessions list, with the same summary and history as a live session."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import h5py
 
@@ -17,9 +15,8 @@ from protocol.errors import UnknownSession
 from server.live import warning_for
 from server.session import WARNINGS_KEPT, History, shared_summary
 from server.session_config import SessionConfig
-from server.storage import FORMAT, SessionFile, read_closed, rows
+from server.storage import FORMAT, SessionFile, rows
 
-T = TypeVar("T")
 #: What a session id may look like (also keeps a request from naming a path elsewhere).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -60,9 +57,6 @@ class StoredSession:
             "created": self.created,
             "data_file": str(self.path),
         }
-
-    async def read(self, fn: Callable[[SessionFile], T]) -> T:
-        return await asyncio.to_thread(read_closed, self.path, fn)
 
 
 def warnings_from_events(events: dict[str, Any]) -> list[dict[str, Any]]:

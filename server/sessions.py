@@ -13,9 +13,9 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -32,9 +32,10 @@ from server.natural_images import centre_squares, load_photos, random_crops
 from server.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
 from server.session import History, Session, Transport
 from server.session_config import SessionConfig
-from server.storage import FORMAT, SessionFile
+from server.storage import FORMAT, SessionFile, read_closed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Budget in images when a session names neither budget nor generations (the paper's 3,000).
 DEFAULT_BUDGET = 3000
@@ -278,6 +279,13 @@ class SessionManager:
     def past(self) -> list[dict[str, Any]]:
         """Session files in the data directory that this server run does not hold."""
         return list_stored(self.data_dir, set(self.sessions))
+
+    async def read(self, session_id: str, fn: Callable[[SessionFile], T]) -> T:
+        """``fn(store)`` on the file of a session of this run (on its I/O thread) or of a
+        past one (read-only; no summary or history is read for it)."""
+        if session_id in self.sessions:
+            return await self.sessions[session_id].read(fn)
+        return await asyncio.to_thread(read_closed, stored_path(self.data_dir, session_id), fn)
 
     async def lookup(self, session_id: str) -> Session | StoredSession:
         """A session of this run, or else a read-only view of a past session's file."""
