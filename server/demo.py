@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import ConfigError
+from server.live import finite
 from server.serve import ServeConfig, serve
 from server.session import Session
 from server.session_config import SessionConfig
@@ -46,20 +46,16 @@ def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 def summary(session: Session) -> dict[str, Any]:
     h = session.history
     return {
         "session_id": session.id,
         "state": session.state,
         "generations": session.done,
-        "best_score": _nan_to_none(h.best_score),
-        "first_generation_mean": _nan_to_none(h.means[0]) if h.means else None,
-        "last_generation_mean": _nan_to_none(h.means[-1]) if h.means else None,
-        "last_reference_mean": _nan_to_none(h.reference_means[-1]) if h.means else None,
+        "best_score": finite(h.best_score),
+        "first_generation_mean": finite(h.means[0]) if h.means else None,
+        "last_generation_mean": finite(h.means[-1]) if h.means else None,
+        "last_reference_mean": finite(h.reference_means[-1]) if h.means else None,
         "median_loop_latency_s": (
             sorted(h.loop_latency_s)[len(h.loop_latency_s) // 2] if h.loop_latency_s else None
         ),
