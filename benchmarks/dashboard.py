@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,9 @@ import h5py
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
 
 
 def _dashboard_url(log: Path, process: subprocess.Popen[str], timeout_s: float = 120) -> str:
@@ -117,7 +117,7 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    chromium = os.environ.get("XDREAM_CHROMIUM") or shutil.which("chromium")
+    chromium = find_chromium()
     if chromium is None:
         parser.error("Debian's chromium is needed (make browser)")
     runs = []

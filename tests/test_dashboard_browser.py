@@ -9,35 +9,24 @@ binary.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS, find_chromium
 from tests.servers import ROOT, running_server, xdream
 
 playwright = pytest.importorskip("playwright.sync_api", reason="dev extra not installed")
 expect = playwright.expect
 
 SCREENSHOTS = ROOT / "out" / "screenshots"
-#: Flags for a sandboxed, offline machine (no sandbox as root; no background fetches).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 90_000
 
 
 def chromium_path() -> str:
-    path = os.environ.get("XDREAM_CHROMIUM") or shutil.which("chromium")
+    path = find_chromium()
     if path is None:
         pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install)")
     return path
