@@ -85,6 +85,8 @@ def test_beyond_loopback_every_request_needs_the_token(tmp_path):
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         status, _, page = request(port, "POST", "/login", form, "token=guess-guess-guess")
         assert status == 401 and b"not this server's token" in page
+        status, _, page = request(port, "POST", "/login", form, "token=" + "x" * 5000)
+        assert status == 400 and b"malformed" in page  # bodies are bounded before reading
         body = urllib.parse.urlencode({"token": token})
         status, got, _ = request(port, "POST", "/login", form, body)
         assert status == 303 and got["location"] == "/"

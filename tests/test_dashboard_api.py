@@ -211,6 +211,8 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         live = server.wait_for(session_id, lambda s: s["state"] == "finished", 30)
         assert any("late" in w["message"] for w in live["warnings"]), live["warnings"]
         connection.close()
+    # A file whose name is no session id cannot be opened, so it is not listed.
+    (data / "run.1.h5").write_bytes((data / f"{session_id}.h5").read_bytes())
     with running_server(data) as server:
         status, listing = server.api("GET", "/api/sessions")
         assert listing["sessions"] == []
@@ -239,6 +241,8 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert server.api("GET", f"/api/live?session={session_id}")[0] == 404
         assert server.api("POST", f"/api/sessions/{session_id}/resume")[0] == 404
         assert server.api("GET", "/api/sessions/..secret")[0] == 404
+        for path in ("data", "best.png", "montage.png", "generations/0/images/0.png"):
+            assert server.api("GET", f"/api/sessions/nope/{path}")[0] == 404, path
     # Ids are never paths: a file outside the data folder cannot be named.
     (tmp_path / "outside.h5").write_bytes((data / f"{session_id}.h5").read_bytes())
     for name in ("../outside", "..", "a/b", ""):
