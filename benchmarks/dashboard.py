@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
+from xdream.testing.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
 
 
 def _dashboard_url(log: Path, process: subprocess.Popen[str], timeout_s: float = 120) -> str:
@@ -76,7 +76,7 @@ def _seconds_per_generation(data_file: str) -> list[float]:
 
 def run(generations: int, watch: bool, folder: Path, browser: Any) -> dict[str, Any]:
     log = folder / f"demo-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "server.cli", "demo", "--generations", str(generations),
+    command = [sys.executable, "-m", "xdream", "demo", "--generations", str(generations),
                "--json", "--data", str(folder / f"data-{log.stem}")]  # fmt: skip
     with log.open("w") as err:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)

@@ -42,13 +42,13 @@ from protocol.messages import Response, Role  # noqa: E402
 from rig_clients.connection import Connection  # noqa: E402
 from rig_clients.presenter import Presenter  # noqa: E402
 from rig_clients.recorder import Recorder  # noqa: E402
-from server.engine import Engine, run_in_process  # noqa: E402
-from server.generators import Generator, make_generator  # noqa: E402
-from server.generators.deepsim import build_network  # noqa: E402
-from server.optimizers import Optimizer, make_optimizer  # noqa: E402
-from server.storage import SessionFile  # noqa: E402
+from server.engine.generators import Generator, make_generator  # noqa: E402
+from server.engine.generators.deepsim import build_network  # noqa: E402
+from server.engine.loop import Engine, run_in_process  # noqa: E402
+from server.engine.optimizers import Optimizer, make_optimizer  # noqa: E402
+from server.storage.session_file import SessionFile  # noqa: E402
 from simulator.neuron import build_neurons  # noqa: E402
-from tests.servers import Server, create_session, xdream  # noqa: E402
+from xdream.testing.servers import Server, create_session, xdream  # noqa: E402
 
 POPULATION = 40
 #: How long the benchmark's rig takes to show a block: at once (the worst case: storing the

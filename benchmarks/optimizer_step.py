@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.optimizers import make_optimizer
+from server.engine.optimizers import make_optimizer
 
 
 def time_ours(name: str, dim: int, generations: int) -> float:

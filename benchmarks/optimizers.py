@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.engine import Engine, run_in_process
-from server.generators import OFFLINE_DEFAULT, make_generator
-from server.optimizers import DEFAULT_OPTIMIZER, make_optimizer
+from server.engine.generators import OFFLINE_DEFAULT, make_generator
+from server.engine.loop import Engine, run_in_process
+from server.engine.optimizers import DEFAULT_OPTIMIZER, make_optimizer
 from simulator.networks import load_network
 from simulator.neuron import reference_images
 from simulator.noise import PoissonNoise, parse_noise

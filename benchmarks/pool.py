@@ -30,9 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.generator_pool import GeneratorPool  # noqa: E402
-from server.generators import make_generator  # noqa: E402
-from server.generators.deepsim import build_network  # noqa: E402
+from server.engine.generators import make_generator  # noqa: E402
+from server.engine.generators.deepsim import build_network  # noqa: E402
+from server.engine.pool import GeneratorPool  # noqa: E402
 
 POPULATION = 40
 

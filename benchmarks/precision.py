@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.generators import make_generator  # noqa: E402
-from server.generators.deepsim import build_network  # noqa: E402
+from server.engine.generators import make_generator  # noqa: E402
+from server.engine.generators.deepsim import build_network  # noqa: E402
 
 BATCH = 40
 

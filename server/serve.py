@@ -1,6 +1,6 @@
 """``xdream serve``: the ZeroMQ rig server and the HTTP API in one asyncio event loop.
 
-Both sides share one :class:`~server.sessions.SessionManager`. On start-up, sessions left
+Both sides share one :class:`~server.sessions.manager.SessionManager`. On start-up, sessions left
 unfinished in the data directory (by a crash or a restart) are resumed. SIGINT / SIGTERM
 stop the server cleanly; running sessions stay ``running`` on disk and resume next start.
 """
@@ -22,10 +22,10 @@ import uvicorn
 
 from protocol.errors import ConfigError
 from protocol.security import is_loopback
-from server.access import TOKEN_ENV
-from server.api import create_app
-from server.rig_server import RigServer
-from server.sessions import SessionManager
+from server.http.access import TOKEN_ENV
+from server.http.app import create_app
+from server.rig.server import RigServer
+from server.sessions.manager import SessionManager
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.natural_images import load_photos, random_crops
+from server.engine.natural_images import load_photos, random_crops
 from simulator.networks import load_network
 from simulator.noise import PoissonNoise
 from simulator.target import Recording, TargetSpec

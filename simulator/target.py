@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from protocol.errors import TargetError
-from server.device import resolve_device
-from server.imaging import resize_square
+from server.engine.device import resolve_device
+from server.engine.imaging import resize_square
 from simulator.networks import Network
 
 

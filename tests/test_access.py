@@ -11,8 +11,8 @@ import urllib.parse
 import pytest
 
 from protocol.errors import ConfigError
-from server.access import COOKIE, TOKEN_ENV, create_token, load_token
-from tests.servers import free_port, running_server, xdream
+from server.http.access import COOKIE, TOKEN_ENV, create_token, load_token
+from xdream.testing.servers import free_port, running_server, xdream
 
 
 def test_token_comes_from_a_file_or_the_environment_and_must_be_long(tmp_path, monkeypatch):
@@ -115,6 +115,6 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path):
 def test_loopback_needs_no_token(tmp_path):
     with running_server(tmp_path / "data") as server:
         assert server.ready["access"] == "open"
-        assert server.api("GET", "/api/sessions")[0] == 200
+        assert server.http.app("GET", "/api/sessions")[0] == 200
         status, _, page = request(server.http_port, "GET", "/")
         assert status == 200 and b"New session" in page

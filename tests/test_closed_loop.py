@@ -19,7 +19,13 @@ from protocol.messages import Role
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
 from rig_clients.recorder import Recorder
-from tests.servers import Server, brightness_responses, create_session, running_server, xdream
+from xdream.testing.servers import (
+    Server,
+    brightness_responses,
+    create_session,
+    running_server,
+    xdream,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from server.optimizers import make_optimizer
-from server.optimizers.cmaes import CholeskyCMAES, recombination_weights
+from server.engine.optimizers import make_optimizer
+from server.engine.optimizers.cmaes import CholeskyCMAES, recombination_weights
 
 cma = pytest.importorskip("cma")
 

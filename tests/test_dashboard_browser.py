@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM_ARGS, find_chromium
-from tests.servers import ROOT, running_server, xdream
+from xdream.testing.browser import CHROMIUM_ARGS, find_chromium
+from xdream.testing.servers import ROOT, running_server, xdream
 
 playwright = pytest.importorskip("playwright.sync_api", reason="dev extra not installed")
 expect = playwright.expect
@@ -146,13 +146,13 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
 
 @pytest.mark.slow
 def test_past_sessions_open_read_only_with_downloads(tmp_path, browser):
-    from tests.servers import create_session
+    from xdream.testing.servers import create_session
 
     data = tmp_path / "data"
     with running_server(data) as server:  # a session that is then stopped: a past one
         session_id = create_session(server, name="yesterday", generator="pixel", image_size=32,
                                     population=4, generations=3)  # fmt: skip
-        assert server.api("POST", f"/api/sessions/{session_id}/stop")[0] == 200
+        assert server.http.app("POST", f"/api/sessions/{session_id}/stop")[0] == 200
     with running_server(data) as server:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.set_default_timeout(TIMEOUT_MS)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from protocol.errors import ConfigError, WeightsError
-from server.generators import make_generator
-from server.generators.deepsim import build_network, expected_shapes
+from server.engine.generators import make_generator
+from server.engine.generators.deepsim import build_network, expected_shapes
 
 VARIANT_NAMES = ["fc6", "fc7", "fc8", "pool5", "conv3", "conv4", "norm1", "norm2"]
 

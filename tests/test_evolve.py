@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from server.optimizers import Optimizer
-from server.storage import read_state
+from server.engine.optimizers import Optimizer
+from server.storage.session_file import read_state
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ FAST = ["--image-size", "64", "--input-size", "96", "--references", "20", "--qui
 
 def xdream(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "xdream", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -89,7 +89,7 @@ def test_outputs_are_written_and_complete(finished_run):
 
 
 def test_stored_images_are_the_generators_output(finished_run):
-    from server.generators import make_generator
+    from server.engine.generators import make_generator
 
     out, _ = finished_run
     with h5py.File(out / "session.h5", "r") as f:
@@ -165,7 +165,7 @@ def test_existing_session_is_not_overwritten(finished_run):
 
 
 def test_interrupted_run_is_marked_aborted(tmp_path, monkeypatch):
-    from server import evolve
+    from simulator import evolve
 
     config = evolve.EvolveConfig(
         target="efficientnet-lite0:_blocks.3:1",

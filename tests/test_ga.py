@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError
-from server.optimizers import make_optimizer
-from server.optimizers.ga import GA_PRESETS, fitness
+from server.engine.optimizers import make_optimizer
+from server.engine.optimizers.ga import GA_PRESETS, fitness
 
 
 def ga(dim=8, **settings):

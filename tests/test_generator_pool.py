@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError
-from server.generator_pool import GeneratorPool
-from server.generators import make_generator
-from server.session_config import SessionConfig
-from server.sessions import SessionManager
+from server.engine.generators import make_generator
+from server.engine.pool import GeneratorPool
+from server.sessions.config import SessionConfig
+from server.sessions.manager import SessionManager
 from tests.test_session import FakeTransport
 
 PIXEL = dict(generator="pixel", image_size=32, population=4)
@@ -167,7 +167,7 @@ def test_a_session_whose_file_cannot_be_written_gives_its_generator_back(tmp_pat
     def refuse(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("server.sessions.SessionFile", refuse)
+    monkeypatch.setattr("server.sessions.manager.SessionFile", refuse)
 
     async def main() -> dict:
         manager = SessionManager(tmp_path, FakeTransport())
@@ -181,7 +181,7 @@ def test_a_session_whose_file_cannot_be_written_gives_its_generator_back(tmp_pat
 def test_closing_the_server_while_a_session_closes_itself_releases_once(tmp_path, monkeypatch):
     """A finished session closes its file itself; the server's close may cancel that close
     halfway. The second close must still finish, and the generator be given back."""
-    from server.storage import SessionFile
+    from server.storage.session_file import SessionFile
     from tests.test_session import answer
 
     slow_close = SessionFile.close

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from protocol.errors import ConfigError
-from server.generators import (
+from server.engine.generators import (
     OFFLINE_DEFAULT,
     available_generators,
     default_generator,
     make_generator,
 )
-from server.generators.deepsim import VARIANTS, expected_shapes
+from server.engine.generators.deepsim import VARIANTS, expected_shapes
 
 DEEPSIM = ["fc6", "fc7", "fc8", "pool5", "conv3", "conv4", "norm1", "norm2"]
 WEIGHT_FREE = ["pixel", "fourier"]

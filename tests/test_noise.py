@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from protocol.errors import ConfigError
-from server.natural_images import SKIMAGE_PHOTOS, load_photos, random_crops
+from server.engine.natural_images import SKIMAGE_PHOTOS, load_photos, random_crops
 from simulator.neuron import build_neurons, reference_images
 from simulator.noise import PoissonNoise, expected_max, parse_noise
 from simulator.target import Recording, TargetSpec

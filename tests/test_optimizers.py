@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError, OptimizerStateError
-from server.optimizers import OPTIMIZERS, Optimizer, make_optimizer
+from server.engine.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 
 DIM = 12
 

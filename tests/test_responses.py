@@ -7,7 +7,7 @@ import pytest
 
 from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
 from protocol.messages import Presentation, Response
-from server.responses import GenerationBook, StimulusSlot, combine_channels
+from server.sessions.book import GenerationBook, StimulusSlot, combine_channels
 
 
 def book(repeats=1, n_channels=None) -> GenerationBook:

@@ -20,7 +20,7 @@ from protocol.messages import Role
 from rig_clients import folder, record
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
-from tests.servers import ROOT, create_session, running_server
+from xdream.testing.servers import ROOT, create_session, running_server
 
 SMALL = dict(generator="pixel", image_size=32, population=4, seed=2)
 
@@ -97,7 +97,7 @@ def test_record_sends_csv_and_reports_refused_rows(tmp_path):
         rows.append(f"{session_id},0,bad,g0-e99,1")
         (tmp_path / "counts.csv").write_text("\n".join(rows) + "\n")
         done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "record", "--server", server.zmq,
+            [sys.executable, "-m", "xdream", "record", "--server", server.zmq,
              str(tmp_path / "counts.csv")],
             capture_output=True, text=True, timeout=60, cwd=ROOT,
         )  # fmt: skip
@@ -106,7 +106,7 @@ def test_record_sends_csv_and_reports_refused_rows(tmp_path):
         # streamed from stdin each row goes alone and only the bad one is.
         assert done.returncode == 1 and "UnknownStimulus" in done.stderr
         streamed = subprocess.run(
-            [sys.executable, "-m", "server.cli", "record", "--server", server.zmq],
+            [sys.executable, "-m", "xdream", "record", "--server", server.zmq],
             input="\n".join(rows) + "\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
         )  # fmt: skip
         assert streamed.returncode == 1 and streamed.stderr.count("refused") == 1

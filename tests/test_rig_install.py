@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.servers import ROOT
+from xdream.testing.servers import ROOT
 
 PLATFORMS = ["win_amd64", "macosx_11_0_arm64", "macosx_10_13_x86_64", "manylinux2014_x86_64"]
 OFFLINE = re.compile(r"NewConnectionError|Temporary failure in name resolution|"

@@ -8,8 +8,8 @@ from protocol.errors import ConfigError
 from protocol.messages import Role
 from protocol.security import configure_client, create_keys, is_loopback
 from rig_clients.connection import Connection, ServerUnavailable
-from server.rig_server import RigServer
-from tests.servers import running_server
+from server.rig.server import RigServer
+from xdream.testing.servers import running_server
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ from protocol.errors import (
     UnknownStimulus,
 )
 from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
-from server.session_config import SessionConfig
-from server.sessions import SessionManager
+from server.sessions.config import SessionConfig
+from server.sessions.manager import SessionManager
 
 
 class FakeTransport:

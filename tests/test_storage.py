@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError
-from server.engine import Engine, run_in_process
-from server.generators import make_generator
-from server.optimizers import Optimizer, make_optimizer
-from server.storage import SessionFile, read_state
+from server.engine.generators import make_generator
+from server.engine.loop import Engine, run_in_process
+from server.engine.optimizers import Optimizer, make_optimizer
+from server.storage.session_file import SessionFile, read_state
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from protocol.errors import ConfigError
-from server.generators.base import GENERATORS, Generator
+from server.engine.generators.base import GENERATORS, Generator
 
 # Square root of the RGB colour correlation of natural images (columns: decorrelated
 # components), the widely used ImageNet estimate; normalised to unit largest column norm.

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from protocol.errors import ConfigError
-from server import report
-from server.engine import Engine, GenerationResult, run_in_process
-from server.generators import Generator, make_generator
-from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
-from server.optimizers import Optimizer, make_optimizer
-from server.storage import SessionFile
+from server.engine import pictures as report
+from server.engine.generators import Generator, make_generator
+from server.engine.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.engine.loop import Engine, GenerationResult, run_in_process
+from server.engine.optimizers import Optimizer, make_optimizer
+from server.storage.session_file import SessionFile
 from simulator.neuron import SimulatedNeurons, build_neurons, reference_images
 from simulator.noise import parse_noise
 

@@ -1,7 +1,7 @@
 """One running evolution on one rig: the session and generation state machines of PROTOCOL.md.
 
-A :class:`Session` owns an :class:`~server.engine.Engine` and a
-:class:`~server.storage.SessionFile`. Its asyncio task proposes a generation, sends it to
+A :class:`Session` owns an :class:`~server.engine.loop.Engine` and a
+:class:`~server.storage.session_file.SessionFile`. Its asyncio task proposes a generation, sends it to
 the rig in blocks (block 0: every stimulus; later blocks: the stimuli still lacking
 responses), collects presentations and spike counts as the transport hands them in, and
 completes the generation when every stimulus is answered or the re-presentation limit is
@@ -41,12 +41,12 @@ from protocol.messages import (
     ResponsesAck,
     Stimulus,
 )
-from server.engine import Engine, GenerationResult, Proposal
-from server.generator_pool import PooledGenerator
-from server.live import Changes, finite, warning_for
-from server.responses import GenerationBook, StimulusSlot
-from server.session_config import SessionConfig
-from server.storage import SessionFile, read_closed, rows
+from server.engine.loop import Engine, GenerationResult, Proposal
+from server.engine.pool import PooledGenerator
+from server.http.live import Changes, finite, warning_for
+from server.sessions.book import GenerationBook, StimulusSlot
+from server.sessions.config import SessionConfig
+from server.storage.session_file import SessionFile, read_closed, rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.optimizers.base import OPTIMIZERS, Optimizer, Settings, State, valid_mask
+from server.engine.optimizers.base import OPTIMIZERS, Optimizer, Settings, State, valid_mask
 
 
 @dataclasses.dataclass

@@ -6,9 +6,9 @@ checked in one place and the offline default is chosen consistently.
 
 from __future__ import annotations
 
-from server.generators import deepsim, fourier, pixel  # noqa: F401  (registers the classes)
-from server.generators.base import GENERATORS, Generator
-from server.generators.weights import weights_path
+from server.engine.generators import deepsim, fourier, pixel  # noqa: F401  (registers the classes)
+from server.engine.generators.base import GENERATORS, Generator
+from server.engine.generators.weights import weights_path
 
 #: Generator used when no DeePSiM weights are installed: the benchmark winner
 #: among the weight-free generators (docs/BENCHMARKS.md).

@@ -21,18 +21,18 @@ import h5py
 import numpy as np
 
 from protocol.errors import ConfigError, UnknownSession, XDreamError
-from server.archive import StoredSession, list_stored, stored_path
-from server.device import resolve_device
-from server.engine import Engine
-from server.generator_pool import GeneratorPool, PooledGenerator
-from server.generators import Generator, default_generator, make_generator
-from server.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
-from server.live import Changes
-from server.natural_images import centre_squares, load_photos, random_crops
-from server.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
-from server.session import History, Session, Transport
-from server.session_config import SessionConfig
-from server.storage import FORMAT, SessionFile, read_closed
+from server.engine.device import resolve_device
+from server.engine.generators import Generator, default_generator, make_generator
+from server.engine.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.engine.loop import Engine
+from server.engine.natural_images import centre_squares, load_photos, random_crops
+from server.engine.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
+from server.engine.pool import GeneratorPool, PooledGenerator
+from server.http.live import Changes
+from server.sessions.config import SessionConfig
+from server.sessions.session import History, Session, Transport
+from server.sessions.stored import StoredSession, list_stored, stored_path
+from server.storage.session_file import FORMAT, SessionFile, read_closed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.generators import Generator
+from server.engine.generators import Generator
 
 log = logging.getLogger(__name__)
 

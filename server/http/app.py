@@ -36,14 +36,14 @@ from protocol.errors import (
     XDreamError,
 )
 from protocol.messages import Presented, Responses, ResponsesAck
-from server import dashboard, live
-from server.access import TokenGuard
-from server.generators import available_generators, default_generator
-from server.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
-from server.report import montage
-from server.session_config import SessionConfig
-from server.sessions import SessionManager
-from server.storage import SessionFile
+from server.engine.generators import available_generators, default_generator
+from server.engine.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
+from server.engine.pictures import montage
+from server.http import dashboard, live
+from server.http.access import TokenGuard
+from server.sessions.config import SessionConfig
+from server.sessions.manager import SessionManager
+from server.storage.session_file import SessionFile
 
 Action = Literal["start", "pause", "resume", "stop"]
 

@@ -41,7 +41,7 @@ from protocol.messages import (
     Role,
     Welcome,
 )
-from server.sessions import SessionManager
+from server.sessions.manager import SessionManager
 
 log = logging.getLogger(__name__)
 SERVER_NAME = "xdream-rig 0.1"

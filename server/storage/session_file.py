@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.engine import GenerationResult
+from server.engine.loop import GenerationResult
 
 FORMAT = "xdream-rig session 1"
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")

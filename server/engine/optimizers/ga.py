@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.optimizers.base import OPTIMIZERS, Optimizer, Settings, State, valid_mask
+from server.engine.optimizers.base import OPTIMIZERS, Optimizer, Settings, State, valid_mask
 
 
 @dataclasses.dataclass

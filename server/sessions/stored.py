@@ -12,10 +12,10 @@ from typing import Any
 import h5py
 
 from protocol.errors import UnknownSession
-from server.live import warning_for
-from server.session import WARNINGS_KEPT, History, shared_summary
-from server.session_config import SessionConfig
-from server.storage import FORMAT, SessionFile, rows
+from server.http.live import warning_for
+from server.sessions.config import SessionConfig
+from server.sessions.session import WARNINGS_KEPT, History, shared_summary
+from server.storage.session_file import FORMAT, SessionFile, rows
 
 #: What a session id may look like (also keeps a request from naming a path elsewhere).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -43,7 +43,7 @@ class StoredSession:
         self.warnings = warnings_from_events(events)
 
     def summary(self) -> dict[str, Any]:
-        """The keys of :meth:`server.session.Session.summary`, from the file."""
+        """The keys of :meth:`server.sessions.session.Session.summary`, from the file."""
         return {
             **shared_summary(self.id, self.config, self.state, self.done, self.history),
             "generations": self._record["generations"],

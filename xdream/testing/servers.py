@@ -20,7 +20,7 @@ import numpy as np
 
 from protocol.messages import Response, Responses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -39,7 +39,7 @@ def xdream(
     if threads is not None:
         variables["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=variables, text=True, **popen
+        [sys.executable, "-m", "xdream", *args], cwd=ROOT, env=variables, text=True, **popen
     )
 
 
@@ -138,9 +138,9 @@ def running_server(data: Path, **options: Any) -> Iterator[Server]:
 
 
 def create_session(server: Server, **config: Any) -> str:
-    status, body = server.api("POST", "/api/sessions", config)
+    status, body = server.http.app("POST", "/api/sessions", config)
     assert status == 201, body
-    status, body = server.api("POST", f"/api/sessions/{body['id']}/start")
+    status, body = server.http.app("POST", f"/api/sessions/{body['id']}/start")
     assert status == 200, body
     return body["id"]
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from protocol.errors import ConfigError
-from server.device import resolve_device
-from server.imaging import resize_square
-from server.registry import Registry
+from server.engine.device import resolve_device
+from server.engine.imaging import resize_square
+from server.engine.registry import Registry
 
 #: Arithmetic the generator may run in: float32, or a half precision under autocast
 #: (convolutions and matrix products in 16 bits; faster on GPUs, images change slightly:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from protocol.errors import ConfigError
-from server.generators.base import GENERATORS, Generator
+from server.engine.generators.base import GENERATORS, Generator
 
 
 @GENERATORS.register("pixel")

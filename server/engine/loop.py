@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.generators import Generator
-from server.optimizers import Optimizer
+from server.engine.generators import Generator
+from server.engine.optimizers import Optimizer
 
 
 @dataclass

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import ConfigError
-from server.live import finite
+from server.http.live import finite
 from server.serve import ServeConfig, serve
-from server.session import Session
-from server.session_config import SessionConfig
-from server.sessions import SessionManager
+from server.sessions.config import SessionConfig
+from server.sessions.manager import SessionManager
+from server.sessions.session import Session
 
 
 @dataclass
@@ -40,7 +40,7 @@ class DemoConfig:
 
 def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "server.cli", "simulate", "--server", endpoint,
+        sys.executable, "-m", "xdream", "simulate", "--server", endpoint,
         "--target", config.target, "--noise", config.noise, "--seed", str(config.seed),
     ]  # fmt: skip
     return subprocess.Popen(command, stdin=subprocess.DEVNULL)

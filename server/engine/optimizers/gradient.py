@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.optimizers.base import OPTIMIZERS, Optimizer, Settings, State
+from server.engine.optimizers.base import OPTIMIZERS, Optimizer, Settings, State
 
 
 @dataclasses.dataclass

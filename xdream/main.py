@@ -63,9 +63,9 @@ class _ProgressBar:
 
 
 def _evolve(args: argparse.Namespace) -> int:
-    from server import evolve
-    from server.generators import default_generator
-    from server.optimizers import DEFAULT_OPTIMIZER
+    from server.engine.generators import default_generator
+    from server.engine.optimizers import DEFAULT_OPTIMIZER
+    from simulator import evolve
 
     config = evolve.EvolveConfig(
         target=args.target,
@@ -157,7 +157,7 @@ def _add_evolve(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     _share_cpus_politely()
     from server import serve
-    from server.access import load_token
+    from server.http.access import load_token
 
     return serve.main(
         serve.ServeConfig(
@@ -265,7 +265,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     _share_cpus_politely()
-    from server import demo, serve
+    from server import serve
+    from xdream import demo
 
     if not args.json:
         serve.configure_logging()
@@ -343,7 +344,7 @@ def _health(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from server.access import load_token
+    from server.http.access import load_token
 
     token = load_token(args.token_file)
     request = urllib.request.Request(
@@ -371,7 +372,7 @@ def _add_health(sub: argparse._SubParsersAction) -> None:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from server.access import create_token
+    from server.http.access import create_token
 
     path = create_token(args.file)
     print(f"wrote a new access token to {path} (readable by you only; never share it by mail)")

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from server.generators.base import GENERATORS, Generator
-from server.generators.weights import load_state_dict, weights_path
+from server.engine.generators.base import GENERATORS, Generator
+from server.engine.generators.weights import load_state_dict, weights_path
 
 # Caffe's BGR mean that the generators were trained to output around.
 _BGR_MEAN = (104.0, 117.0, 123.0)

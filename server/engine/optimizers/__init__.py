@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from server.optimizers import cmaes, ga, gradient  # noqa: F401  (registers the classes)
-from server.optimizers.base import OPTIMIZERS, Optimizer, Settings
+from server.engine.optimizers import cmaes, ga, gradient  # noqa: F401  (registers the classes)
+from server.engine.optimizers.base import OPTIMIZERS, Optimizer, Settings
 
 #: The benchmark winner, used when the user names no optimizer.
 DEFAULT_OPTIMIZER = "cmaes"

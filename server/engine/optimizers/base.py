@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from protocol.errors import ConfigError, OptimizerStateError
-from server.registry import Registry
+from server.engine.registry import Registry
 
 State = dict[str, Any]
 
