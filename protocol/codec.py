@@ -20,13 +20,17 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol.errors import XDreamError
+from protocol.errors import (
+    MalformedMessage,
+    MessageTooLarge,
+    UnknownMessageType,
+    UnsupportedVersion,
+)
 from protocol.messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     TYPE_NAMES,
     Content,
-    Error,
     Generation,
 )
 
@@ -38,30 +42,6 @@ MAX_BUFFER_BYTES = 64 << 20
 MAX_BUFFERS = 4096
 #: dtypes a raw frame may have.
 BUFFER_DTYPES = ("uint8",)
-
-
-class ProtocolError(XDreamError, ValueError):
-    """A message that cannot be taken; the class name is the ``code`` of the error reply."""
-
-    @property
-    def code(self) -> str:
-        return type(self).__name__
-
-
-class MalformedMessage(ProtocolError):
-    """Not decodable, or fields missing, of the wrong type or out of range."""
-
-
-class UnsupportedVersion(ProtocolError):
-    """The header's protocol version is not the one this side speaks."""
-
-
-class UnknownMessageType(ProtocolError):
-    """The header names a message type this side does not know."""
-
-
-class MessageTooLarge(ProtocolError):
-    """A frame, or the number of frames, exceeds the limits above."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,13 +175,3 @@ def _check_images(content: Generation, buffers: tuple[np.ndarray, ...]) -> None:
                 f"stimulus {s.stimulus_id}: image must be uint8 (height, width, 3 or 4), "
                 f"got {image.dtype} {list(image.shape)}"
             )
-
-
-def error_reply(error: XDreamError, request: Message | None = None) -> Message:
-    """The ``error`` message answering ``request`` (or an undecodable one)."""
-    code = type(error).__name__
-    return Message(
-        Error(code=code, message=str(error)[:2000]),
-        session=request.session if request else None,
-        reply_to=request.id if request else None,
-    )

@@ -1,9 +1,12 @@
-"""One root exception for everything xdream-rig raises on purpose.
+"""The errors that travel on the wire: their class names are the ``code`` of an ``error``
+message (ZeroMQ) and of an HTTP error body (PROTOCOL.md, "Error codes").
 
-Each subclass also inherits the builtin it resembles, so callers that only know Python's
-exceptions (``except ValueError``) still catch it, and the command line can print any
-``XDreamError`` as one clear line instead of a traceback. The class name doubles as the
-stable error name sent to clients.
+One root, :class:`XDreamError`, for everything xdream-rig raises on purpose. Each subclass
+also inherits the builtin it resembles, so callers that only know Python's exceptions
+(``except ValueError``) still catch it, and the command line prints any ``XDreamError`` as
+one clear line instead of a traceback. Errors that never leave a process (a bad in-silico
+target, a damaged optimizer state, a damaged session file) are defined next to the code
+that raises them, as subclasses of the same root.
 """
 
 from __future__ import annotations
@@ -21,23 +24,38 @@ class XDreamError(Exception):
         if field is not None:
             self.field = field
 
-
-class ConfigError(XDreamError, ValueError):
-    """A setting is invalid: unknown name, out-of-range value, inconsistent options."""
-
-
-class WeightsError(XDreamError, FileNotFoundError):
-    """A model weights file is missing, unreadable, or does not match the architecture."""
+    @property
+    def code(self) -> str:
+        """The stable error name on the wire: the class name."""
+        return type(self).__name__
 
 
-class TargetError(XDreamError, ValueError):
-    """An in-silico target names a layer, channel or position the network does not have."""
+# -- the message itself ----------------------------------------------------------------------
+class ProtocolError(XDreamError, ValueError):
+    """A message that cannot be decoded or taken as it is."""
 
 
-class OptimizerStateError(XDreamError, ValueError):
-    """A saved optimizer state does not fit the optimizer it is being restored into."""
+class MalformedMessage(ProtocolError):
+    """Not decodable, or fields missing, of the wrong type or out of range."""
 
 
+class UnsupportedVersion(ProtocolError):
+    """The header's protocol version is not the one this side speaks."""
+
+
+class UnknownMessageType(ProtocolError):
+    """The header names a message type this side does not know (or does not take)."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A frame, the number of frames, or an HTTP body exceeds the limits."""
+
+
+class NotRegistered(XDreamError, ValueError):
+    """A client sent something other than ``hello`` before being welcomed."""
+
+
+# -- what the message refers to ----------------------------------------------------------------
 class UnknownSession(XDreamError, KeyError):
     """A message or request names a session this server does not have."""
 
@@ -61,5 +79,18 @@ class SessionStateError(XDreamError, RuntimeError):
     """A control that the session's state does not allow (e.g. resuming a finished session)."""
 
 
-class NotRegistered(XDreamError, ValueError):
-    """A client sent something other than ``hello`` before being welcomed."""
+class NotFound(XDreamError, LookupError):
+    """A stored item a request names does not exist (an image, a scored best image)."""
+
+
+# -- settings ------------------------------------------------------------------------------------
+class ConfigError(XDreamError, ValueError):
+    """A setting is invalid: unknown name, out-of-range value, inconsistent options."""
+
+
+class WeightsError(XDreamError, FileNotFoundError):
+    """A model weights file is missing, unreadable, or does not match the architecture."""
+
+
+class InternalError(XDreamError, RuntimeError):
+    """The server failed on a message through no fault of the sender (a bug; it is logged)."""

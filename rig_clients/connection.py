@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import zmq
 
-from protocol.codec import Message, ProtocolError, decode, encode
-from protocol.errors import XDreamError
+from protocol.codec import Message, decode, encode
+from protocol.errors import ProtocolError, XDreamError
 from protocol.messages import Bye, Content, Error, Heartbeat, Hello, Role, Welcome
 
 

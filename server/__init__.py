@@ -1,4 +1,17 @@
-"""The acquisition server: image generators, optimizers, the session engine and the CLI.
+"""The acquisition server, in layers (docs/ARCHITECTURE.md); each imports only those below:
+
+- ``server.http`` (FastAPI app, dashboard, live stream) and ``server.rig`` (ZeroMQ), wired
+  together by ``server.serve``;
+- ``server.sessions``: the session state machine, rounds, response bookkeeping, statistics,
+  warnings, the manager and stored sessions;
+- ``server.engine`` (generators, optimizers, the generation loop, the generator pool) and
+  ``server.storage`` (the HDF5 session file: the only code that touches h5py);
+- ``protocol``, shared with the rig clients.
 
 Nothing heavy is imported here; torch loads only when a generator or target is built.
 """
+
+from importlib.metadata import version
+
+#: The software version, from the installed package's metadata (pyproject.toml).
+__version__ = version("xdream-rig")

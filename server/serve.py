@@ -1,47 +1,37 @@
-"""``xdream serve``: the ZeroMQ rig server and the HTTP API in one asyncio event loop.
+"""``xdream serve``: the composition root. It builds the parts from the settings and wires
+them one way: the ZeroMQ link and the session manager first, then the rig server (which
+dispatches to the manager) and the HTTP app (which is handed the manager), all in one
+asyncio event loop.
 
-Both sides share one :class:`~server.sessions.manager.SessionManager`. On start-up, sessions left
-unfinished in the data directory (by a crash or a restart) are resumed. SIGINT / SIGTERM
-stop the server cleanly; running sessions stay ``running`` on disk and resume next start.
+On start-up, sessions left unfinished in the data directory (by a crash or a restart) are
+resumed. SIGINT / SIGTERM stop the server cleanly; running sessions stay ``running`` on
+disk and resume next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from protocol.errors import ConfigError
 from protocol.security import is_loopback
-from server.http.access import TOKEN_ENV
 from server.http.app import create_app
+from server.rig.link import RigLink
 from server.rig.server import RigServer
 from server.sessions.manager import SessionManager
+from server.settings import TOKEN_ENV, ServerSettings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class ServeConfig:
-    zmq: str = "tcp://127.0.0.1:5555"
-    http: str = "127.0.0.1:8000"
-    data: str = "data"
-    heartbeat_s: float = 1.0
-    #: auto, cpu, cuda or cuda:N: where sessions run unless their config names a device.
-    device: str = "auto"
-    curve_secret: str | None = None
-    curve_clients: str | None = None
-    #: The HTTP access token (see server/access.py); required when ``http`` is not loopback.
-    token: str | None = dataclasses.field(default=None, repr=False)
+#: What ``serve`` hands a job: the bound addresses, and the manager of the sessions.
+Job = Callable[[dict[str, Any], SessionManager], Awaitable[None]]
 
 
 def parse_http(address: str) -> tuple[str, int]:
@@ -51,74 +41,72 @@ def parse_http(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def serve(
-    config: ServeConfig,
-    job: Callable[[dict[str, Any], SessionManager], Awaitable[None]] | None = None,
-) -> None:
+async def serve(settings: ServerSettings, job: Job | None = None) -> None:
     """Serve until SIGINT/SIGTERM, or until ``job`` (started once both sides listen, with
     the bound addresses) returns: that is how ``xdream demo`` ends its run."""
-    host, port = parse_http(config.http)
-    if not is_loopback(f"tcp://{host}:{port}") and config.token is None:
+    host, port = parse_http(settings.http)
+    token = settings.secret_token
+    if not is_loopback(f"tcp://{host}:{port}") and token is None:
         raise ConfigError(
-            f"--http {config.http} is reachable beyond this machine: give an access token "
+            f"--http {settings.http} is reachable beyond this machine: give an access token "
             f"(--token-file FILE or ${TOKEN_ENV}; `xdream token FILE` makes one), or bind "
             "to 127.0.0.1"
         )
-    rig = RigServer(
-        config.zmq,
-        config.heartbeat_s,
-        curve_secret=config.curve_secret,
-        curve_clients=config.curve_clients,
-    )
-    manager = SessionManager(Path(config.data), rig, config.device)
-    rig.manager = manager
-    endpoint = rig.bind()
-    resumed = await manager.restore()
-    app = create_app(manager, rig.connected, config.token)
-    http = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            # Dashboards hold live streams open; do not wait for them to end on shutdown.
-            timeout_graceful_shutdown=1,
-        )
-    )
-    rig_task = asyncio.create_task(rig.run(), name="rig-server")
-    http_task = asyncio.create_task(http.serve(), name="http")
+    link = RigLink(settings.zmq, settings.curve_secret, settings.curve_clients)
+    manager = SessionManager(settings.data, link, settings.device)
+    rig = RigServer(link, manager, settings.heartbeat_s)
     try:
-        while not http.started:
-            if http_task.done():  # e.g. the port is taken
+        endpoint = link.bind()
+        resumed = await manager.restore()
+        http = uvicorn.Server(
+            uvicorn.Config(
+                create_app(manager, link.connected, token),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                # Dashboards hold live streams open; do not wait for them to end on shutdown.
+                timeout_graceful_shutdown=1,
+            )
+        )
+        rig_task = asyncio.create_task(rig.run(), name="rig-server")
+        http_task = asyncio.create_task(http.serve(), name="http")
+        try:
+            while not http.started:
+                if http_task.done():  # e.g. the port is taken
+                    await http_task
+                    raise ConfigError(f"cannot serve HTTP on {settings.http}")
+                await asyncio.sleep(0.02)
+            bound_port = http.servers[0].sockets[0].getsockname()[1]
+            addresses = {
+                "zmq": endpoint,
+                "http": f"http://{host}:{bound_port}",
+                "data": str(settings.data.resolve()),
+                "access": "token" if token is not None else "open",
+                "device": manager.device,
+                "resumed": resumed,
+            }
+            tasks: set[asyncio.Task[Any]] = {http_task, rig_task}  # uvicorn returns on signals
+            if job is not None:
+                tasks.add(asyncio.create_task(_run(job, addresses, manager), name="job"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failed job fails the command
+        finally:
+            http.should_exit = True
+            rig_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rig_task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await http_task
-                raise ConfigError(f"cannot serve HTTP on {config.http}")
-            await asyncio.sleep(0.02)
-        bound_port = http.servers[0].sockets[0].getsockname()[1]
-        addresses = {
-            "zmq": endpoint,
-            "http": f"http://{host}:{bound_port}",
-            "data": str(Path(config.data).resolve()),
-            "access": "token" if config.token is not None else "open",
-            "device": manager.device,
-            "resumed": resumed,
-        }
-        tasks = {http_task, rig_task}  # uvicorn returns on SIGINT / SIGTERM
-        if job is not None:
-            tasks.add(asyncio.create_task(job(addresses, manager), name="job"))
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # a failed job fails the command
+            await manager.close()
     finally:
-        http.should_exit = True
-        rig_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await rig_task
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await http_task
-        await manager.close()
-        rig.close()
+        link.close()
+
+
+async def _run(job: Job, addresses: dict[str, Any], manager: SessionManager) -> None:
+    await job(addresses, manager)
 
 
 async def announce(addresses: dict[str, Any], manager: SessionManager) -> None:
@@ -134,7 +122,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     )
 
 
-def main(config: ServeConfig) -> int:
+def main(settings: ServerSettings) -> int:
     configure_logging()
-    asyncio.run(serve(config, announce))
+    asyncio.run(serve(settings, announce))
     return 0

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from protocol.errors import TargetError
+from protocol.errors import XDreamError
 from server.engine.device import resolve_device
 from server.engine.imaging import resize_square
 from simulator.networks import Network
+
+
+class TargetError(XDreamError, ValueError):
+    """An in-silico target names a layer, channel or position the network does not have."""
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,6 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path):
 def test_loopback_needs_no_token(tmp_path):
     with running_server(tmp_path / "data") as server:
         assert server.ready["access"] == "open"
-        assert server.http.app("GET", "/api/sessions")[0] == 200
+        assert server.api("GET", "/api/sessions")[0] == 200
         status, _, page = request(server.http_port, "GET", "/")
         assert status == 200 and b"New session" in page

@@ -58,7 +58,7 @@ def loop(tmp_path_factory):
 
 def stored(server: Server, session_id: str) -> dict[str, np.ndarray]:
     """The session file's responses and generations, downloaded through the API."""
-    status, payload = server.http.app("GET", f"/api/sessions/{session_id}/data")
+    status, payload = server.api("GET", f"/api/sessions/{session_id}/data")
     assert status == 200
     with h5py.File(io.BytesIO(payload), "r") as f:
         return {
@@ -203,37 +203,37 @@ def post(server: Server, path: str, body: bytes, length: int | None = None):
 def test_http_errors_are_named(loop, unchanged):
     server, session_id, answered, gen1 = loop
     path = f"/api/sessions/{session_id}/responses"
-    status, body = server.http.app("POST", path, raw=b"{not json")
+    status, body = server.api("POST", path, raw=b"{not json")
     assert status == 422 and body["code"] == "MalformedMessage"
-    status, body = server.http.app("POST", path, {"generation": "one", "responses": []})
+    status, body = server.api("POST", path, {"generation": "one", "responses": []})
     assert status == 422 and body["code"] == "MalformedMessage" and "generation" in body["message"]
     good = brightness_responses(gen1).model_dump(mode="json")
-    status, body = server.http.app("POST", "/api/sessions/nope/responses", good)
+    status, body = server.api("POST", "/api/sessions/nope/responses", good)
     assert status == 404 and body["code"] == "UnknownSession"
     wrong = {"generation": 1, "responses": [
         {"presentation_id": "h1", "stimulus_id": "g1-e77", "counts": [1]}
     ]}  # fmt: skip
-    status, body = server.http.app("POST", path, wrong)
+    status, body = server.api("POST", path, wrong)
     assert status == 422 and body["code"] == "UnknownStimulus"
-    status, body = server.http.app("POST", path, answered.model_dump(mode="json"))
+    status, body = server.api("POST", path, answered.model_dump(mode="json"))
     assert status == 200 and body == {"accepted": 0, "duplicates": 4}
     late = {"generation": 0, "responses": [
         {"presentation_id": "late-http", "stimulus_id": "g0-e2", "counts": [1]}
     ]}  # fmt: skip
-    status, body = server.http.app("POST", path, late)
+    status, body = server.api("POST", path, late)
     assert status == 409 and body["code"] == "LateResponse"
     negative = {"generation": 1, "responses": [
         {"presentation_id": "n1", "stimulus_id": "g1-e0", "counts": [-1]}
     ]}  # fmt: skip
-    status, body = server.http.app("POST", path, negative)
+    status, body = server.api("POST", path, negative)
     assert status == 422 and body["code"] == "MalformedMessage"
     status, payload = post(server, path, b"{}", length=100 << 20)
     assert status == 413 and b"MessageTooLarge" in payload
-    status, body = server.http.app("POST", f"/api/sessions/{session_id}/start")
+    status, body = server.api("POST", f"/api/sessions/{session_id}/start")
     assert status == 409 and body["code"] == "SessionStateError"
-    status, body = server.http.app("POST", "/api/sessions", {"generator": "nope"})
+    status, body = server.api("POST", "/api/sessions", {"generator": "nope"})
     assert status == 422 and body["code"] == "ConfigError" and "nope" in body["message"]
-    status, body = server.http.app("POST", "/api/sessions", {"budget": 10, "generations": 2})
+    status, body = server.api("POST", "/api/sessions", {"budget": 10, "generations": 2})
     assert status == 422 and body["code"] == "MalformedMessage"
 
 
@@ -248,20 +248,20 @@ def test_http_responses_are_taken_like_zmq_ones(loop):
             for i, s in enumerate(gen1.stimuli)
         ],
     }  # fmt: skip
-    status, body = server.http.app("POST", f"/api/sessions/{session_id}/presented", presented)
+    status, body = server.api("POST", f"/api/sessions/{session_id}/presented", presented)
     assert status == 200 and body == {"accepted": 4}
     body = brightness_responses(gen1).model_dump(mode="json")
-    status, ack = server.http.app("POST", f"/api/sessions/{session_id}/responses", body)
+    status, ack = server.api("POST", f"/api/sessions/{session_id}/responses", body)
     assert status == 200 and ack == {"accepted": 4, "duplicates": 0}
     state = server.wait_for(session_id, lambda s: s["generations_done"] >= 2, 30)
     assert state["state"] == "running"
-    status, png = server.http.app("GET", f"/api/sessions/{session_id}/generations/1/images/0.png")
+    status, png = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/0.png")
     assert status == 200 and png[:4] == b"\x89PNG"
-    status, body = server.http.app("GET", f"/api/sessions/{session_id}/generations/1/images/9.png")
+    status, body = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/9.png")
     assert status == 422 and "no image 9" in body["message"]
-    status, png = server.http.app("GET", f"/api/sessions/{session_id}/best.png")
+    status, png = server.api("GET", f"/api/sessions/{session_id}/best.png")
     assert status == 200 and png[:4] == b"\x89PNG"
-    status, listing = server.http.app("GET", "/api/sessions")
+    status, listing = server.api("GET", "/api/sessions")
     assert [s["id"] for s in listing["sessions"]] == [session_id]
-    status, spec = server.http.app("GET", "/openapi.json")
+    status, spec = server.api("GET", "/openapi.json")
     assert status == 200 and "/api/sessions/{session_id}/responses" in spec["paths"]

@@ -132,7 +132,7 @@ def test_live_stream_pushes_clients_warnings_and_each_generation(tmp_path):
             update = events.until(lambda u: [c["name"] for c in u["clients"]] == ["screen-1"])
             assert update["clients"][0]["roles"] == ["presenter"]
             block = presenter.next_block(timeout_s=30)
-            status, body = server.http.app(
+            status, body = server.api(
                 "POST",
                 f"/api/sessions/{session_id}/responses",
                 brightness_responses(block).model_dump(mode="json"),
@@ -148,7 +148,7 @@ def test_live_stream_pushes_clients_warnings_and_each_generation(tmp_path):
             connection.close()
         finally:
             events.close()
-        assert server.http.app("GET", "/api/live?session=nope")[0] == 404
+        assert server.api("GET", "/api/live?session=nope")[0] == 404
 
 
 @pytest.mark.slow
@@ -168,11 +168,11 @@ def test_new_session_errors_name_the_field(tmp_path):
             ({"unknown": 1}, "unknown"),
         ]
         for config, field in cases:
-            status, body = server.http.app("POST", "/api/sessions", config)
+            status, body = server.api("POST", "/api/sessions", config)
             assert status == 422, (config, body)
             assert field in body["fields"], (config, body)
             assert body["fields"][field], body
-        status, options = server.http.app("GET", "/api/options")
+        status, options = server.api("GET", "/api/options")
         assert status == 200
         names = {g["name"]: g for g in options["generators"]}
         assert names["pixel"]["available"] and not names["fc6"]["available"]
@@ -201,9 +201,9 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
             if generation == 1:  # a warning for certain: counts after their generation closed
                 late = brightness_responses(blocks[0]).model_dump(mode="json")
                 late["responses"][0]["presentation_id"] = "late-1"
-                status, _ = server.http.app("POST", f"/api/sessions/{session_id}/responses", late)
+                status, _ = server.api("POST", f"/api/sessions/{session_id}/responses", late)
                 assert status == 409
-            server.http.app(
+            server.api(
                 "POST",
                 f"/api/sessions/{session_id}/responses",
                 brightness_responses(block).model_dump(mode="json"),
@@ -214,35 +214,35 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
     # A file whose name is no session id cannot be opened, so it is not listed.
     (data / "run.1.h5").write_bytes((data / f"{session_id}.h5").read_bytes())
     with running_server(data) as server:
-        status, listing = server.http.app("GET", "/api/sessions")
+        status, listing = server.api("GET", "/api/sessions")
         assert listing["sessions"] == []
         (past,) = listing["past"]
         assert past["id"] == session_id and past["name"] == "done yesterday"
         assert past["state"] == "finished"
-        stored = server.sessions.session(session_id)
+        stored = server.session(session_id)
         assert stored["history"]["max"] == live["history"]["max"]
         assert stored["generations_done"] == 2 and stored["best_score"] == live["best_score"]
         assert [w["message"] for w in stored["warnings"]] == [
             w["message"] for w in live["warnings"]
         ]
-        status, montage = server.http.app("GET", f"/api/sessions/{session_id}/montage.png")
+        status, montage = server.api("GET", f"/api/sessions/{session_id}/montage.png")
         assert status == 200 and png_size(montage) == (6 * 128, 128 + 14)
-        status, best = server.http.app("GET", f"/api/sessions/{session_id}/best.png")
+        status, best = server.api("GET", f"/api/sessions/{session_id}/best.png")
         assert status == 200 and png_size(best) == (32, 32)
-        status, image = server.http.app("GET", f"/api/sessions/{session_id}/generations/1/images/3.png")
+        status, image = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/3.png")
         assert status == 200 and png_size(image) == (32, 32)
         path = f"/api/sessions/{session_id}/generations/1/thumbnails/3.jpg"
-        status, thumbnail = server.http.app("GET", path + "?size=64")
+        status, thumbnail = server.api("GET", path + "?size=64")
         assert status == 200 and thumbnail[:3] == b"\xff\xd8\xff"  # JPEG
         assert png_size(thumbnail) == (64, 64)
-        assert server.http.app("GET", path + "?size=4")[0] == 422
-        assert server.http.app("GET", path.replace("/1/", "/7/"))[0] == 422  # not stored
+        assert server.api("GET", path + "?size=4")[0] == 422
+        assert server.api("GET", path.replace("/1/", "/7/"))[0] == 422  # not stored
         # Past sessions are read-only: no live stream, no controls, no ingestion.
-        assert server.http.app("GET", f"/api/live?session={session_id}")[0] == 404
-        assert server.http.app("POST", f"/api/sessions/{session_id}/resume")[0] == 404
-        assert server.http.app("GET", "/api/sessions/..secret")[0] == 404
+        assert server.api("GET", f"/api/live?session={session_id}")[0] == 404
+        assert server.api("POST", f"/api/sessions/{session_id}/resume")[0] == 404
+        assert server.api("GET", "/api/sessions/..secret")[0] == 404
         for path in ("data", "best.png", "montage.png", "generations/0/images/0.png"):
-            assert server.http.app("GET", f"/api/sessions/nope/{path}")[0] == 404, path
+            assert server.api("GET", f"/api/sessions/nope/{path}")[0] == 404, path
     # Ids are never paths: a file outside the data folder cannot be named.
     (tmp_path / "outside.h5").write_bytes((data / f"{session_id}.h5").read_bytes())
     for name in ("../outside", "..", "a/b", ""):

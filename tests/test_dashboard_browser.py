@@ -152,7 +152,7 @@ def test_past_sessions_open_read_only_with_downloads(tmp_path, browser):
     with running_server(data) as server:  # a session that is then stopped: a past one
         session_id = create_session(server, name="yesterday", generator="pixel", image_size=32,
                                     population=4, generations=3)  # fmt: skip
-        assert server.http.app("POST", f"/api/sessions/{session_id}/stop")[0] == 200
+        assert server.api("POST", f"/api/sessions/{session_id}/stop")[0] == 200
     with running_server(data) as server:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.set_default_timeout(TIMEOUT_MS)

@@ -119,12 +119,12 @@ def test_serve_with_device_auto_reports_the_device_it_chose(tmp_path):
     expected = "cuda:0" if torch.cuda.is_available() else "cpu"
     with running_server(tmp_path / "data", options=("--device", "auto")) as server:
         assert server.ready["device"].startswith(expected.split(":")[0])
-        assert server.http.app("GET", "/api/health")[1]["device"] == server.ready["device"]
-        status, created = server.http.app(
+        assert server.api("GET", "/api/health")[1]["device"] == server.ready["device"]
+        status, created = server.api(
             "POST", "/api/sessions", {"generator": "pixel", "image_size": 32, "population": 4}
         )
         assert status == 201 and created["device"] == server.ready["device"]
-        status, pinned = server.http.app(
+        status, pinned = server.api(
             "POST", "/api/sessions", {"generator": "pixel", "image_size": 32, "device": "cpu"}
         )
         assert status == 201 and pinned["device"] == "cpu"

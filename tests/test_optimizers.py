@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol.errors import ConfigError, OptimizerStateError
+from protocol.errors import ConfigError
 from server.engine.optimizers import OPTIMIZERS, Optimizer, make_optimizer
+from server.engine.optimizers.base import OptimizerStateError
 
 DIM = 12
 

@@ -12,15 +12,12 @@ import pytest
 import zmq
 
 from protocol import codec
-from protocol.codec import (
+from protocol.codec import Message, decode, encode
+from protocol.errors import (
     MalformedMessage,
-    Message,
     MessageTooLarge,
     UnknownMessageType,
     UnsupportedVersion,
-    decode,
-    encode,
-    error_reply,
 )
 from protocol.messages import (
     MESSAGE_TYPES,
@@ -40,6 +37,7 @@ from protocol.messages import (
     Stimulus,
     Welcome,
 )
+from protocol.replies import error_reply
 
 IMAGES = np.arange(2 * 4 * 5 * 3, dtype=np.uint8).reshape(2, 4, 5, 3)
 

@@ -8,9 +8,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from protocol.errors import ConfigError, TargetError, WeightsError
+from protocol.errors import ConfigError, WeightsError
 from simulator.networks import load_network
-from simulator.target import Recording, TargetSpec, Unit
+from simulator.target import Recording, TargetError, TargetSpec, Unit
 
 EXPECTED_FORM = "NETWORK:LAYER:CHANNEL[:X:Y]"
 

@@ -19,10 +19,11 @@ from typing import Any
 
 from protocol.errors import ConfigError
 from server.http.live import finite
-from server.serve import ServeConfig, serve
+from server.serve import serve
 from server.sessions.config import SessionConfig
 from server.sessions.manager import SessionManager
 from server.sessions.session import Session
+from server.settings import ServerSettings
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run(config: DemoConfig) -> dict[str, Any]:
         if config.generations is None:  # the full budget ran: keep serving until Ctrl-C
             await asyncio.Event().wait()
 
-    asyncio.run(serve(ServeConfig(zmq=config.zmq, http=config.http, data=data), job))
+    asyncio.run(serve(ServerSettings(zmq=config.zmq, http=config.http, data=data), job))
     return result
 
 

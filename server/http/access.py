@@ -24,34 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol.errors import ConfigError
 
-TOKEN_ENV = "XDREAM_TOKEN"
 COOKIE = "xdream_token"
 #: Shorter tokens are refused: the token is all that guards the rig from the network.
 MIN_TOKEN_CHARS = 16
 LOGIN_PATH = "/login"
 MAX_LOGIN_BYTES = 4096
 FAILED_LOGIN_DELAY_S = 0.5
-
-
-def load_token(path: str | None) -> str | None:
-    """The token from ``path`` or, without one, from ``$XDREAM_TOKEN`` (None: no token)."""
-    if path is not None:
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
-        source = f"token file {path}"
-    else:
-        token = os.environ.get(TOKEN_ENV, "").strip()
-        if not token:
-            return None
-        source = f"${TOKEN_ENV}"
-    if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(
-            f"the {source} holds {len(token)} characters; use at least {MIN_TOKEN_CHARS} "
-            "(`xdream token FILE` writes a random one)"
-        )
-    return token
 
 
 def create_token(path: str | Path) -> Path:

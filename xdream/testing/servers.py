@@ -138,9 +138,9 @@ def running_server(data: Path, **options: Any) -> Iterator[Server]:
 
 
 def create_session(server: Server, **config: Any) -> str:
-    status, body = server.http.app("POST", "/api/sessions", config)
+    status, body = server.api("POST", "/api/sessions", config)
     assert status == 201, body
-    status, body = server.http.app("POST", f"/api/sessions/{body['id']}/start")
+    status, body = server.api("POST", f"/api/sessions/{body['id']}/start")
     assert status == 200, body
     return body["id"]
 

@@ -16,10 +16,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from protocol.errors import ConfigError, OptimizerStateError
+from protocol.errors import ConfigError, XDreamError
 from server.engine.registry import Registry
 
 State = dict[str, Any]
+
+
+class OptimizerStateError(XDreamError, ValueError):
+    """A saved optimizer state does not fit the optimizer it is being restored into."""
 
 
 @dataclasses.dataclass

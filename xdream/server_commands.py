@@ -1,0 +1,135 @@
+"""``xdream serve``, ``demo``, ``health`` and ``token``: the server side (the server extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xdream.common import share_cpus_politely
+
+
+def _serve(args: argparse.Namespace) -> int:
+    share_cpus_politely()
+    from server import serve
+    from server.settings import load_settings
+
+    return serve.main(
+        load_settings(
+            zmq=args.zmq,
+            http=args.http,
+            data=args.data,
+            heartbeat_s=args.heartbeat,
+            curve_secret=args.curve_secret,
+            curve_clients=args.curve_clients,
+            token_file=args.token_file,
+            device=args.device,
+        )
+    )
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the rig server (ZeroMQ), its HTTP API and the dashboard",
+        description="Serve rigs over ZeroMQ, and the API and the operator's dashboard over "
+        "HTTP; resumes unfinished sessions found in --data. Each option not given is read "
+        "from $XDREAM_<NAME> (e.g. XDREAM_DATA), else its default.",
+    )
+    p.add_argument("--zmq", help="ZeroMQ endpoint to bind (default: tcp://127.0.0.1:5555)")
+    p.add_argument(
+        "--http", help="HOST:PORT for the HTTP API and the dashboard (default: 127.0.0.1:8000)"
+    )
+    p.add_argument(
+        "--token-file",
+        help="file holding the HTTP access token (default: $XDREAM_TOKEN); needed when "
+        "--http is reachable beyond this machine",
+    )
+    p.add_argument("--data", help="folder of session files (default: ./data)")
+    p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds (default: 1)")
+    p.add_argument(
+        "--device",
+        help="auto, cpu, cuda or cuda:N for sessions that name none (default: auto, the GPU "
+        "when torch sees one)",
+    )
+    p.add_argument("--curve-secret", help="server's CURVE secret key file (beyond loopback)")
+    p.add_argument("--curve-clients", help="folder of authorised clients' public key files")
+    p.set_defaults(handler=_serve)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    share_cpus_politely()
+    from server import serve
+    from xdream import demo
+
+    if not args.json:
+        serve.configure_logging()
+    return demo.main(
+        demo.DemoConfig(
+            generations=args.generations,
+            data=args.data,
+            seed=args.seed,
+            json=args.json,
+        )
+    )
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="server + simulated rig on loopback, one session",
+        description="Start a server and a simulator on loopback and run one session with "
+        "the offline default generator.",
+    )
+    p.add_argument("--generations", type=int, help="stop after N generations (default: run on)")
+    p.add_argument("--data", help="folder for the session file (default: a new temp folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+    p.set_defaults(handler=_demo)
+
+
+def _health(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from server.settings import load_settings
+
+    settings = load_settings(http=args.http, token_file=args.token_file)
+    token = settings.secret_token
+    request = urllib.request.Request(
+        f"http://{settings.http}/api/health",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as reply:
+            print(reply.read().decode())
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"xdream health: {settings.http} is not healthy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_health(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "health",
+        help="check that a server answers (exit status 0 or 1; for container health checks)",
+    )
+    p.add_argument(
+        "--http", help="the server's HOST:PORT (default: $XDREAM_HTTP or 127.0.0.1:8000)"
+    )
+    p.add_argument("--token-file", help="access token file (default: $XDREAM_TOKEN)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    p.set_defaults(handler=_health)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from server.http.access import create_token
+
+    path = create_token(args.file)
+    print(f"wrote a new access token to {path} (readable by you only; never share it by mail)")
+    return 0
+
+
+def add_token(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="create an HTTP access token file for `serve`")
+    p.add_argument("file", help="where to write the token (must not exist)")
+    p.set_defaults(handler=_token)

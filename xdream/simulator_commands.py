@@ -1,0 +1,173 @@
+"""``xdream evolve`` (in silico, in process) and ``xdream simulate`` (a rig played by ConvNet
+units): they need the server extra (torch), imported only when chosen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from xdream.common import (
+    add_client_options,
+    client_security,
+    parse_settings,
+    share_cpus_politely,
+)
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr (a line per 10 % when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int, tracker) -> None:
+        frac = done / total
+        bar = "#" * int(30 * frac)
+        line = (
+            f"gen {done}/{total} [{bar:<30}] best {tracker.best_score:.3g} "
+            f"mean {tracker.means[-1]:.3g} {time.perf_counter() - self.start:.0f}s"
+        )
+        if self.tty:
+            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif int(frac * 10) > self._last_decile or done == total:
+            self._last_decile = int(frac * 10)
+            print(line, file=sys.stderr, flush=True)
+
+
+def _evolve(args: argparse.Namespace) -> int:
+    from server.engine.generators import default_generator
+    from server.engine.optimizers import DEFAULT_OPTIMIZER
+    from simulator import evolve
+
+    config = evolve.EvolveConfig(
+        target=args.target,
+        out=args.out,
+        generator=args.generator or default_generator(),
+        optimizer=args.optimizer or DEFAULT_OPTIMIZER,
+        budget=args.budget,
+        noise=args.noise,
+        repeats=args.repeats,
+        seed=args.seed,
+        weights=args.weights,
+        image_size=args.image_size,
+        input_size=args.input_size,
+        device=args.device,
+        references=args.references,
+        reference_folder=args.reference_folder,
+        network_weights=args.network_weights,
+        settings=parse_settings(args.set),
+    )
+    prepared = evolve.prepare(config)
+    summary = evolve.run(prepared, progress=None if args.quiet else _ProgressBar())
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        rel = ""
+        if summary["best_reference"]:
+            ratio = summary["best_activation"] / summary["best_reference"]
+            rel = f" (noiseless {ratio:.2f}x the best natural image)"
+        print(
+            f"best score {summary['best_score']:.4g}{rel}; mean first generation "
+            f"{summary['first_generation_mean']:.4g}, last {summary['last_generation_mean']:.4g}; "
+            f"{summary['images']} images in {summary['seconds']:.1f}s; "
+            f"data in {summary['data_file']}"
+        )
+    return 0
+
+
+def add_evolve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evolve",
+        help="evolve images for a simulated ConvNet unit, in process",
+        description="Run one XDream session against an in-silico unit and save it to DIR.",
+    )
+    p.add_argument(
+        "--target",
+        default="efficientnet-lite0:_fc:1",
+        help="NETWORK:LAYER:CHANNEL[:X:Y] (default: %(default)s)",
+    )
+    p.add_argument(
+        "--generator",
+        help="fc6..norm1, pixel, fourier (default: fc6 when its "
+        "weights are installed, else the offline default)",
+    )
+    p.add_argument("--optimizer", help="ga, cmaes, cmaes-chol, nes, fdgd (default: cmaes)")
+    p.add_argument("--budget", type=int, default=3000, help="images to present (default 3000)")
+    p.add_argument(
+        "--noise", default="none", help="none or poisson:K (K spikes to a good natural image)"
+    )
+    p.add_argument("--repeats", type=int, default=1, help="presentations averaged per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory (must not hold a session)")
+    p.add_argument("--weights", help="DeePSiM weights file (default: the weights directory)")
+    p.add_argument("--image-size", type=int, help="side of generated images in px")
+    p.add_argument("--network-weights", help="state dict for a torchvision:ARCH target network")
+    p.add_argument("--input-size", type=int, help="side the network sees (default: its own)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--references",
+        type=int,
+        default=100,
+        help="natural reference images for calibration and comparison (default 100)",
+    )
+    p.add_argument(
+        "--reference-folder",
+        help="folder of reference photos (default: scikit-image's bundled ones)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="optimizer setting, e.g. --set population=40 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_evolve)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    share_cpus_politely()
+    from simulator import client
+
+    rig = client.build(
+        client.SimulatorConfig(
+            server=args.server,
+            target=args.target,
+            noise=args.noise,
+            channels=args.channels,
+            abort_rate=args.abort_rate,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            name=args.name,
+            device=args.device,
+        ),
+        configure=client_security(args),
+    )
+    try:
+        rig.run()
+    finally:
+        rig.connection.close()
+    return 0
+
+
+def add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="play a rig (presenter and recorder) with in-silico units",
+        description="Connect to a server as presenter and recorder and answer every block "
+        "with spike counts of ConvNet units.",
+    )
+    add_client_options(p, "simulator")
+    p.add_argument("--target", default="efficientnet-lite0:_fc:1", help="NETWORK:LAYER:CHANNEL")
+    p.add_argument("--noise", default="poisson:20", help="none or poisson:K (default poisson:20)")
+    p.add_argument("--channels", type=int, default=1, help="neighbouring units recorded")
+    p.add_argument("--abort-rate", type=float, default=0.0, help="fraction of trials aborted")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay before each reply")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(handler=_simulate)
