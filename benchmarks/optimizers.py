@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.engine.generators import OFFLINE_DEFAULT, make_generator
 from server.engine.loop import Engine, run_in_process
+from server.engine.natural_images import reference_crops
 from server.engine.optimizers import DEFAULT_OPTIMIZER, make_optimizer
 from simulator.networks import load_network
-from simulator.neuron import reference_images
 from simulator.noise import PoissonNoise, parse_noise
 from simulator.target import Recording, Unit
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         name: make_generator(name, image_size=args.image_size, device=args.device)
         for name in {c["generator"] for c in configs} | {OFFLINE_DEFAULT}
     }
-    refs = reference_images(args.image_size, args.references, seed=0)
+    refs = reference_crops(args.image_size, args.references, seed=0)
 
     def emit(record: dict) -> None:
         with out.open("a") as f:

@@ -22,7 +22,8 @@ from protocol.messages import Presentation, Response, Role
 from rig_clients.connection import Connection, RequestFailed
 from rig_clients.presenter import Block, Presenter
 from rig_clients.recorder import Recorder
-from simulator.neuron import SimulatedNeurons, build_neurons, reference_images
+from server.engine.natural_images import reference_crops
+from simulator.neuron import SimulatedNeurons, build_neurons
 from simulator.noise import parse_noise
 from simulator.target import TargetSpec
 
@@ -147,7 +148,7 @@ class SimulatedRig:
 def build(config: SimulatorConfig, configure: Callable[[Any], None] | None = None) -> SimulatedRig:
     """Load the network, calibrate the noise and connect (raises XDreamError on bad input)."""
     spikes = parse_noise(config.noise)
-    refs = reference_images(224, config.references, seed=config.seed) if spikes else None
+    refs = reference_crops(224, config.references, seed=config.seed) if spikes else None
     neurons, _ = build_neurons(
         channel_targets(config.target, config.channels),
         spikes,

@@ -1,4 +1,5 @@
-"""``xdream evolve``: one closed-loop run against a simulated neuron, in process.
+"""``xdream evolve``: one closed-loop run against a simulated neuron, in process (the
+engine driven directly, no rig server).
 
 Everything that can be wrong with the request (target, weights, budget, settings) is checked
 in :func:`prepare`, before any file is written; :func:`run` then streams every generation to
@@ -18,12 +19,14 @@ import numpy as np
 
 from protocol.errors import ConfigError
 from server.engine import pictures as report
-from server.engine.generators import Generator, make_generator
-from server.engine.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.engine.generators import Generator
 from server.engine.loop import Engine, GenerationResult, run_in_process
-from server.engine.optimizers import Optimizer, make_optimizer
+from server.engine.natural_images import reference_crops
+from server.engine.optimizers import Optimizer
+from server.engine.plan import RunPlan, choose_generator, plan_run
+from server.engine.statistics import History
 from server.storage.session_file import SessionFile
-from simulator.neuron import SimulatedNeurons, build_neurons, reference_images
+from simulator.neuron import SimulatedNeurons, build_neurons
 from simulator.noise import parse_noise
 
 
@@ -51,10 +54,17 @@ class EvolveConfig:
 class Prepared:
     config: EvolveConfig
     generator: Generator
-    optimizer: Optimizer
+    plan: RunPlan
     neurons: SimulatedNeurons
-    generations: int
     reference_best: float | None
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self.plan.optimizer
+
+    @property
+    def generations(self) -> int:
+        return self.plan.generations
 
 
 def prepare(config: EvolveConfig) -> Prepared:
@@ -66,33 +76,15 @@ def prepare(config: EvolveConfig) -> Prepared:
         raise ConfigError(f"repeats must be at least 1, got {config.repeats}")
     if spikes is not None and config.references < 1:
         raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
-    if config.weights and config.generator not in DEEPSIM_VARIANTS:
-        raise ConfigError(
-            f"--weights is for DeePSiM generators ({', '.join(DEEPSIM_VARIANTS)}); "
-            f"{config.generator!r} has no weights"
-        )
-    generator = make_generator(
-        config.generator,
-        device=config.device,
-        **({"weights": config.weights} if config.weights else {}),
-        **({"image_size": config.image_size} if config.image_size else {}),
+    generator = choose_generator(
+        config.generator, config.weights, config.image_size, config.device
+    ).build()
+    plan = plan_run(
+        generator, config.optimizer, config.seed, config.settings, budget=config.budget
     )
-    optimizer = make_optimizer(
-        config.optimizer,
-        generator.code_dim,
-        seed=config.seed,
-        generator=config.generator,
-        budget=config.budget,
-        **config.settings,
-    )
-    generations = config.budget // optimizer.population
-    if generations < 1:
-        raise ConfigError(
-            f"budget {config.budget} is below one generation of {optimizer.population} images"
-        )
     refs = None
     if config.references:
-        refs = reference_images(
+        refs = reference_crops(
             generator.image_size, config.references, config.reference_folder, seed=config.seed
         )
     neurons, ref_acts = build_neurons(
@@ -106,15 +98,14 @@ def prepare(config: EvolveConfig) -> Prepared:
         network_weights=config.network_weights,
     )
     ref_best = None if ref_acts is None else float(ref_acts[:, 0].max())
-    return Prepared(config, generator, optimizer, neurons, generations, ref_best)
+    return Prepared(config, generator, plan, neurons, ref_best)
 
 
-class _Tracker:
-    """Keeps what the summary and the pictures need, not the images of every generation."""
+class _Pictures:
+    """What the pictures need beyond the statistics, not the images of every generation:
+    the best image, one image per montage tile, and the noiseless maxima."""
 
     def __init__(self, generations: int, montage_tiles: int = 18) -> None:
-        self.maxima: list[float] = []
-        self.means: list[float] = []
         self.true_maxima: list[float] = []
         self.best_score = -np.inf
         self.best_image: np.ndarray | None = None
@@ -124,11 +115,8 @@ class _Tracker:
 
     def __call__(self, result: GenerationResult) -> None:
         scores = result.scores
-        valid = ~np.isnan(scores)
-        self.maxima.append(float(scores[valid].max()) if valid.any() else np.nan)
-        self.means.append(float(scores[valid].mean()) if valid.any() else np.nan)
         self.true_maxima.append(float(result.extra["activation"].max()))
-        if valid.any():
+        if (~np.isnan(scores)).any():
             best = int(np.nanargmax(scores))
             if scores[best] > self.best_score:
                 self.best_score, self.best_image = float(scores[best]), result.images[best]
@@ -137,7 +125,7 @@ class _Tracker:
 
 
 def run(
-    prepared: Prepared, progress: Callable[[int, int, _Tracker], None] | None = None
+    prepared: Prepared, progress: Callable[[int, int, History], None] | None = None
 ) -> dict[str, Any]:
     """Run the session and write its outputs; returns the summary printed by ``--json``."""
     cfg = prepared.config
@@ -153,16 +141,17 @@ def run(
     }
     store = SessionFile(out / "session.h5", config)
     engine = Engine(prepared.generator, prepared.optimizer, store)
-    tracker = _Tracker(prepared.generations)
+    history, pictures = History(), _Pictures(prepared.generations)
 
     def score(images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         observed, true = prepared.neurons.respond(images)
         return observed[:, 0], {"activation": true[:, 0]}
 
     def on_generation(result: GenerationResult) -> None:
-        tracker(result)
+        history.record(result.scores)
+        pictures(result)
         if progress is not None:
-            progress(result.index + 1, prepared.generations, tracker)
+            progress(result.index + 1, prepared.generations, history)
 
     started = time.perf_counter()
     try:
@@ -172,12 +161,13 @@ def run(
         raise
     seconds = time.perf_counter() - started
     store.close("finished")
-    _write_pictures(out, prepared, tracker)
+    _write_pictures(out, prepared, history, pictures)
+    numbers = history.summary()
     return {
-        "best_score": tracker.best_score,
-        "best_activation": float(np.nanmax(tracker.true_maxima)),
-        "first_generation_mean": tracker.means[0],
-        "last_generation_mean": tracker.means[-1],
+        "best_score": numbers["best_score"],
+        "best_activation": float(np.nanmax(pictures.true_maxima)),
+        "first_generation_mean": numbers["first_generation_mean"],
+        "last_generation_mean": numbers["last_generation_mean"],
         "best_reference": prepared.reference_best,
         "images": prepared.generations * prepared.optimizer.population,
         "generations": prepared.generations,
@@ -189,22 +179,22 @@ def run(
     }
 
 
-def _write_pictures(out: Path, prepared: Prepared, tracker: _Tracker) -> None:
+def _write_pictures(out: Path, prepared: Prepared, history: History, pictures: _Pictures) -> None:
     cfg = prepared.config
     tmp = out / ".pictures.tmp"
     tmp.mkdir(exist_ok=True)
-    if tracker.best_image is not None:
-        report.save_best(tracker.best_image, tmp / "best.png")
+    if pictures.best_image is not None:
+        report.save_best(pictures.best_image, tmp / "best.png")
     report.save_progress(
-        np.array(tracker.maxima),
-        np.array(tracker.means),
+        np.array(history.maxima),
+        np.array(history.means),
         tmp / "progress.png",
         f"{cfg.target}  {cfg.generator} + {cfg.optimizer}  noise {cfg.noise}",
         prepared.reference_best,
         prepared.optimizer.population,
     )
-    gens = sorted(tracker.montage)
-    report.montage([tracker.montage[g] for g in gens], [f"gen {g}" for g in gens]).save(
+    gens = sorted(pictures.montage)
+    report.montage([pictures.montage[g] for g in gens], [f"gen {g}" for g in gens]).save(
         tmp / "montage.png"
     )
     for picture in tmp.iterdir():

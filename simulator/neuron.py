@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol.errors import ConfigError
-from server.engine.natural_images import load_photos, random_crops
 from simulator.networks import load_network
 from simulator.noise import PoissonNoise
 from simulator.target import Recording, TargetSpec
@@ -28,11 +27,6 @@ class SimulatedNeurons:
         true = self.recording.activations(images)
         observed = true if self.noise is None else self.noise(true)
         return observed, true
-
-
-def reference_images(size: int, n: int, folder: str | None = None, seed: int = 0) -> np.ndarray:
-    """``n`` natural reference images (random crops) at ``size`` px."""
-    return random_crops(load_photos(folder), n, size, seed=seed)
 
 
 def build_neurons(

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from protocol.errors import ConfigError
-from server.engine.natural_images import SKIMAGE_PHOTOS, load_photos, random_crops
-from simulator.neuron import build_neurons, reference_images
+from server.engine.natural_images import SKIMAGE_PHOTOS, load_photos, random_crops, reference_crops
+from simulator.neuron import build_neurons
 from simulator.noise import PoissonNoise, expected_max, parse_noise
 from simulator.target import Recording, TargetSpec
 
@@ -237,7 +237,7 @@ def test_load_photos_empty_folder(tmp_path):
 
 def test_reference_images_from_folder(tmp_path):
     Image.fromarray(np.full((40, 40, 3), 9, dtype=np.uint8)).save(tmp_path / "x.png")
-    refs = reference_images(16, 3, folder=str(tmp_path), seed=0)
+    refs = reference_crops(16, 3, folder=str(tmp_path), seed=0)
     assert refs.shape == (3, 16, 16, 3) and refs.dtype == np.uint8
     assert (refs == 9).all()
 
@@ -291,7 +291,7 @@ def test_without_noise_observed_is_true(shared_lite0):
 
 
 def test_with_noise_calibrated_on_references(shared_lite0):
-    refs = reference_images(64, 3, seed=0)
+    refs = reference_crops(64, 3, seed=0)
     targets = ["efficientnet-lite0:_blocks.3:0:2:2", "efficientnet-lite0:_conv_head:2"]
     neurons, ref_acts = build_neurons(targets, 10.0, refs, repeats=2, input_size=64, device="cpu")
     assert ref_acts.shape == (3, 2)

@@ -8,7 +8,7 @@ from protocol.errors import ConfigError
 from protocol.messages import Role
 from protocol.security import configure_client, create_keys, is_loopback
 from rig_clients.connection import Connection, ServerUnavailable
-from server.rig.server import RigServer
+from server.rig.link import RigLink
 from xdream.testing.servers import running_server
 
 
@@ -30,9 +30,9 @@ def test_loopback_detection(endpoint, loopback):
 
 def test_binding_beyond_loopback_needs_keys(tmp_path):
     with pytest.raises(ConfigError, match="CURVE"):
-        RigServer("tcp://0.0.0.0:5555")
+        RigLink("tcp://0.0.0.0:5555")
     with pytest.raises(ConfigError, match="cannot read CURVE key"):
-        server = RigServer(
+        server = RigLink(
             "tcp://0.0.0.0:0", curve_secret=tmp_path / "none", curve_clients=tmp_path
         )
         try:

@@ -17,13 +17,17 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.errors import ConfigError
-from server.http.live import finite
+from protocol.errors import XDreamError
 from server.serve import serve
 from server.sessions.config import SessionConfig
 from server.sessions.manager import SessionManager
 from server.sessions.session import Session
+from server.sessions.states import SessionState
 from server.settings import ServerSettings
+
+
+class DemoFailed(XDreamError, RuntimeError):
+    """The demo's simulator or session stopped before the run was over."""
 
 
 @dataclass
@@ -48,18 +52,11 @@ def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
 
 
 def summary(session: Session) -> dict[str, Any]:
-    h = session.history
     return {
         "session_id": session.id,
-        "state": session.state,
+        "state": str(session.state),
         "generations": session.done,
-        "best_score": finite(h.best_score),
-        "first_generation_mean": finite(h.means[0]) if h.means else None,
-        "last_generation_mean": finite(h.means[-1]) if h.means else None,
-        "last_reference_mean": finite(h.reference_means[-1]) if h.means else None,
-        "median_loop_latency_s": (
-            sorted(h.loop_latency_s)[len(h.loop_latency_s) // 2] if h.loop_latency_s else None
-        ),
+        **session.history.summary(),
         "data_file": str(session.store.path),
     }
 
@@ -86,12 +83,12 @@ async def _run_session(
     await session.start()
     simulator = _simulator(addresses["zmq"], config)
     try:
-        while session.state not in ("finished", "aborted"):
+        while not session.state.final:
             if simulator.poll() is not None:
-                raise ConfigError(f"the simulator exited with status {simulator.returncode}")
+                raise DemoFailed(f"the simulator exited with status {simulator.returncode}")
             await asyncio.sleep(0.2)
-            if session.state == "paused":  # an error paused it: the log says why
-                raise ConfigError(f"session {session.id} paused after an error; see the log")
+            if session.state is SessionState.paused:  # an error paused it: the log says why
+                raise DemoFailed(f"session {session.id} paused after an error; see the log")
     finally:
         simulator.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from xdream.common import (
     add_client_options,
@@ -14,6 +15,9 @@ from xdream.common import (
     parse_settings,
     share_cpus_politely,
 )
+
+if TYPE_CHECKING:  # torch-free at import: the statistics load with the command
+    from server.engine.statistics import History
 
 
 class _ProgressBar:
@@ -24,12 +28,12 @@ class _ProgressBar:
         self.tty = sys.stderr.isatty()
         self._last_decile = -1
 
-    def __call__(self, done: int, total: int, tracker) -> None:
+    def __call__(self, done: int, total: int, history: History) -> None:
         frac = done / total
         bar = "#" * int(30 * frac)
         line = (
-            f"gen {done}/{total} [{bar:<30}] best {tracker.best_score:.3g} "
-            f"mean {tracker.means[-1]:.3g} {time.perf_counter() - self.start:.0f}s"
+            f"gen {done}/{total} [{bar:<30}] best {history.best_score:.3g} "
+            f"mean {history.means[-1]:.3g} {time.perf_counter() - self.start:.0f}s"
         )
         if self.tty:
             print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)

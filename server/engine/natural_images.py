@@ -87,3 +87,21 @@ def centre_squares(photos: list[np.ndarray], size: int) -> np.ndarray:
         crop = Image.fromarray(photo[top : top + side, left : left + side])
         out[i] = np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
     return out
+
+
+#: Natural crops drawn from the bundled photographs when no reference folder is given.
+BUNDLED_REFERENCES = 100
+
+
+def reference_crops(size: int, n: int, folder: str | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` random crops at ``size`` px of the photos in ``folder`` (else the bundled ones):
+    what calibrates in-silico noise."""
+    return random_crops(load_photos(folder), n, size, seed=seed)
+
+
+def session_references(folder: str | None, size: int, seed: int = 0) -> np.ndarray:
+    """The reference images a rig session shows: each photo of ``folder`` once (its centre
+    square), or :data:`BUNDLED_REFERENCES` crops of the bundled photographs."""
+    if folder is None:
+        return reference_crops(size, BUNDLED_REFERENCES, seed=seed)
+    return centre_squares(load_photos(folder), size)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from protocol.messages import PresentationParams
+from server.engine.plan import GeneratorChoice, choose_generator
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
@@ -72,3 +73,13 @@ class SessionConfig(BaseModel):
         if self.population is not None and "population" in self.settings:
             raise ValueError("give population once (field or settings), not both")
         return self
+
+    def generator_choice(self, server_device: str) -> GeneratorChoice:
+        """The generator these settings name, on their device or else ``server_device``."""
+        return choose_generator(
+            self.generator,
+            self.weights,
+            self.image_size,
+            self.device or server_device,
+            self.precision,
+        )

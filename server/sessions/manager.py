@@ -9,139 +9,44 @@ session that was running continues at once, because an animal may be waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import h5py
 import numpy as np
 
-from protocol.errors import ConfigError, UnknownSession, XDreamError
+from protocol.errors import UnknownSession, XDreamError
 from server.engine.device import resolve_device
-from server.engine.generators import Generator, default_generator, make_generator
-from server.engine.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
 from server.engine.loop import Engine
-from server.engine.natural_images import centre_squares, load_photos, random_crops
-from server.engine.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
+from server.engine.natural_images import session_references
+from server.engine.plan import blame, plan_run
 from server.engine.pool import GeneratorPool, PooledGenerator
-from server.http.live import Changes
+from server.engine.statistics import History
+from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
-from server.sessions.session import History, Session, Transport
-from server.sessions.stored import StoredSession, list_stored, stored_path
-from server.storage.session_file import FORMAT, SessionFile, read_closed
+from server.sessions.session import Session, Transport
+from server.sessions.states import SessionState
+from server.sessions.stored import StoredSession
+from server.storage.catalog import list_stored, read_closed, resumable, stored_path
+from server.storage.session_file import ResumePoint, SessionFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Budget in images when a session names neither budget nor generations (the paper's 3,000).
-DEFAULT_BUDGET = 3000
-#: Natural crops drawn from the bundled photographs when no reference folder is given.
-BUNDLED_REFERENCES = 100
 
-
-@dataclasses.dataclass
+@dataclass
 class _Parts:
+    """What a session is built from: its engine (with a pooled generator), its length, its
+    reference images, and what its file records about them."""
+
     engine: Engine
+    generator: PooledGenerator
     generations: int
     references: np.ndarray | None
     record: dict[str, Any]
-
-
-@contextlib.contextmanager
-def _about(field: str) -> Iterator[None]:
-    """Name ``field`` as the setting to blame for an error raised inside (if none is named)."""
-    try:
-        yield
-    except XDreamError as exc:
-        exc.field = exc.field or field
-        raise
-
-
-def _generator(config: SessionConfig, device: str, pool: GeneratorPool) -> PooledGenerator:
-    """The session's generator from ``pool`` (shared with sessions that use the same one),
-    on ``device`` unless the config names one."""
-    name = config.generator or default_generator()
-    with _about("weights"):
-        if config.weights and name not in DEEPSIM_VARIANTS:
-            raise ConfigError(f"weights are for DeePSiM generators; {name!r} has none")
-    with _about("device"):
-        where = str(resolve_device(config.device or device))
-    options = {
-        **({"weights": config.weights} if config.weights else {}),
-        **({"image_size": config.image_size} if config.image_size else {}),
-        "precision": config.precision,
-    }
-    key = (name, where, tuple(sorted(options.items())))
-    with _about("weights" if config.weights else "generator"):
-        return pool.acquire(key, lambda: make_generator(name, device=where, **options))
-
-
-def _build(
-    config: SessionConfig,
-    generator: Generator,
-    state: dict[str, Any] | None = None,
-    references: np.ndarray | None = None,
-) -> _Parts:
-    """Optimizer (fresh, or from ``state``) and reference images for ``config`` around
-    ``generator`` (``references``: those a resumed session stored, instead of drawing them
-    again)."""
-    name = generator.name
-    optimizer_name = config.optimizer or DEFAULT_OPTIMIZER
-    overrides = dict(config.settings)
-    if config.population is not None:
-        overrides["population"] = config.population
-    budget = config.budget or (None if config.generations else DEFAULT_BUDGET)
-
-    def fresh(**more: Any) -> Optimizer:
-        return make_optimizer(
-            optimizer_name, generator.code_dim, config.seed, name, budget, **overrides, **more
-        )
-
-    with _about("optimizer" if config.optimizer else "settings"):
-        optimizer = fresh()
-        if (
-            config.generations
-            and hasattr(optimizer.settings, "horizon")
-            and "horizon" not in overrides
-        ):
-            optimizer = fresh(horizon=config.generations)
-    generations = config.generations or (budget or 0) // optimizer.population
-    if generations < 1:
-        raise ConfigError(
-            f"budget {budget} is below one generation of {optimizer.population}", field="budget"
-        )
-    if state is not None:
-        optimizer = Optimizer.from_state_dict(state)
-    if references is None and config.references_per_generation:
-        with _about("reference_folder"):
-            photos = load_photos(config.reference_folder)
-        references = (
-            centre_squares(photos, generator.image_size)
-            if config.reference_folder
-            else random_crops(photos, BUNDLED_REFERENCES, generator.image_size, seed=config.seed)
-        )
-    record = {
-        "config": config.model_dump(mode="json"),
-        "generator": name,
-        "optimizer": optimizer_name,
-        "population": optimizer.population,
-        "generations": generations,
-        "image_size": generator.image_size,
-        "device": str(generator.device),
-        "optimizer_settings": dataclasses.asdict(optimizer.settings),
-    }
-    return _Parts(Engine(generator, optimizer), generations, references, record)
-
-
-def _release(parts: _Parts) -> None:
-    """Give back the generator of a session that will not run after all."""
-    generator = parts.engine.generator
-    if isinstance(generator, PooledGenerator):
-        generator.close()
 
 
 class SessionManager:
@@ -165,10 +70,29 @@ class SessionManager:
         state: dict[str, Any] | None = None,
         references: np.ndarray | None = None,
     ) -> _Parts:
-        """A session's generator (from the pool), optimizer and references (blocking)."""
-        generator = _generator(config, self.device, self.generators)
+        """A session's generator (from the pool), optimizer and references (blocking);
+        ``state`` and ``references``: those a resumed session stored."""
+        choice = config.generator_choice(self.device)
+        generator = self.generators.acquire(choice, choice.build)
         try:
-            return _build(config, generator, state, references)  # type: ignore[arg-type]
+            plan = plan_run(
+                generator,  # type: ignore[arg-type]  (a pooled generator acts as one)
+                config.optimizer,
+                config.seed,
+                config.settings,
+                config.population,
+                config.budget,
+                config.generations,
+                state,
+            )
+            if references is None and config.references_per_generation:
+                with blame("reference_folder"):
+                    references = session_references(
+                        config.reference_folder, generator.image_size, config.seed
+                    )
+            record = {"config": config.model_dump(mode="json"), **plan.record(generator)}  # type: ignore[arg-type]
+            engine = Engine(generator, plan.optimizer)  # type: ignore[arg-type]
+            return _Parts(engine, generator, plan.generations, references, record)
         except BaseException:
             generator.close()
             raise
@@ -197,9 +121,9 @@ class SessionManager:
         try:
             store = await asyncio.to_thread(create_file)
         except BaseException:
-            _release(parts)
+            parts.generator.close()
             raise
-        return self._add(session_id, config, parts, store)
+        return self._add(session_id, config, parts, store, SessionState.created)
 
     def _add(
         self,
@@ -207,11 +131,12 @@ class SessionManager:
         config: SessionConfig,
         parts: _Parts,
         store: SessionFile,
-        state: str = "created",
+        state: SessionState,
     ) -> Session:
         session = Session(
             session_id, config, parts.engine, store, parts.generations, parts.references,
             self.transport, state=state, changes=Changes(self.changes),
+            release=parts.generator.close,
         )  # fmt: skip
         self.sessions[session_id] = session
         self.changes.bump()
@@ -231,49 +156,32 @@ class SessionManager:
         return restored
 
     async def _restore(self, path: Path) -> Session | None:
-        def open_parts() -> (
-            tuple[SessionFile, SessionConfig, _Parts, int, set[str], int | None, History] | None
-        ):
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("format") != FORMAT or f.attrs.get("status") in (
-                    "finished",
-                    "aborted",
-                ):
-                    return None
+        def open_parts() -> tuple[SessionFile, SessionConfig, _Parts, ResumePoint, History] | None:
+            if not resumable(path):
+                return None
             store = SessionFile.reopen(path)
             parts = None
             try:
-                record = store.config
-                config = SessionConfig.model_validate(record["config"])
-                state = store.optimizer_state()
-                done = store.generations_done()
-                parts = self._parts(config, state, store.references())
-                store.drop_partial_generation(done)
-                responses = store.table(
-                    "responses", columns=("presentation_id", "generation", "counts")
-                )
-                late = store.table("late_responses", columns=("presentation_id",))
-                ids = responses.get("presentation_id", np.array([], dtype=object))
-                gens = responses.get("generation", np.array([], dtype=np.int32))
-                seen = set(ids[gens < done]) | set(late.get("presentation_id", []))
-                counts = responses.get("counts")
-                n_channels = None if counts is None else int(counts.shape[1])
-                store.log_event("server_restarted", done)
-                history = History.from_store(store, done)
-                return store, config, parts, done, seen, n_channels, history
+                config = SessionConfig.model_validate(store.config["config"])
+                point = store.resume_point()
+                parts = self._parts(config, store.optimizer_state(), store.references())
+                store.drop_partial_generation(point.done)
+                store.log_event("server_restarted", point.done)
+                history = History.of(store.generation_scores(point.done))
+                return store, config, parts, point, history
             except BaseException:
                 store.close()
                 if parts is not None:
-                    _release(parts)
+                    parts.generator.close()
                 raise
 
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, config, parts, done, seen, n_channels, history = opened
+        store, config, parts, point, history = opened
         session_id = str(store.config["session_id"])
-        session = self._add(session_id, config, parts, store, state=store.status)
-        session.restore(history, done, seen, n_channels)
+        session = self._add(session_id, config, parts, store, SessionState(store.status))
+        session.restore(history, point)
         return session
 
     def past(self) -> list[dict[str, Any]]:

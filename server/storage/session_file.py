@@ -30,90 +30,54 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import h5py
 import numpy as np
 
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, NotFound, XDreamError
+from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
+from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
 FORMAT = "xdream-rig session 1"
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
-_STR = h5py.string_dtype()
-T = TypeVar("T")
 
 
-def _append(group: h5py.Group, name: str, rows: Any, **create: Any) -> None:
-    """Append ``rows`` to dataset ``name`` (created resizable on first use)."""
-    rows = np.asarray(rows)
-    if rows.dtype.kind in "UO":  # text: stored as variable-length UTF-8
-        rows = rows.astype(object)
-        create.setdefault("dtype", _STR)
-    if name not in group:
-        group.create_dataset(
-            name,
-            data=rows,
-            maxshape=(None, *rows.shape[1:]),
-            chunks=(max(1, min(len(rows), 1024 if rows.ndim == 1 else 1)), *rows.shape[1:]),
-            **create,
-        )
-        return
-    ds = group[name]
-    ds.resize(ds.shape[0] + len(rows), axis=0)
-    ds[-len(rows) :] = rows
+class SessionFileError(XDreamError, OSError):
+    """A file that cannot be opened as an xdream-rig session file (damaged, or not ours)."""
 
 
-def _append_table(group: h5py.Group, columns: dict[str, Any]) -> None:
-    """Append rows to a table stored as one dataset per column (equal lengths)."""
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"table columns differ in length: {lengths}")
-    if lengths == {0}:
-        return
-    for name, values in columns.items():
-        _append(group, name, values)
+@dataclass
+class StoredRound:
+    """What the rig had reported of one generation when the server stopped."""
+
+    presentations: list[Presentation]
+    responses: list[Response]
+    #: Blocks of the generation sent so far.
+    blocks: int
 
 
-def _read_table(
-    group: h5py.Group | None,
-    rows: np.ndarray | None = None,
-    columns: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Columns of a table (strings decoded): all or those named, all rows or those a mask
-    selects."""
-    if group is None:
-        return {}
-    out: dict[str, Any] = {}
-    for name, ds in group.items():
-        if columns is not None and name not in columns:
-            continue
-        values = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
-        out[name] = values if rows is None else values[rows]
-    return out
+@dataclass
+class ResumePoint:
+    """Where a session continues: ``done`` complete generations, the presentation ids the
+    rig has been answered for (responses of complete generations and late ones), and the
+    channel count the responses established (None before the first)."""
+
+    done: int
+    seen: set[str]
+    n_channels: int | None
 
 
-def write_state(group: h5py.Group, state: dict[str, Any]) -> None:
-    """Replace ``group``'s contents with ``state`` (arrays -> datasets, the rest -> attrs)."""
-    for key in list(group):
-        del group[key]
-    for key in list(group.attrs):
-        del group.attrs[key]
-    for key, value in state.items():
-        if isinstance(value, np.ndarray):
-            group.create_dataset(key, data=value)
-        else:
-            group.attrs[key] = value
-
-
-def read_state(group: h5py.Group) -> dict[str, Any]:
-    """Inverse of :func:`write_state`."""
-    state: dict[str, Any] = {key: group[key][()] for key in group}
-    for key, value in group.attrs.items():
-        state[key] = value.item() if isinstance(value, np.generic) else value
-    return state
+@dataclass
+class Event:
+    time: float
+    generation: int
+    kind: str
+    detail: dict[str, Any]
 
 
 class SessionFile:
@@ -147,10 +111,12 @@ class SessionFile:
         try:
             self._file = h5py.File(self.path, mode)
         except OSError as exc:
-            raise ConfigError(f"{self.path} cannot be opened as a session file: {exc}") from None
+            raise SessionFileError(
+                f"{self.path} cannot be opened as a session file: {exc}"
+            ) from None
         if self._file.attrs.get("format") != FORMAT:
             self._file.close()
-            raise ConfigError(f"{self.path} is not an xdream-rig session file")
+            raise SessionFileError(f"{self.path} is not an xdream-rig session file")
         return self
 
     # -- what a resumed session needs ---------------------------------------------------
@@ -205,8 +171,8 @@ class SessionFile:
         rows or only those of ``generation``."""
         group = self._file.get(name)
         if group is None or generation is None:
-            return _read_table(group, columns=columns)
-        return _read_table(group, group["generation"][()] == generation, columns)
+            return read_table(group, columns=columns)
+        return read_table(group, group["generation"][()] == generation, columns)
 
     def references(self) -> np.ndarray | None:
         ds = self._file.get("references/images")
@@ -236,7 +202,7 @@ class SessionFile:
 
     def append_rows(self, table: str, columns: dict[str, Any]) -> None:
         """Append rows to ``table`` (presentations, responses, ...) and flush."""
-        _append_table(self._file.require_group(table), columns)
+        append_table(self._file.require_group(table), columns)
         self._touch_and_flush()
 
     def log_event(self, kind: str, generation: int = -1, **detail: Any) -> None:
@@ -260,14 +226,14 @@ class SessionFile:
         t0 = time.perf_counter()
         g = self._file["generations"]
         n = len(result.scores)
-        _append(g, "index", np.full(n, result.index, dtype=np.int32))
-        _append(g, "codes", result.codes.astype(np.float32))
-        _append(g, "images", result.images, compression="gzip", compression_opts=1)
-        _append(g, "scores", result.scores.astype(np.float64))
+        append(g, "index", np.full(n, result.index, dtype=np.int32))
+        append(g, "codes", result.codes.astype(np.float32))
+        append(g, "images", result.images, compression="gzip", compression_opts=1)
+        append(g, "scores", result.scores.astype(np.float64))
         for name, values in result.extra.items():
-            _append(g, name, np.asarray(values))
+            append(g, name, np.asarray(values))
         if reference_scores:
-            _append_table(
+            append_table(
                 self._file.require_group("references"),
                 {
                     "generation": np.full(len(reference_scores), result.index, dtype=np.int32),
@@ -277,7 +243,7 @@ class SessionFile:
             )
         timings = dict(result.timings, store_s=time.perf_counter() - t0)
         first = "timings" not in self._file
-        _append(
+        append(
             self._file, "timings", np.array([[timings.get(c, np.nan) for c in _TIMING_COLUMNS]])
         )
         if first:
@@ -294,15 +260,114 @@ class SessionFile:
             del self._file["optimizer"]
         self._file.move("optimizer.new", "optimizer")
 
+    # -- what the rig reported ---------------------------------------------------------------
+    def append_presentations(
+        self, generation: int, block: int, presentations: Sequence[Presentation], source: str
+    ) -> None:
+        """One ``presentations`` row per presentation of ``block`` (with the rig's onset)."""
+        n = len(presentations)
+        self.append_rows(
+            "presentations",
+            {
+                "generation": np.full(n, generation, dtype=np.int32),
+                "block": np.full(n, block, dtype=np.int32),
+                "presentation_id": [p.presentation_id for p in presentations],
+                "stimulus_id": [p.stimulus_id for p in presentations],
+                "onset": np.array([p.onset for p in presentations]),
+                "outcome": [p.outcome for p in presentations],
+                "received_at": np.full(n, time.time()),
+                "source": [source] * n,
+            },
+        )
+
+    def append_responses(
+        self,
+        generation: int,
+        block: int,
+        responses: Sequence[Response],
+        source: str,
+        late: bool = False,
+    ) -> None:
+        """One row per response in ``responses`` (or, ``late``, in ``late_responses``, with
+        block -1): counts and baseline counts per channel, the rig's windows."""
+        n = len(responses)
+        width = len(responses[0].counts)
+
+        def baseline(r: Response) -> list[float]:
+            return list(r.baseline_counts) if r.baseline_counts is not None else [np.nan] * width
+
+        self.append_rows(
+            "late_responses" if late else "responses",
+            {
+                "generation": np.full(n, generation, dtype=np.int32),
+                "block": np.full(n, -1 if late else block, dtype=np.int32),
+                "presentation_id": [r.presentation_id for r in responses],
+                "stimulus_id": [r.stimulus_id for r in responses],
+                "counts": np.array([r.counts for r in responses], dtype=np.float64),
+                "baseline_counts": np.array([baseline(r) for r in responses], dtype=np.float64),
+                "evoked_window_ms": np.array(
+                    [r.evoked_window_ms for r in responses], dtype=np.float64
+                ),
+                "baseline_window_ms": np.array(
+                    [r.baseline_window_ms or (np.nan, np.nan) for r in responses],
+                    dtype=np.float64,
+                ),
+                "received_at": np.full(n, time.time()),
+                "source": [source] * n,
+            },
+        )
+
+    def stored_round(self, generation: int) -> StoredRound:
+        """The presentations, responses and blocks stored for ``generation``."""
+        shown = self.table("presentations", generation)
+        presented = [
+            Presentation(presentation_id=p, stimulus_id=s, onset=o, outcome=x)
+            for p, s, o, x in rows(shown, "presentation_id", "stimulus_id", "onset", "outcome")
+        ]
+        got = self.table("responses", generation)
+        responses = [
+            Response(presentation_id=p, stimulus_id=s, counts=list(c))
+            for p, s, c in rows(got, "presentation_id", "stimulus_id", "counts")
+        ]
+        kinds = self.table("events", generation, columns=("kind",)).get("kind", np.array([]))
+        return StoredRound(presented, responses, int(np.sum(kinds == "block_sent")))
+
+    def resume_point(self) -> ResumePoint:
+        """Where the session continues after a restart (see :class:`ResumePoint`)."""
+        done = self.generations_done()
+        responses = self.table("responses", columns=("presentation_id", "generation", "counts"))
+        late = self.table("late_responses", columns=("presentation_id",))
+        ids = responses.get("presentation_id", np.array([], dtype=object))
+        gens = responses.get("generation", np.array([], dtype=np.int32))
+        seen = set(ids[gens < done]) | set(late.get("presentation_id", []))
+        counts = responses.get("counts")
+        return ResumePoint(done, seen, None if counts is None else int(counts.shape[1]))
+
+    def generation_scores(self, done: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Evolved and reference scores of each of the first ``done`` generations."""
+        gens = self.table("generations", columns=("index", "scores"))
+        index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
+        refs = self.table("references", columns=("generation", "score"))
+        ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
+        return [(scores[index == g], ref_score[ref_gen == g]) for g in range(done)]
+
+    def events(self) -> list[Event]:
+        """The session's event log, oldest first."""
+        table = self.table("events", columns=("time", "generation", "kind", "detail"))
+        return [
+            Event(float(t), int(g), str(k), json.loads(d))
+            for t, g, k, d in rows(table, "time", "generation", "kind", "detail")
+        ]
+
     def read_image(self, generation: int, position: int) -> np.ndarray:
         """Image ``position`` of ``generation`` (ConfigError if it is not stored)."""
         g = self._file["generations"]
         if "index" not in g:
-            raise ConfigError(f"generation {generation} is not stored")
-        rows = np.flatnonzero(g["index"][()] == generation)
-        if not 0 <= position < len(rows):
-            raise ConfigError(f"generation {generation} has no image {position}")
-        return g["images"][rows[position]]
+            raise NotFound(f"generation {generation} is not stored")
+        found = np.flatnonzero(g["index"][()] == generation)
+        if not 0 <= position < len(found):
+            raise NotFound(f"generation {generation} has no image {position}")
+        return g["images"][found[position]]
 
     def best(self) -> tuple[int, float, np.ndarray] | None:
         """Generation, score and image of the best-scored image so far."""
@@ -322,13 +387,13 @@ class SessionFile:
         if "scores" not in g:
             return []
         index, scores = g["index"][()], g["scores"][()]
-        rows = []
+        out = []
         for generation in np.unique(index):
             mine = np.flatnonzero((index == generation) & ~np.isnan(scores))
             if mine.size:
                 row = int(mine[np.argmax(scores[mine])])
-                rows.append((int(generation), float(scores[row]), g["images"][row]))
-        return rows
+                out.append((int(generation), float(scores[row]), g["images"][row]))
+        return out
 
     def close(self, status: str | None = None) -> None:
         """Close the file, first marking it ``status`` (e.g. finished, aborted) if given."""
@@ -339,16 +404,3 @@ class SessionFile:
             self._file.close()
 
 
-def rows(table: dict[str, Any], *columns: str) -> Iterator[tuple[Any, ...]]:
-    """The rows of a table read by :meth:`SessionFile.table`, as tuples of ``columns``
-    (none if the table does not exist yet)."""
-    return zip(*(table.get(name, []) for name in columns), strict=True)
-
-
-def read_closed(path: Path, fn: Callable[[SessionFile], T]) -> T:
-    """``fn(store)`` on a read-only handle of a session file no writer holds open."""
-    store = SessionFile.reopen(path, mode="r")
-    try:
-        return fn(store)
-    finally:
-        store.close()

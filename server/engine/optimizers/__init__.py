@@ -47,20 +47,24 @@ def make_optimizer(
     seed: int = 0,
     generator: str | None = None,
     budget: int | None = None,
+    generations: int | None = None,
     **overrides: Any,
 ) -> Optimizer:
     """Build optimizer ``name`` for ``dim``-d codes with its preset for ``generator``.
 
     ``overrides`` (e.g. ``population=40``) win over the preset; unknown names raise
-    ``ConfigError``. With a ``budget`` (images), optimizers with a schedule (``horizon``)
-    plan it over the generations that budget allows, unless a horizon is given.
+    ``ConfigError``. Optimizers with a schedule (``horizon``) plan it over ``generations``,
+    or over the generations a ``budget`` (images) allows, unless a horizon is given.
     """
     cls = OPTIMIZERS.get(name)
     settings = {**PRESETS.get(name, {}).get(generator or "", {}), **overrides}
     fields = {f.name: f.default for f in dataclasses.fields(cls.settings_class)}
-    if budget is not None and "horizon" in fields and "horizon" not in settings:
-        population = int(settings.get("population", fields["population"]))
-        settings["horizon"] = max(1, budget // max(population, 1))
+    if "horizon" in fields and "horizon" not in settings:
+        if generations is not None:
+            settings["horizon"] = generations
+        elif budget is not None:
+            population = int(settings.get("population", fields["population"]))
+            settings["horizon"] = max(1, budget // max(population, 1))
     return cls(dim, seed, **settings)
 
 

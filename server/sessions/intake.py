@@ -1,0 +1,163 @@
+"""What the rig reports to a session: acknowledgements, presentations and spike counts.
+
+Each arrives on the event loop (from ZeroMQ or HTTP), is checked against the generation in
+flight, stored on the session's I/O thread and only then counted, so that an
+acknowledged response is on disk and a failed write changes nothing. Counts for a completed
+generation are stored apart as late; repeats of what was taken are duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from protocol.errors import ChannelMismatch, LateResponse, SessionStateError, UnknownStimulus
+from protocol.messages import GenerationAck, Presented, Responses, ResponsesAck
+from server.sessions.changes import Changes
+from server.sessions.config import SessionConfig
+from server.sessions.rounds import Round
+from server.sessions.states import SessionState
+from server.sessions.workers import Workers
+from server.storage.session_file import SessionFile
+
+S = SessionState
+#: How long counts for the generation being proposed wait for it (instead of an error).
+ROUND_WAIT_S = 30.0
+
+
+class RigIntake:
+    """The rig-facing half of :class:`~server.sessions.session.Session` (a mixin: the
+    attributes below are the session's)."""
+
+    id: str
+    config: SessionConfig
+    state: SessionState
+    store: SessionFile
+    done: int
+    round: Round | None
+    n_channels: int | None
+    changes: Changes
+    _workers: Workers
+    _seen: set[str]
+    _collected: int
+    _ingest_lock: asyncio.Lock
+    _round_open: asyncio.Event
+
+    def _event(self, kind: str, generation: int = -1, **detail: Any) -> None:
+        raise NotImplementedError
+
+    # -- what the rig reports --------------------------------------------------------------
+    async def _current(self, generation: int, what: str) -> Round:
+        """The round ``generation`` belongs to, or the error a rig should hear."""
+        if self.state in (S.created, S.finished, S.aborted):
+            raise SessionStateError(f"session {self.id} is {self.state}: it takes no {what}")
+        if generation <= self._collected or generation < self.done:
+            raise LateResponse(f"generation {generation} of session {self.id} is complete")
+        if self.round is None and generation == self.done:
+            # Being proposed (or reloaded after a restart): wait for it rather than refuse.
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
+                await asyncio.wait_for(self._round_open.wait(), ROUND_WAIT_S)
+        rnd = self.round
+        if rnd is not None and generation == rnd.index:
+            return rnd
+        current = "none" if rnd is None else rnd.index
+        raise UnknownStimulus(
+            f"{what} for generation {generation}, which session {self.id} has not sent "
+            f"(current: {current})"
+        )
+
+    def on_ack(self, ack: GenerationAck, client_id: str) -> None:
+        rnd = self.round
+        if rnd is not None and ack.generation == rnd.index and ack.block == rnd.block:
+            if not rnd.acked:
+                self._event("block_acknowledged", rnd.index, block=rnd.block, client=client_id)
+            rnd.acked, rnd.presenter = True, client_id
+            rnd.last_activity = time.monotonic()
+            rnd.changed.set()
+            self.changes.bump()
+
+    def on_client_lost(self, client_id: str) -> None:
+        rnd = self.round
+        if rnd is not None and rnd.presenter == client_id and not rnd.book.complete:
+            rnd.presenter_lost = True
+            self._event("presenter_lost", rnd.index, client=client_id, block=rnd.block)
+            rnd.changed.set()
+
+    def on_presenter_ready(self) -> None:
+        """A presenter (re)registered: an undelivered or unacknowledged block goes now."""
+        rnd = self.round
+        if rnd is not None and not rnd.acked:
+            rnd.sent_at = 0.0
+            rnd.changed.set()
+
+    def _took(self, rnd: Round) -> None:
+        """Something arrived for ``rnd``: the timeout starts again and the loop looks."""
+        rnd.last_activity = time.monotonic()
+        rnd.changed.set()
+        self.changes.bump()
+
+    async def ingest_presented(self, msg: Presented, source: str, client: str) -> int:
+        """Log presentations; returns how many were new."""
+        async with self._ingest_lock:
+            rnd = await self._current(msg.generation, "presentations")
+            fresh = rnd.book.new_presentations(msg.presentations)
+            if fresh:  # stored first, then counted: a failed write changes nothing
+                await self._workers.io(
+                    self.store.append_presentations,
+                    rnd.index,
+                    rnd.block,
+                    fresh,
+                    f"{source}:{client}",
+                )
+                rnd.book.record_presented(fresh)
+                self._took(rnd)
+            return len(fresh)
+
+    async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
+        """Store and count spike counts; acknowledged only once they are on disk."""
+        async with self._ingest_lock:
+            recorded = len(msg.responses[0].counts)
+            if max(self.config.channels) >= recorded:
+                raise ChannelMismatch(
+                    f"the session scores channel {max(self.config.channels)}, "
+                    f"the responses have {recorded} channels"
+                )
+            try:
+                rnd = await self._current(msg.generation, "responses")
+            except LateResponse:
+                return await self._store_late(msg, f"{source}:{client}")
+            new = [r for r in msg.responses if r.presentation_id not in self._seen]
+            fresh = rnd.book.new_responses(new)  # checks all, records nothing yet
+            if fresh:  # stored first, then counted: a failed write changes nothing
+                await self._workers.io(
+                    self.store.append_responses, rnd.index, rnd.block, fresh, f"{source}:{client}"
+                )
+                rnd.book.record_responses(fresh)
+                self.n_channels = rnd.book.n_channels
+                self._took(rnd)
+            return ResponsesAck(accepted=len(fresh), duplicates=len(msg.responses) - len(fresh))
+
+    async def _store_late(self, msg: Responses, source: str) -> ResponsesAck:
+        """Keep counts for a completed generation apart (never optimised on), then refuse
+        them as late; a resend of what was already taken is a harmless duplicate."""
+        fresh = [r for r in msg.responses if r.presentation_id not in self._seen]
+        if not fresh:
+            return ResponsesAck(accepted=0, duplicates=len(msg.responses))
+        widths = {len(r.counts) for r in fresh} | {self.n_channels or len(fresh[0].counts)}
+        if len(widths) > 1:
+            raise ChannelMismatch(
+                f"late responses with {sorted(widths)} channels; the session records "
+                f"{self.n_channels}"
+            )
+        await self._workers.io(
+            self.store.append_responses, msg.generation, -1, fresh, source, True
+        )
+        self._seen.update(r.presentation_id for r in fresh)
+        self._event("late_responses", msg.generation, count=len(fresh))
+        raise LateResponse(
+            f"generation {msg.generation} of session {self.id} is complete: "
+            f"{len(fresh)} responses stored as late, not used"
+        )
+

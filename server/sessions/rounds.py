@@ -1,0 +1,111 @@
+"""The generation in flight, as a session shows it to the rig: its stimuli, its blocks and
+the rule for showing a block again.
+
+Stimulus ids are ``g<generation>-e<i>`` for evolved image ``i`` and ``g<generation>-r<k>``
+for the ``k``-th reference image of the generation (PROTOCOL.md, section 7). Block 0 holds
+every stimulus; a later block holds the stimuli still lacking responses, each asked for as
+many more presentations as it lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocol.codec import Message
+from protocol.messages import Generation, PresentationParams, Stimulus
+from server.engine.loop import Proposal
+from server.sessions.book import GenerationBook, StimulusSlot
+
+#: A ``generation`` not acknowledged within this time is sent again (PROTOCOL.md 6).
+RESEND_S = 2.0
+
+
+@dataclass
+class Round:
+    """The generation in flight: its proposal, bookkeeping and the block being shown."""
+
+    proposal: Proposal
+    book: GenerationBook
+    #: Images in stimulus order: evolved first, then references.
+    images: np.ndarray
+    #: Which of the session's reference images this generation shows, in order.
+    references: list[int]
+    block: int = -1
+    message: Message | None = None
+    presenter: str | None = None
+    acked: bool = False
+    sent_at: float = 0.0
+    last_activity: float = 0.0
+    represented: int = 0
+    presenter_lost: bool = False
+    #: Answers each stimulus of the current block had when the block was sent.
+    block_start: dict[str, int] = field(default_factory=dict)
+    #: perf_counter when the round opened, and when its last needed response arrived.
+    started_at: float = field(default_factory=time.perf_counter)
+    completed_at: float | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def index(self) -> int:
+        return self.proposal.index
+
+    def answered(self, stimulus_id: str) -> int:
+        """Presentations of ``stimulus_id`` that are over (answered or aborted)."""
+        return len(self.book.slots[stimulus_id].answered)
+
+    def next_block(
+        self, session_id: str, stimulus_ids: Sequence[str], params: PresentationParams
+    ) -> Message:
+        """Make the next block, of ``stimulus_ids``, the current one; its message."""
+        self.block += 1
+        position = {sid: i for i, sid in enumerate(self.book.slots)}  # row in self.images
+        buffers, stimuli = [], []
+        for sid in stimulus_ids:
+            slot = self.book.slots[sid]
+            wanted = self.book.repeats - len(slot.responses)
+            stimuli.append(
+                Stimulus(stimulus_id=sid, buffer=len(buffers), kind=slot.kind, repeats=wanted)
+            )
+            buffers.append(self.images[position[sid]])
+        content = Generation(
+            generation=self.index, block=self.block, stimuli=stimuli, params=params
+        )
+        self.message = Message(content, session=session_id, buffers=tuple(buffers))
+        self.acked = self.presenter_lost = False
+        self.block_start = {sid: self.answered(sid) for sid in stimulus_ids}
+        self.sent_at = self.last_activity = time.monotonic()
+        return self.message
+
+    def block_over(self) -> bool:
+        """Every stimulus of the block was answered or aborted as often as it was asked."""
+        assert self.message is not None
+        content = self.message.content
+        assert isinstance(content, Generation)
+        return all(
+            self.answered(s.stimulus_id) - self.block_start[s.stimulus_id] >= s.repeats
+            for s in content.stimuli
+        )
+
+
+def open_round(
+    proposal: Proposal,
+    references: np.ndarray | None,
+    per_generation: int,
+    repeats: int,
+    n_channels: int | None,
+) -> Round:
+    """The round for ``proposal``: its evolved images, then ``per_generation`` of the
+    session's ``references`` (cycled through the session, never optimised on)."""
+    g = proposal.index
+    slots = [StimulusSlot(f"g{g}-e{i}", "evolved", i) for i in range(len(proposal.images))]
+    images, picks = proposal.images, []
+    if per_generation and references is not None:
+        picks = [(g * per_generation + j) % len(references) for j in range(per_generation)]
+        slots += [StimulusSlot(f"g{g}-r{j}", "reference", j) for j in range(per_generation)]
+        images = np.concatenate([proposal.images, references[picks]])
+    return Round(proposal, GenerationBook(g, slots, repeats, n_channels), images, picks)

@@ -1,0 +1,53 @@
+"""Session states and the transitions between them (PROTOCOL.md, section 7).
+
+::
+
+    created --start--> running --pause--> paused --resume--> running
+       |                  |  \\                 |
+       +------stop--------+---\\-----stop-------+--> aborted
+                              \\--last generation stored--> finished (from paused too)
+
+A session that fails on an error is paused, so that an operator sees it and a server
+restart resumes it from its file. Finished and aborted are final.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from protocol.errors import SessionStateError
+
+
+class SessionState(str, Enum):
+    created = "created"
+    running = "running"
+    paused = "paused"
+    finished = "finished"
+    aborted = "aborted"
+
+    def __str__(self) -> str:  # the value in messages, files and JSON alike
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        return self in (SessionState.finished, SessionState.aborted)
+
+
+S = SessionState
+#: The states each state may change to.
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    S.created: frozenset({S.running, S.aborted}),
+    S.running: frozenset({S.paused, S.finished, S.aborted}),
+    S.paused: frozenset({S.running, S.finished, S.aborted}),
+    S.finished: frozenset(),
+    S.aborted: frozenset(),
+}
+
+
+def check_transition(session_id: str, current: SessionState, target: SessionState) -> None:
+    """Raise :class:`SessionStateError` unless ``current`` may become ``target``."""
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none: it is final"
+        raise SessionStateError(
+            f"session {session_id} cannot go from {current} to {target} (allowed: {allowed})"
+        )

@@ -1,0 +1,61 @@
+"""The two threads of a session, which keep computing and writing off the event loop.
+
+The optimizer and the generator run on the compute thread, HDF5 reads and writes on the
+I/O thread, one of each per session, so each kind keeps its order. h5py serialises all calls
+behind one lock anyway; what matters is that the event loop (ZeroMQ, HTTP, heartbeats)
+never waits for either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from server.storage.catalog import read_closed
+from server.storage.session_file import SessionFile
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Workers:
+    """The compute and I/O threads of session ``name``, around its session file."""
+
+    def __init__(self, name: str, store: SessionFile) -> None:
+        self.store = store
+        self._compute = concurrent.futures.ThreadPoolExecutor(1, f"compute-{name}")
+        self._io = concurrent.futures.ThreadPoolExecutor(1, f"io-{name}")
+
+    async def compute(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def log_event(self, kind: str, generation: int, detail: dict[str, Any]) -> None:
+        """Log an event to the file without waiting (the I/O thread keeps the order)."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: self.store.log_event(kind, generation, **detail)
+        )
+        future.add_done_callback(_log_failure)
+
+    async def read(self, fn: Callable[[SessionFile], T]) -> T:
+        """``fn(store)`` off the event loop: on the I/O thread while the session writes, on
+        a read-only handle once the file is closed."""
+        if self.store.is_open:
+            return await self.io(fn, self.store)
+        return await asyncio.to_thread(read_closed, self.store.path, fn)
+
+    def shutdown(self) -> None:
+        """Stop both threads; a computation still running (a cancelled proposal) is not
+        waited for."""
+        self._compute.shutdown(wait=False)
+        self._io.shutdown(wait=False)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not log a session event: %r", future.exception())

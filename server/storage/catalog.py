@@ -1,0 +1,72 @@
+"""The data folder: which session files it holds, finding one by id, and reading one that no
+writer holds open."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import h5py
+
+from protocol.errors import UnknownSession
+from server.storage.session_file import FORMAT, SessionFile
+
+T = TypeVar("T")
+#: What a session id may look like (also keeps a request from naming a path elsewhere).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def read_closed(path: Path, fn: Callable[[SessionFile], T]) -> T:
+    """``fn(store)`` on a read-only handle of a session file no writer holds open."""
+    store = SessionFile.reopen(path, mode="r")
+    try:
+        return fn(store)
+    finally:
+        store.close()
+
+
+def stored_path(data_dir: Path, session_id: str) -> Path:
+    """The file of session ``session_id`` in ``data_dir`` (UnknownSession if there is none)."""
+    path = data_dir / f"{session_id}.h5"
+    if not SESSION_ID.fullmatch(session_id) or not path.is_file():
+        raise UnknownSession(f"no session {session_id!r} on this server")
+    return path
+
+
+def resumable(path: Path) -> bool:
+    """Whether ``path`` is a session file whose session was not finished or aborted."""
+    with h5py.File(path, "r") as f:
+        return f.attrs.get("format") == FORMAT and f.attrs.get("status") not in (
+            "finished",
+            "aborted",
+        )
+
+
+def list_stored(data_dir: Path, skip: set[str]) -> list[dict[str, Any]]:
+    """Id, name, state, creation time and data file of each session file not in ``skip``
+    (from the file's attributes only, so a long list stays quick), newest first."""
+    out = []
+    for path in data_dir.glob("*.h5"):
+        if path.stem in skip or not SESSION_ID.fullmatch(path.stem):  # cannot be opened
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") != FORMAT:
+                    continue
+                record = json.loads(f.attrs["config"])
+                out.append(
+                    {
+                        "id": path.stem,
+                        "name": record.get("config", {}).get("name", ""),
+                        "state": str(f.attrs["status"]),
+                        "created": float(f.attrs["created"]),
+                        "generator": record.get("generator"),
+                        "data_file": str(path),
+                    }
+                )
+        except (OSError, KeyError, ValueError):  # not ours, or damaged: not listed
+            continue
+    return sorted(out, key=lambda item: -item["created"])
