@@ -161,7 +161,9 @@ def _buffers(specs: list[_BufferSpec], frames: list[memoryview]) -> tuple[np.nda
                 f"buffer {i}: shape {spec.shape} needs "
                 f"{math.prod(spec.shape) * dtype.itemsize} bytes, frame has {frame.nbytes}"
             )
-        out.append(np.frombuffer(frame, dtype=dtype).reshape(spec.shape))
+        view = np.frombuffer(frame, dtype=dtype).reshape(spec.shape)
+        view.setflags(write=False)  # a view on the received frame: never written through
+        out.append(view)
     return tuple(out)
 
 

@@ -11,26 +11,30 @@ import urllib.parse
 import pytest
 
 from protocol.errors import ConfigError
-from server.http.access import COOKIE, TOKEN_ENV, create_token, load_token
+from server.http.access import COOKIE, create_token
+from server.settings import TOKEN_ENV, ServerSettings, load_settings
 from xdream.testing.servers import free_port, running_server, xdream
 
 
 def test_token_comes_from_a_file_or_the_environment_and_must_be_long(tmp_path, monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    assert load_token(None) is None
+    monkeypatch.delenv("XDREAM_TOKEN_FILE", raising=False)
+    assert ServerSettings().secret_token is None
     path = create_token(tmp_path / "keys" / "token")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    token = load_token(str(path))
+    token = load_settings(token_file=str(path)).secret_token
     assert token is not None and len(token) >= 32
     with pytest.raises(ConfigError, match="exists"):
         create_token(path)  # never overwritten
     monkeypatch.setenv(TOKEN_ENV, "x" * 20)
-    assert load_token(None) == "x" * 20
+    assert ServerSettings().secret_token == "x" * 20
     monkeypatch.setenv(TOKEN_ENV, "short")
     with pytest.raises(ConfigError, match="at least 16"):
-        load_token(None)
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_token(str(tmp_path / "missing"))
+        load_settings()
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError, match="cannot read") as error:
+        load_settings(token_file=str(missing))
+    assert str(missing) in str(error.value)
 
 
 def request(port: int, method: str, path: str, headers=None, body: str | None = None):

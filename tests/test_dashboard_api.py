@@ -19,9 +19,11 @@ from protocol.errors import UnknownSession
 from protocol.messages import Role
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
-from server.http.live import Changes, View, sse, warning_for
-from server.sessions.session import History
-from server.sessions.stored import stored_path
+from server.engine.statistics import History
+from server.http.live import View, sse
+from server.sessions.changes import Changes
+from server.sessions.warnings import Warnings, warning_for
+from server.storage.catalog import stored_path
 from xdream.testing.servers import brightness_responses, create_session, running_server
 
 SMALL = dict(generator="pixel", image_size=32, population=4, seed=1, response_timeout_s=600)
@@ -94,9 +96,11 @@ def test_history_json_has_no_nan_and_sends_only_new_generations():
 
 def test_view_sends_each_warning_and_generation_once():
     history = History()
+    warnings = Warnings()
+    warnings.add("presenter_lost", 0, {"client": "c1"})
     session = SimpleNamespace(
         history=history,
-        warnings=[{"seq": 1, "message": "a"}],
+        warnings=warnings,
         config=SimpleNamespace(model_dump=lambda mode: {"name": "x"}),
         summary=lambda: {"id": "s"},
     )
@@ -236,7 +240,7 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert status == 200 and thumbnail[:3] == b"\xff\xd8\xff"  # JPEG
         assert png_size(thumbnail) == (64, 64)
         assert server.api("GET", path + "?size=4")[0] == 422
-        assert server.api("GET", path.replace("/1/", "/7/"))[0] == 422  # not stored
+        assert server.api("GET", path.replace("/1/", "/7/"))[0] == 404  # not stored
         # Past sessions are read-only: no live stream, no controls, no ingestion.
         assert server.api("GET", f"/api/live?session={session_id}")[0] == 404
         assert server.api("POST", f"/api/sessions/{session_id}/resume")[0] == 404
@@ -249,3 +253,46 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         with pytest.raises(UnknownSession):
             stored_path(data, name)
     assert stored_path(data, session_id) == data / f"{session_id}.h5"
+
+
+def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a ``$ref`` to ``#/components/schemas/...`` followed."""
+    ref = schema.get("$ref")
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def answer_schema(spec: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    responses = spec["paths"][path][method]["responses"]
+    return resolve(spec, responses[status]["content"]["application/json"]["schema"])
+
+
+@pytest.mark.slow
+def test_openapi_describes_the_answers_and_their_errors(tmp_path):
+    with running_server(tmp_path / "data") as server:
+        status, spec = server.api("GET", "/openapi.json")
+    assert status == 200
+    detail = spec["paths"]["/api/sessions/{session_id}"]["get"]["responses"]
+    ref = detail["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/SessionDetail")
+    one = "/api/sessions/{session_id}"
+    assert "history" in answer_schema(spec, one, "get", "200")["properties"]
+    assert answer_schema(spec, one, "get", "404")["title"] == "ErrorBody"
+    create = spec["paths"]["/api/sessions"]["post"]["responses"]
+    assert {"201", "422"} <= set(create)
+    health = answer_schema(spec, "/api/health", "get", "200")
+    assert {"status", "sessions", "device"} <= set(health["properties"])
+    image = spec["paths"]["/api/sessions/{session_id}/best.png"]["get"]["responses"]
+    assert "image/png" in image["200"]["content"]
+
+
+@pytest.mark.slow
+def test_a_missing_image_is_not_found(tmp_path):
+    with running_server(tmp_path / "data") as server:
+        status, body = server.api("POST", "/api/sessions", {"name": "fresh", **SMALL})
+        assert status == 201, body
+        session_id = body["id"]
+        for path in ("best.png", "montage.png", "generations/9/images/0.png"):
+            status, body = server.api("GET", f"/api/sessions/{session_id}/{path}")
+            assert status == 404 and body["code"] == "NotFound", (path, body)
+        status, body = server.api("GET", f"/api/sessions/{session_id}")
+        assert status == 200 and body["state"] == "created" and "created" not in body

@@ -80,8 +80,8 @@ class Engine:
         score_seconds: float = 0.0,
     ) -> GenerationResult:
         """Tell the optimizer the scores (NaN = missing) and record the generation."""
-        if proposal.index != self.optimizer.generation:
-            raise ConfigError(
+        if proposal.index != self.optimizer.generation:  # a caller's bug, not a setting
+            raise RuntimeError(
                 f"scores for generation {proposal.index} arrived, but generation "
                 f"{self.optimizer.generation} is current"
             )

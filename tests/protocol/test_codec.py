@@ -38,6 +38,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.replies import error_reply
+from xdream.testing.servers import ROOT
 
 IMAGES = np.arange(2 * 4 * 5 * 3, dtype=np.uint8).reshape(2, 4, 5, 3)
 
@@ -129,7 +130,10 @@ def test_buffers_are_not_copied_on_either_side():
     got = decode([bytes(frames[0]), wire])
     wire[0] = 255  # the decoded image is a view on the received frame
     assert got.buffers[0][0, 0, 0] == 255
-    assert not got.buffers[0].flags.writeable or got.buffers[0].base is not None
+    # ... and read-only, even over a writable frame: a receiver cannot change what it got
+    assert not got.buffers[0].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        got.buffers[0][0, 0, 0] = 1
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility():
@@ -337,7 +341,7 @@ def test_over_real_zeromq_sockets_on_loopback():
 
 
 def test_protocol_md_states_the_version_and_every_type():
-    text = (Path(__file__).resolve().parents[1] / "PROTOCOL.md").read_text()
+    text = (ROOT / "PROTOCOL.md").read_text()
     assert re.search(rf"Protocol version: \*\*{PROTOCOL_VERSION}\*\*", text)
     for name in MESSAGE_TYPES:
         assert f"### `{name}`" in text
@@ -357,3 +361,24 @@ def test_a_non_string_type_is_an_unknown_type_not_a_crash(bad_type):
 def test_unknown_keys_in_a_buffer_description_are_ignored():
     header = valid_header(buffers=[{"dtype": "uint8", "shape": [2], "future": 1}])
     np.testing.assert_array_equal(decode(frames_of(header, b"ab")).buffers[0], [97, 98])
+
+
+def test_protocol_md_lists_every_wire_error_code():
+    """protocol/errors.py holds only errors that travel on the wire: each has a row in
+    PROTOCOL.md's table of codes, and its code is its class name."""
+    import inspect
+
+    from protocol import errors
+
+    text = (ROOT / "PROTOCOL.md").read_text()
+    wire = [
+        cls
+        for cls in vars(errors).values()
+        if inspect.isclass(cls)
+        and issubclass(cls, errors.XDreamError)
+        and cls not in (errors.XDreamError, errors.ProtocolError)
+    ]
+    assert len(wire) >= 14
+    for cls in wire:
+        assert f"| `{cls.__name__}` |" in text, cls.__name__
+        assert cls("x").code == cls.__name__

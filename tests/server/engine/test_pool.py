@@ -15,7 +15,7 @@ from server.engine.generators import make_generator
 from server.engine.pool import GeneratorPool
 from server.sessions.config import SessionConfig
 from server.sessions.manager import SessionManager
-from tests.test_session import FakeTransport
+from tests.server.sessions.doubles import FakeTransport
 
 PIXEL = dict(generator="pixel", image_size=32, population=4)
 
@@ -182,7 +182,7 @@ def test_closing_the_server_while_a_session_closes_itself_releases_once(tmp_path
     """A finished session closes its file itself; the server's close may cancel that close
     halfway. The second close must still finish, and the generator be given back."""
     from server.storage.session_file import SessionFile
-    from tests.test_session import answer
+    from tests.server.sessions.doubles import answer
 
     slow_close = SessionFile.close
 

@@ -8,7 +8,6 @@ over real ZeroMQ and HTTP is tested in test_closed_loop.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import h5py
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from protocol.codec import Message
 from protocol.errors import (
     ChannelMismatch,
     LateResponse,
@@ -27,84 +25,15 @@ from protocol.errors import (
 from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
 from server.sessions.config import SessionConfig
 from server.sessions.manager import SessionManager
-
-
-class FakeTransport:
-    """Records every block a session sends; ``connected`` = False models no presenter."""
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self.connected = True
-        self.arrived = asyncio.Event()
-
-    def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
-        if not self.connected:
-            return None
-        self.sent.append(message)
-        self.arrived.set()
-        return "c1"
-
-    async def next(self, after: int, timeout: float = 20.0) -> Message:
-        """The first block sent after the first ``after`` ones."""
-        async with asyncio.timeout(timeout):
-            while len(self.sent) <= after:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.sent[after]
-
-
-def config(**kw) -> SessionConfig:
-    base = dict(generator="pixel", image_size=16, population=6, generations=3, seed=1)
-    return SessionConfig(**{**base, **kw})
-
-
-def brightness(image: np.ndarray) -> float:
-    return float(np.asarray(image, dtype=np.float64).mean())
-
-
-def responses_for(message: Message, only=None, channels: int = 1) -> Responses:
-    """One response per presentation asked for, scored by image brightness."""
-    content = message.content
-    rows = []
-    for stimulus in content.stimuli:
-        if only is not None and stimulus.stimulus_id not in only:
-            continue
-        score = brightness(message.buffers[stimulus.buffer])
-        for r in range(stimulus.repeats):
-            rows.append(
-                Response(
-                    presentation_id=f"{stimulus.stimulus_id}-b{content.block}-r{r}",
-                    stimulus_id=stimulus.stimulus_id,
-                    counts=[score] * channels,
-                )
-            )
-    return Responses(generation=content.generation, responses=rows)
-
-
-async def answer(session, message: Message, **kw):
-    session.on_ack(
-        GenerationAck(generation=message.content.generation, block=message.content.block), "c1"
-    )
-    return await session.ingest_responses(responses_for(message, **kw), "test", "rig")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-@contextlib.asynccontextmanager
-async def manager_in(tmp_path, transport=None):
-    manager = SessionManager(tmp_path, transport or FakeTransport())
-    try:
-        yield manager
-    finally:
-        await manager.close()
-
-
-async def wait_state(session, state: str, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while session.state != state:
-            await asyncio.sleep(0.01)
+from tests.server.sessions.doubles import (
+    FakeTransport,
+    answer,
+    config,
+    manager_in,
+    responses_for,
+    run,
+    wait_state,
+)
 
 
 def test_session_runs_to_the_end_and_stores_everything(tmp_path):

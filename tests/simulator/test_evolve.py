@@ -140,7 +140,7 @@ def test_noisy_run_with_repeats(tmp_path):
         (["--budget", "10", "--optimizer", "ga"], "below one generation of 20"),
         (["--noise", "gauss:3"], "noise must be"),
         (["--optimizer", "adam"], "unknown optimizer 'adam'"),
-        (["--generator", "fourier", "--weights", "fc6.pt"], "--weights is for DeePSiM"),
+        (["--generator", "fourier", "--weights", "fc6.pt"], "weights are for DeePSiM"),
         (["--generator", "fc9"], "unknown generator 'fc9'"),
         (["--set", "population"], "KEY=VALUE"),
         (["--set", "mutation_rate=2", "--optimizer", "ga"], "mutation_rate"),

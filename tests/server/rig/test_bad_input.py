@@ -258,7 +258,7 @@ def test_http_responses_are_taken_like_zmq_ones(loop):
     status, png = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/0.png")
     assert status == 200 and png[:4] == b"\x89PNG"
     status, body = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/9.png")
-    assert status == 422 and "no image 9" in body["message"]
+    assert status == 404 and body["code"] == "NotFound" and "no image 9" in body["message"]
     status, png = server.api("GET", f"/api/sessions/{session_id}/best.png")
     assert status == 200 and png[:4] == b"\x89PNG"
     status, listing = server.api("GET", "/api/sessions")
