@@ -20,6 +20,7 @@ from protocol.messages import Role
 from rig_clients import folder, record
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
+from tests.rig_clients.conftest import rig_venv
 from xdream.testing.servers import ROOT, create_session, running_server
 
 SMALL = dict(generator="pixel", image_size=32, population=4, seed=2)
@@ -154,14 +155,10 @@ def test_folder_rig_exchanges_block_files_with_the_server(tmp_path):
 
 
 @pytest.mark.slow
-def test_rig_clients_install_and_run_without_torch(tmp_path):
-    """A fresh venv with the base install only: no torch, and the rig side still works."""
+def test_rig_clients_install_and_run_without_torch(tmp_path, wheel):
+    """A fresh venv with the base install only (offline): no torch, and the rig side works."""
     venv = tmp_path / "rig-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(ROOT)], check=True, timeout=600
-    )
+    python = rig_venv(venv, wheel, set())
     script = tmp_path / "rig.py"
     script.write_text(
         "import importlib.util, subprocess, sys\n"

@@ -1,0 +1,130 @@
+"""What a session stored: its images (lossless, or as thumbnails), the best image so far,
+a montage of each generation's best, and the whole HDF5 file.
+
+Everything that touches the file runs through ``manager.read`` (on the session's I/O thread
+while it writes, read-only once it is closed), and images are encoded off the event loop.
+An image that is not stored answers 404 NotFound, like a session that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
+
+from protocol.errors import NotFound
+from server.engine.pictures import montage
+from server.http.deps import Manager, SessionId
+from server.http.errors import documented
+from server.http.images import binary, encode, image_response, respond
+from server.sessions.manager import SessionManager
+from server.storage.session_file import SessionFile
+
+router = APIRouter(prefix="/api/sessions/{session_id}", tags=["files"])
+
+T = TypeVar("T")
+#: 404: unknown session, image not stored, nothing scored yet; 422: a parameter that is
+#: not a number (declared so FastAPI does not list a validation body this API never sends).
+IMAGE = {**binary("image/png"), **documented(404, 422)}
+THUMBNAIL = {**binary("image/jpeg"), **documented(404, 422)}
+
+
+async def _stored_image(
+    manager: SessionManager, session_id: str, generation: int, position: int
+) -> np.ndarray:
+    """Image ``position`` of ``generation`` (NotFound if that generation or image is not
+    stored)."""
+    return await manager.read(session_id, lambda store: store.read_image(generation, position))
+
+
+async def _scored(
+    manager: SessionManager, session_id: str, read: Callable[[SessionFile], T | None]
+) -> T:
+    """``read(store)``, which finds scored images, or NotFound if it finds none."""
+    found = await manager.read(session_id, read)
+    if not found:
+        raise NotFound(f"session {session_id} has no scored image yet")
+    return found
+
+
+@router.get(
+    "/generations/{generation}/images/{position}.png", response_class=Response, responses=IMAGE
+)
+async def image(
+    manager: Manager, session_id: SessionId, generation: int, position: int
+) -> Response:
+    """An image exactly as the generator made it (lossless)."""
+    found = await _stored_image(manager, session_id, generation, position)
+    return await respond(found, cache=True)
+
+
+@router.get(
+    "/generations/{generation}/thumbnails/{position}.jpg",
+    response_class=Response,
+    responses=THUMBNAIL,
+)
+async def thumbnail(
+    manager: Manager,
+    session_id: SessionId,
+    generation: int,
+    position: int,
+    size: Annotated[int, Query(ge=16, le=1024, description="side in px")] = 112,
+) -> Response:
+    """A small JPEG of an image, for overviews such as the dashboard's."""
+    found = await _stored_image(manager, session_id, generation, position)
+    return await respond(found, size, "jpeg", cache=True)
+
+
+@router.get("/best.png", response_class=Response, responses=IMAGE)
+async def best(manager: Manager, session_id: SessionId) -> Response:
+    """The best-scored image so far (changes as the session runs: not cached)."""
+    _, _, picture = await _scored(manager, session_id, SessionFile.best)
+    return await respond(picture)
+
+
+@router.get("/montage.png", response_class=Response, responses=IMAGE)
+async def montage_png(manager: Manager, session_id: SessionId) -> Response:
+    """The best image of every generation, captioned with generation and score."""
+    rows = await _scored(manager, session_id, SessionFile.best_per_generation)
+    labels = [f"gen {g}: {score:.1f}" for g, score, _ in rows]
+
+    def draw() -> bytes:  # composing the montage is as slow as encoding it
+        return encode(montage([picture for _, _, picture in rows], labels))
+
+    return image_response(await asyncio.to_thread(draw))
+
+
+@router.get(
+    "/data",
+    response_class=FileResponse,
+    responses={**binary("application/x-hdf5"), **documented(404, 422)},
+)
+async def data(manager: Manager, session_id: SessionId) -> FileResponse:
+    """The session's HDF5 file, copied between writes so the download is consistent."""
+    folder = Path(tempfile.mkdtemp(prefix="xdream-download-"))
+    copy = folder / f"{session_id}.h5"
+
+    def snapshot(store: SessionFile) -> None:
+        if store.is_open:
+            store.flush()
+        shutil.copyfile(store.path, copy)
+
+    try:
+        await manager.read(session_id, snapshot)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        copy,
+        media_type="application/x-hdf5",
+        filename=copy.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )

@@ -1,0 +1,31 @@
+"""The live stream the dashboard listens to (the machinery is in ``server/http/live.py``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from server.http import live
+from server.http.deps import Clients, Manager
+from server.http.errors import documented
+
+router = APIRouter(prefix="/api", tags=["live"])
+
+
+@router.get(
+    "/live",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **documented(404, 422)},
+)
+async def live_updates(
+    manager: Manager, clients: Clients, session: str | None = None
+) -> StreamingResponse:
+    """Server-sent events: the sessions, the connected clients and, with ``session`` (one
+    of this run's), that session's progress; pushed on every change."""
+    watched = manager.get(session) if session is not None else None
+    view = live.View(manager, clients, watched)
+    return StreamingResponse(
+        live.stream(manager.changes, view.snapshot),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,76 @@
+"""Sessions: create them, list them (this run's and past ones), read one, and control it.
+
+Summaries are built by the session layer (``Session.summary()``, shared with the live
+stream); the response models check and document them, and ``exclude_unset`` keeps each
+answer's keys exactly those the session layer gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter
+
+from server.http.deps import Manager, SessionId
+from server.http.errors import documented
+from server.http.schemas import SessionDetail, SessionList, SessionSummary
+from server.sessions.config import SessionConfig
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+
+Action = Literal["start", "pause", "resume", "stop"]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=SessionSummary,
+    response_model_exclude_unset=True,
+    responses=documented(413, 422),
+)
+async def create_session(manager: Manager, config: SessionConfig) -> dict[str, Any]:
+    """A new session, in state ``created``: its generator is built, nothing is shown yet."""
+    session = await manager.create(config)
+    return session.summary()
+
+
+@router.get("", response_model=SessionList, response_model_exclude_unset=True)
+async def list_sessions(manager: Manager) -> dict[str, Any]:
+    """This run's sessions, and past sessions' files in the data folder (newest first)."""
+    return {
+        "sessions": [s.summary() for s in manager.sessions.values()],
+        "past": await asyncio.to_thread(manager.past),  # opens every file: off the loop
+    }
+
+
+@router.get(
+    "/{session_id}",
+    response_model=SessionDetail,
+    response_model_exclude_unset=True,
+    responses=documented(404, 422),
+)
+async def get_session(manager: Manager, session_id: SessionId) -> dict[str, Any]:
+    """A session of this run or a past one: summary, config and per-generation history."""
+    session = await manager.lookup(session_id)
+    return {
+        **session.summary(),
+        "config": session.config.model_dump(mode="json"),
+        "history": session.history.as_json(),
+        "warnings": list(session.warnings),
+    }
+
+
+# Matches any POST /api/sessions/{id}/{word}: create_app includes the ingest router first,
+# so .../responses and .../presented reach their own routes.
+@router.post(
+    "/{session_id}/{action}",
+    response_model=SessionSummary,
+    response_model_exclude_unset=True,
+    responses=documented(404, 409, 422),
+)
+async def control(manager: Manager, session_id: SessionId, action: Action) -> dict[str, Any]:
+    """Start, pause (after the generation in flight), resume or stop (abort) a session."""
+    session = manager.get(session_id)
+    await getattr(session, action)()
+    return session.summary()

@@ -1,0 +1,172 @@
+"""What the HTTP API answers, as pydantic models, so ``/openapi.json`` describes real bodies
+(and a client generator gets real types) instead of ``{}`` for every route.
+
+The routes still build plain dicts (``Session.summary()`` and friends are shared with the
+live stream); these models check and document them. They are deliberately permissive:
+values that can be missing are optional, and unknown keys pass through (``extra="allow"``),
+so a valid answer never fails validation when the session layer adds a key. Routes that
+return summaries use ``response_model_exclude_unset`` so a key the dict lacks (``created``
+on a live session) stays absent rather than appearing as ``null``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from server.sessions.config import SessionConfig
+
+
+class Answer(BaseModel):
+    """Base of every answer: extra keys are kept, not rejected or dropped."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# -- errors ------------------------------------------------------------------------------------
+class ErrorBody(Answer):
+    """Every 4xx answer: the error code of PROTOCOL.md ("Error codes") and a message;
+    ``fields`` (setting name, or "" for the whole form) when settings are to blame."""
+
+    code: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+# -- sessions ----------------------------------------------------------------------------------
+class CurrentGeneration(Answer):
+    """The generation in flight: its block and how far its presentations and responses are."""
+
+    generation: int
+    block: int
+    acknowledged: bool
+    stimuli: int
+    presented: int
+    responses: int
+    responses_wanted: int
+    missing: int
+
+
+class SessionBase(Answer):
+    """The keys a session summary and a session detail share (``Session.summary()``,
+    ``StoredSession.summary()``)."""
+
+    id: str
+    name: str = ""
+    #: created, running, paused, finished or aborted (a string, or a str enum).
+    state: str
+    rig: str | None = None
+    generations_done: int = 0
+    best_score: float | None = None
+    generations: int | None = None
+    population: int | None = None
+    generator: str | None = None
+    optimizer: str | None = None
+    #: None in files from before the device was recorded.
+    device: str | None = None
+    current: CurrentGeneration | None = None
+    failure: str | None = None
+    data_file: str | None = None
+    #: Creation time (Unix seconds); given for past sessions only.
+    created: float | None = None
+
+
+class SessionSummary(SessionBase):
+    """One session in a list, or the answer to creating or controlling one."""
+
+    #: How many warnings the session has raised so far.
+    warnings: int = 0
+
+
+class LoopLatency(Answer):
+    """Seconds from a generation's last response to the next generation leaving the server."""
+
+    last: float | None = None
+    median: float | None = None
+
+
+class SessionHistory(Answer):
+    """Per-generation numbers from generation ``start`` on (``History.as_json``); None
+    where a generation had no valid score."""
+
+    start: int = 0
+    max: list[float | None] = []
+    mean: list[float | None] = []
+    reference_mean: list[float | None] = []
+    #: The evolved images' scores in the last complete generation.
+    last_scores: list[float | None] = []
+    loop_latency_s: LoopLatency = LoopLatency()
+
+
+class SessionWarning(Answer):
+    """Something the operator should see (a block re-presented, a presenter lost, ...)."""
+
+    seq: int
+    time: float
+    generation: int
+    kind: str
+    message: str
+
+
+class SessionDetail(SessionBase):
+    """One session with its settings, history and recent warnings."""
+
+    config: SessionConfig
+    history: SessionHistory
+    warnings: list[SessionWarning] = []
+
+
+class PastSession(Answer):
+    """A session file this server run does not hold (``list_stored``)."""
+
+    id: str
+    name: str = ""
+    state: str
+    created: float
+    generator: str | None = None
+    data_file: str
+
+
+class SessionList(Answer):
+    """This run's sessions, and the past ones in the data folder (newest first)."""
+
+    sessions: list[SessionSummary]
+    past: list[PastSession]
+
+
+class Accepted(Answer):
+    """How many of the posted presentations were new."""
+
+    accepted: int
+
+
+# -- the server --------------------------------------------------------------------------------
+class Health(Answer):
+    """Whether the server answers, how many sessions it holds and where they compute."""
+
+    status: str
+    sessions: int
+    device: str
+
+
+class GeneratorOption(Answer):
+    """A generator and whether it can be built now (its weights are installed)."""
+
+    name: str
+    available: bool
+    default: bool
+
+
+class OptimizerOption(Answer):
+    """An optimizer, with the first line of its documentation."""
+
+    name: str
+    description: str
+    default: bool
+
+
+class Options(Answer):
+    """What the new-session form offers, and every setting's default."""
+
+    generators: list[GeneratorOption]
+    optimizers: list[OptimizerOption]
+    defaults: SessionConfig
