@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install browser
+.PHONY: demo test test-fast lint install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/xdream demo --generations 30 --json --data out/demo-$$(date +%Y%m%d-%H%M%S)
 
+# ruff, and mypy on protocol, rig_clients, server, simulator and xdream (pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Debian's chromium for the dashboard's browser test (Playwright drives it; it downloads no
 # browser of its own). Installed only when missing; XDREAM_CHROMIUM=PATH uses another binary.
@@ -38,3 +40,7 @@ browser:
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# Quick iteration: lint, then every test but the slow ones (no browser, no ConvNet loops).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"

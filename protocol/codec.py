@@ -94,7 +94,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
         "content": message.content.model_dump(mode="json"),
         "buffers": [{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays],
     }
-    return [msgpack.packb(header, use_bin_type=True), *(memoryview(a).cast("B") for a in arrays)]
+    return [msgpack.packb(header, use_bin_type=True), *(a.data.cast("B") for a in arrays)]
 
 
 def _first_error(exc: ValidationError) -> str:

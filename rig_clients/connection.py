@@ -89,10 +89,10 @@ class Connection:
             self._send(hello)
             wait = min(max(self.liveness * self.heartbeat_s, delay), deadline - self._clock())
             reply = self._wait_for(lambda m: isinstance(m.content, Welcome), wait)
-            if reply is not None:
+            if reply is not None and isinstance(reply.content, Welcome):
                 self.welcome = reply.content
-                self.heartbeat_s = self.welcome.heartbeat_s
-                return self.welcome
+                self.heartbeat_s = reply.content.heartbeat_s
+                return reply.content
             if self._clock() >= deadline:
                 self._close_socket()
                 raise ServerUnavailable(f"no welcome from {self.endpoint} in {timeout_s:.0f} s")

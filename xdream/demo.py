@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from protocol.errors import XDreamError
@@ -106,7 +107,7 @@ def run(config: DemoConfig) -> dict[str, Any]:
         if config.generations is None:  # the full budget ran: keep serving until Ctrl-C
             await asyncio.Event().wait()
 
-    asyncio.run(serve(ServerSettings(zmq=config.zmq, http=config.http, data=data), job))
+    asyncio.run(serve(ServerSettings(zmq=config.zmq, http=config.http, data=Path(data)), job))
     return result
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from protocol.errors import ConfigError
-from server.engine.generators import Generator
 from server.engine.optimizers import Optimizer
 
 
@@ -40,6 +40,20 @@ class GenerationResult:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class ImageSource(Protocol):
+    """What the engine needs of a generator: a generator, or a shared one from the pool."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def code_dim(self) -> int: ...
+    @property
+    def image_size(self) -> int: ...
+    @property
+    def device(self) -> torch.device: ...
+    def generate(self, codes: np.ndarray) -> np.ndarray: ...
+
+
 class GenerationSink(Protocol):
     """Where completed generations and the optimizer's state go (e.g. the HDF5 file)."""
 
@@ -50,7 +64,7 @@ class Engine:
     """Drives one optimizer and one generator; knows nothing about where scores come from."""
 
     def __init__(
-        self, generator: Generator, optimizer: Optimizer, sink: GenerationSink | None = None
+        self, generator: ImageSource, optimizer: Optimizer, sink: GenerationSink | None = None
     ) -> None:
         if optimizer.dim != generator.code_dim:
             raise ConfigError(

@@ -19,6 +19,7 @@ from protocol.errors import ConfigError, XDreamError
 from server.engine.device import resolve_device
 from server.engine.generators import Generator, default_generator, make_generator
 from server.engine.generators.deepsim import VARIANTS as DEEPSIM_VARIANTS
+from server.engine.loop import ImageSource
 from server.engine.optimizers import DEFAULT_OPTIMIZER, Optimizer, make_optimizer
 
 #: Budget in images when a run names neither budget nor generations (the paper's 3,000).
@@ -82,7 +83,7 @@ class RunPlan:
     optimizer_name: str
     generations: int
 
-    def record(self, generator: Generator) -> dict[str, Any]:
+    def record(self, generator: ImageSource) -> dict[str, Any]:
         """What a session file records about the run's parts."""
         return {
             "generator": generator.name,
@@ -96,7 +97,7 @@ class RunPlan:
 
 
 def plan_run(
-    generator: Generator,
+    generator: ImageSource,
     optimizer: str | None = None,
     seed: int = 0,
     settings: dict[str, Any] | None = None,

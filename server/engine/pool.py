@@ -18,9 +18,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any
 
 import numpy as np
+import torch
 
 from protocol.errors import ConfigError
 from server.engine.generators import Generator
@@ -106,15 +106,29 @@ class _Shared:
 
 class PooledGenerator:
     """What a session's engine holds: the shared generator's attributes, a batched
-    :meth:`generate`, and :meth:`close` to give it back."""
+    :meth:`generate`, and :meth:`close` to give it back (an
+    :class:`~server.engine.loop.ImageSource`, like the generator itself)."""
 
     def __init__(self, pool: GeneratorPool, shared: _Shared) -> None:
         self._pool = pool
         self._shared = shared
         self._closed = False
 
-    def __getattr__(self, name: str) -> Any:  # name, code_dim, image_size, device, ...
-        return getattr(self._shared.generator, name)
+    @property
+    def name(self) -> str:
+        return self._shared.generator.name
+
+    @property
+    def code_dim(self) -> int:
+        return self._shared.generator.code_dim
+
+    @property
+    def image_size(self) -> int:
+        return self._shared.generator.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self._shared.generator.device
 
     def generate(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from protocol.messages import Presentation, Response
 @dataclass
 class StimulusSlot:
     stimulus_id: str
-    kind: str  # "evolved" or "reference"
+    kind: Literal["evolved", "reference"]
     #: Row of the generation's codes (evolved) or index of the reference image.
     index: int
     responses: list[np.ndarray] = field(default_factory=list)

@@ -76,7 +76,7 @@ class SessionManager:
         generator = self.generators.acquire(choice, choice.build)
         try:
             plan = plan_run(
-                generator,  # type: ignore[arg-type]  (a pooled generator acts as one)
+                generator,
                 config.optimizer,
                 config.seed,
                 config.settings,
@@ -90,8 +90,8 @@ class SessionManager:
                     references = session_references(
                         config.reference_folder, generator.image_size, config.seed
                     )
-            record = {"config": config.model_dump(mode="json"), **plan.record(generator)}  # type: ignore[arg-type]
-            engine = Engine(generator, plan.optimizer)  # type: ignore[arg-type]
+            record = {"config": config.model_dump(mode="json"), **plan.record(generator)}
+            engine = Engine(generator, plan.optimizer)
             return _Parts(engine, generator, plan.generations, references, record)
         except BaseException:
             generator.close()

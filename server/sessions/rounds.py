@@ -64,7 +64,8 @@ class Round:
         """Make the next block, of ``stimulus_ids``, the current one; its message."""
         self.block += 1
         position = {sid: i for i, sid in enumerate(self.book.slots)}  # row in self.images
-        buffers, stimuli = [], []
+        buffers: list[np.ndarray] = []
+        stimuli: list[Stimulus] = []
         for sid in stimulus_ids:
             slot = self.book.slots[sid]
             wanted = self.book.repeats - len(slot.responses)

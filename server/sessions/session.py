@@ -210,7 +210,8 @@ class Session(RigIntake):
             self.warnings.add("error", self.done, {"message": self.failure})
             self.changes.bump()
             with contextlib.suppress(Exception):
-                await self._workers.io(self.store.log_event, "error", self.done, message=repr(exc))
+                failure, done = self.failure, self.done
+                await self._workers.io(lambda: self.store.log_event("error", done, message=failure))
 
     async def _open_round(self, proposal: Proposal) -> Round:
         config = self.config

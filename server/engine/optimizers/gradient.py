@@ -39,7 +39,8 @@ class NESSettings(AntitheticSettings):
 class _Antithetic(Optimizer):
     """Centre, radius and the +/- sampling shared by FDGD and NES."""
 
-    settings_class: type[AntitheticSettings] = AntitheticSettings
+    settings_class = AntitheticSettings
+    settings: AntitheticSettings
 
     def __init__(self, dim: int, seed: int = 0, **settings) -> None:
         super().__init__(dim, seed, **settings)
