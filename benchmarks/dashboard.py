@@ -31,10 +31,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from xdream.testing.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
+from xdream.testing.browser import CHROMIUM_ARGS, find_chromium
+from xdream.testing.servers import ROOT
 
 
 def _dashboard_url(log: Path, process: subprocess.Popen[str], timeout_s: float = 120) -> str:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,20 +34,17 @@ import h5py
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from protocol.messages import Response, Role  # noqa: E402
-from rig_clients.connection import Connection  # noqa: E402
-from rig_clients.presenter import Presenter  # noqa: E402
-from rig_clients.recorder import Recorder  # noqa: E402
-from server.engine.generators import Generator, make_generator  # noqa: E402
-from server.engine.generators.deepsim import build_network  # noqa: E402
-from server.engine.loop import Engine, run_in_process  # noqa: E402
-from server.engine.optimizers import Optimizer, make_optimizer  # noqa: E402
-from server.storage.session_file import SessionFile  # noqa: E402
-from simulator.neuron import build_neurons  # noqa: E402
-from xdream.testing.servers import Server, create_session, xdream  # noqa: E402
+from protocol.messages import Response, Role
+from rig_clients.connection import Connection
+from rig_clients.presenter import Presenter
+from rig_clients.recorder import Recorder
+from server.engine.generators import Generator, make_generator
+from server.engine.generators.deepsim import build_network
+from server.engine.loop import Engine, run_in_process
+from server.engine.optimizers import Optimizer, make_optimizer
+from server.storage.session_file import SessionFile
+from simulator.neuron import build_neurons
+from xdream.testing.servers import ROOT, Server, create_session, xdream
 
 POPULATION = 40
 #: How long the benchmark's rig takes to show a block: at once (the worst case: storing the

@@ -27,12 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from server.engine.generators import make_generator  # noqa: E402
-from server.engine.generators.deepsim import build_network  # noqa: E402
-from server.engine.pool import GeneratorPool  # noqa: E402
+from server.engine.generators import make_generator
+from server.engine.generators.deepsim import build_network
+from server.engine.pool import GeneratorPool
+from xdream.testing.servers import ROOT
 
 POPULATION = 40
 

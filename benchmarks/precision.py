@@ -29,11 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from server.engine.generators import make_generator  # noqa: E402
-from server.engine.generators.deepsim import build_network  # noqa: E402
+from server.engine.generators import make_generator
+from server.engine.generators.deepsim import build_network
+from xdream.testing.servers import ROOT
 
 BATCH = 40
 
