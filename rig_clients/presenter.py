@@ -23,6 +23,7 @@ from protocol.messages import (
     Presented,
     Stimulus,
 )
+from protocol.replies import reply
 from rig_clients.connection import Connection
 
 
@@ -63,7 +64,7 @@ class Presenter:
                 self.other.append(message)
                 continue
             ack = GenerationAck(generation=content.generation, block=content.block)
-            self.connection.send(Message(ack, session=message.session, reply_to=message.id))
+            self.connection.send(reply(message, ack))
             key = (message.session, content.generation, content.block)
             if key in self._handed_out:
                 continue

@@ -25,6 +25,7 @@ from server.engine.natural_images import reference_crops
 from server.engine.optimizers import Optimizer
 from server.engine.plan import RunPlan, choose_generator, plan_run
 from server.engine.statistics import History
+from server.sessions.states import SessionState
 from server.storage.session_file import SessionFile
 from simulator.neuron import SimulatedNeurons, build_neurons
 from simulator.noise import parse_noise
@@ -157,10 +158,10 @@ def run(
     try:
         run_in_process(engine, score, prepared.generations, on_generation)
     except BaseException:
-        store.close("aborted")
+        store.close(SessionState.aborted.value)
         raise
     seconds = time.perf_counter() - started
-    store.close("finished")
+    store.close(SessionState.finished.value)
     _write_pictures(out, prepared, history, pictures)
     numbers = history.summary()
     return {

@@ -30,8 +30,9 @@ from server.sessions.config import SessionConfig
 from server.sessions.session import Session, Transport
 from server.sessions.states import SessionState
 from server.sessions.stored import StoredSession
-from server.storage.catalog import list_stored, read_closed, resumable, stored_path
-from server.storage.session_file import ResumePoint, SessionFile
+from server.storage.catalog import list_stored, read_closed, stored_path, stored_status
+from server.storage.records import ResumePoint
+from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,10 +113,11 @@ class SessionManager:
         record = {"session_id": session_id, **parts.record}
 
         def create_file() -> SessionFile:
-            store = SessionFile(self.data_dir / f"{session_id}.h5", record, status="created")
+            path = self.data_dir / f"{session_id}.h5"
+            store = SessionFile(path, record, status=SessionState.created.value)
             if parts.references is not None:
                 store.write_references(parts.references)
-            store.log_event("created")
+            store.log_event(SessionState.created.value)
             return store
 
         try:
@@ -157,7 +159,8 @@ class SessionManager:
 
     async def _restore(self, path: Path) -> Session | None:
         def open_parts() -> tuple[SessionFile, SessionConfig, _Parts, ResumePoint, History] | None:
-            if not resumable(path):
+            status = stored_status(path)
+            if status is None or SessionState(status).final:
                 return None
             store = SessionFile.reopen(path)
             parts = None

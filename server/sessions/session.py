@@ -35,7 +35,8 @@ from server.sessions.rounds import RESEND_S, Round, open_round
 from server.sessions.states import SessionState, check_transition
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
-from server.storage.session_file import ResumePoint, SessionFile
+from server.storage.records import ResumePoint
+from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from server.storage.session_file import Event
+from server.storage.records import Event
 
 #: Warnings a session keeps for the dashboard (all events stay in the file).
 WARNINGS_KEPT = 100

@@ -36,13 +36,11 @@ def stored_path(data_dir: Path, session_id: str) -> Path:
     return path
 
 
-def resumable(path: Path) -> bool:
-    """Whether ``path`` is a session file whose session was not finished or aborted."""
+def stored_status(path: Path) -> str | None:
+    """The status a session file records, without opening it as a session (None: the file
+    is not a session file)."""
     with h5py.File(path, "r") as f:
-        return f.attrs.get("format") == FORMAT and f.attrs.get("status") not in (
-            "finished",
-            "aborted",
-        )
+        return str(f.attrs["status"]) if f.attrs.get("format") == FORMAT else None
 
 
 def list_stored(data_dir: Path, skip: set[str]) -> list[dict[str, Any]]:

@@ -31,53 +31,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from protocol.errors import ConfigError, NotFound, XDreamError
+from protocol.errors import ConfigError, NotFound
 from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
+from server.storage.records import Event, ResumePoint, SessionFileError, StoredRound
 from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
 FORMAT = "xdream-rig session 1"
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
-
-
-class SessionFileError(XDreamError, OSError):
-    """A file that cannot be opened as an xdream-rig session file (damaged, or not ours)."""
-
-
-@dataclass
-class StoredRound:
-    """What the rig had reported of one generation when the server stopped."""
-
-    presentations: list[Presentation]
-    responses: list[Response]
-    #: Blocks of the generation sent so far.
-    blocks: int
-
-
-@dataclass
-class ResumePoint:
-    """Where a session continues: ``done`` complete generations, the presentation ids the
-    rig has been answered for (responses of complete generations and late ones), and the
-    channel count the responses established (None before the first)."""
-
-    done: int
-    seen: set[str]
-    n_channels: int | None
-
-
-@dataclass
-class Event:
-    time: float
-    generation: int
-    kind: str
-    detail: dict[str, Any]
 
 
 class SessionFile:
@@ -88,7 +55,7 @@ class SessionFile:
         path: Path,
         config: dict[str, Any],
         overwrite: bool = False,
-        status: str = "running",
+        status: str = "running",  # a session state (server/sessions/states.py)
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
