@@ -117,8 +117,10 @@ class Session(RigIntake):
     # -- controls --------------------------------------------------------------------------
     async def _set_state(self, state: SessionState, **detail: Any) -> None:
         check_transition(self.id, self.state, state)
-        self.state = state
+        # The file first, then memory: whoever sees the new state (an operator, a close)
+        # finds it on disk too.
         await self._workers.io(self.store.set_status, state.value)
+        self.state = state
         self._event(state.value, self.done, **detail)
 
     async def start(self) -> None:

@@ -463,3 +463,38 @@ def test_a_resumed_session_shows_its_stored_reference_images(tmp_path):
     assert len(again) == 2
     for a, b in zip(shown, again, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_state_change_is_on_disk_before_anyone_sees_it(tmp_path):
+    """A slow disk: the session reports a new state only once its file records it, so a
+    close or an operator that reacts to the state never finds the file behind."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            write = session.store.set_status
+
+            def slow_write(status: str) -> None:
+                time.sleep(0.3)
+                write(status)
+
+            session.store.set_status = slow_write  # type: ignore[method-assign]
+            seen = []
+
+            async def watch() -> None:  # what an observer finds the moment a state shows
+                last = session.state
+                while not session.state.final:
+                    if session.state is not last:
+                        last = session.state
+                        seen.append((last.value, session.store.status))
+                    await asyncio.sleep(0.005)
+                seen.append((session.state.value, session.store.status))
+
+            watcher = asyncio.create_task(watch())
+            await session.start()
+            await answer(session, await transport.next(0))
+            await watcher
+            return seen
+
+    assert run(main()) == [("running", "running"), ("finished", "finished")]
