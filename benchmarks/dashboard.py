@@ -28,11 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
+from server.storage.catalog import read_closed
+from server.storage.session_file import SessionFile
 from xdream.testing.browser import CHROMIUM_ARGS, find_chromium
-from xdream.testing.servers import ROOT
+
+#: Where results go by default: beside this script.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _dashboard_url(log: Path, process: subprocess.Popen[str], timeout_s: float = 120) -> str:
@@ -62,13 +65,8 @@ def _chromium_cpu_s() -> float:
 
 
 def _seconds_per_generation(data_file: str) -> list[float]:
-    with h5py.File(data_file, "r") as f:
-        events = f["events"]
-        kinds = events["kind"].asstr()[()]
-        details = [json.loads(d) for d in events["detail"].asstr()[()]]
-        times = events["time"][()]
-    starts = [t for t, k, d in zip(times, kinds, details, strict=True)
-              if k == "block_sent" and d.get("block") == 0]  # fmt: skip
+    events = read_closed(Path(data_file), SessionFile.events)
+    starts = [e.time for e in events if e.kind == "block_sent" and e.detail.get("block") == 0]
     return np.diff(starts).tolist()
 
 
@@ -77,7 +75,7 @@ def run(generations: int, watch: bool, folder: Path, browser: Any) -> dict[str, 
     command = [sys.executable, "-m", "xdream", "demo", "--generations", str(generations),
                "--json", "--data", str(folder / f"data-{log.stem}")]  # fmt: skip
     with log.open("w") as err:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
         url = _dashboard_url(log, process)
         page = None
         cpu_before, started = _chromium_cpu_s(), time.monotonic()
@@ -111,7 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "dashboard.json")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 

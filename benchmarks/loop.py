@@ -30,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -42,9 +41,10 @@ from server.engine.generators import Generator, make_generator
 from server.engine.generators.deepsim import build_network
 from server.engine.loop import Engine, run_in_process
 from server.engine.optimizers import Optimizer, make_optimizer
+from server.storage.catalog import read_closed
 from server.storage.session_file import SessionFile
 from simulator.neuron import build_neurons
-from xdream.testing.servers import ROOT, Server, create_session, xdream
+from xdream.testing.servers import Server, create_session, xdream
 
 POPULATION = 40
 #: How long the benchmark's rig takes to show a block: at once (the worst case: storing the
@@ -52,6 +52,9 @@ POPULATION = 40
 #: 40 images takes ~10 s of monkey time, during which the server stores the last one).
 PRESENTATION_S = (0.0, 1.0)
 TARGET = "efficientnet-lite0:_fc:1"
+
+#: Where results go by default: beside this script.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def fc6_weights(folder: Path) -> Path:
@@ -120,19 +123,17 @@ def loop_latency(
         connection.close()
     finally:
         server.stop()
-    with h5py.File(state["data_file"], "r") as f:
-        kinds = f["events/kind"].asstr()[()]
-        details = f["events/detail"].asstr()[()]
-        timings = f["timings"][()]
-        columns = list(f["timings"].attrs["columns"])
+    events, timings = read_closed(
+        Path(state["data_file"]), lambda store: (store.events(), store.timings())
+    )
     server_side = [
-        json.loads(d)["loop_latency_s"]
-        for k, d in zip(kinds, details, strict=True)
-        if k == "block_sent" and json.loads(d).get("loop_latency_s") is not None
+        e.detail["loop_latency_s"]
+        for e in events
+        if e.kind == "block_sent" and e.detail.get("loop_latency_s") is not None
     ]
     # The server's own compute for the same step: tell (generation g) + ask and generate
     # (generation g + 1), timed in its compute thread; paired with the latency of g + 1.
-    tell, ask, gen = (timings[:, columns.index(c)] for c in ("tell_s", "ask_s", "generate_s"))
+    tell, ask, gen = (timings[c] for c in ("tell_s", "ask_s", "generate_s"))
     in_server = (tell[:-1] + ask[1:] + gen[1:]).tolist()
     return {"server_side_s": server_side, "rig_side_s": rig_side, "compute_in_server_s": in_server}
 
@@ -157,10 +158,8 @@ def throughput_in_process(weights: Path, generations: int, device: str, data: Pa
 
 def _timings(path: Path) -> dict:
     """Median seconds per generation of each timed step in a session file."""
-    with h5py.File(path, "r") as f:
-        columns = list(f["timings"].attrs["columns"])
-        rows = f["timings"][()]
-    return {f"median_{c}": float(np.median(rows[:, i])) for i, c in enumerate(columns)}
+    timings = read_closed(Path(path), SessionFile.timings)
+    return {f"median_{c}": float(np.median(values)) for c, values in timings.items()}
 
 
 def throughput_loop(weights: Path, generations: int, device: str, data: Path) -> dict:
@@ -179,10 +178,9 @@ def throughput_loop(weights: Path, generations: int, device: str, data: Path) ->
         server.stop()
     # From "start" to "finished" as logged by the server: like the in-process clock, this
     # leaves out building the generator (at session creation) and includes the first ask.
-    with h5py.File(state["data_file"], "r") as f:
-        kinds = list(f["events/kind"].asstr()[()])
-        times = f["events/time"][()]
-    seconds = times[kinds.index("finished")] - times[kinds.index("running")]
+    events = read_closed(Path(state["data_file"]), SessionFile.events)
+    when = {e.kind: e.time for e in reversed(events)}  # the first of each kind
+    seconds = when["finished"] - when["running"]
     return {"images_per_s": generations * POPULATION / seconds, **_timings(state["data_file"])}
 
 
@@ -220,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/loop.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "loop.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -30,9 +30,11 @@ import torch
 from server.engine.generators import make_generator
 from server.engine.generators.deepsim import build_network
 from server.engine.pool import GeneratorPool
-from xdream.testing.servers import ROOT
 
 POPULATION = 40
+
+#: Where results go by default: beside this script.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _together(generators: list, codes: list[np.ndarray]) -> float:
@@ -60,7 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pool.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "pool.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "fc6.pt"

@@ -31,9 +31,11 @@ import torch
 
 from server.engine.generators import make_generator
 from server.engine.generators.deepsim import build_network
-from xdream.testing.servers import ROOT
 
 BATCH = 40
+
+#: Where results go by default: beside this script.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _weights(variant: str, weights_dir: Path | None, scratch: Path) -> tuple[Path, str]:
@@ -87,7 +89,7 @@ def main() -> int:
     parser.add_argument("--weights-dir", type=Path)
     parser.add_argument("--generators", default="fc6,pool5,norm1,fourier,pixel")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/precision.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "precision.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -20,9 +20,11 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol.errors import (
+# ProtocolError and its kinds are re-exported: rig code written against 0.1 imports them here.
+from protocol.errors import (  # noqa: F401
     MalformedMessage,
     MessageTooLarge,
+    ProtocolError,
     UnknownMessageType,
     UnsupportedVersion,
 )

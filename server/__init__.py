@@ -2,16 +2,19 @@
 
 - ``server.http`` (FastAPI app, dashboard, live stream) and ``server.rig`` (ZeroMQ), wired
   together by ``server.serve``;
-- ``server.sessions``: the session state machine, rounds, response bookkeeping, statistics,
-  warnings, the manager and stored sessions;
-- ``server.engine`` (generators, optimizers, the generation loop, the generator pool) and
+- ``server.sessions``: the session state machine, rounds, response bookkeeping, warnings,
+  the manager and stored sessions;
+- ``server.engine`` (generators, optimizers, the generation loop, building a run from
+  settings, statistics, the generator pool) and
   ``server.storage`` (the HDF5 session file: the only code that touches h5py);
 - ``protocol``, shared with the rig clients.
 
 Nothing heavy is imported here; torch loads only when a generator or target is built.
 """
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
-#: The software version, from the installed package's metadata (pyproject.toml).
-__version__ = version("xdream-rig")
+try:  #: The software version, from the installed package's metadata (pyproject.toml).
+    __version__ = version("xdream-rig")
+except PackageNotFoundError:  # a checkout used from PYTHONPATH, never installed
+    __version__ = "0+unknown"

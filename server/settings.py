@@ -11,7 +11,7 @@ is never printed: it is a secret string, masked in ``repr`` and logs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,9 +53,9 @@ class ServerSettings(BaseSettings):
             self.token, source = SecretStr(text.strip()), f"token file {self.token_file}"
         if self.token is not None:
             token = self.token.get_secret_value().strip()
-            if not token:
+            if not token and self.token_file is None:  # XDREAM_TOKEN="" means no token
                 self.token = None
-            elif len(token) < MIN_TOKEN_CHARS:
+            elif len(token) < MIN_TOKEN_CHARS:  # an empty file is a mistake, not "open"
                 raise ConfigError(
                     f"the {source} holds {len(token)} characters; use at least "
                     f"{MIN_TOKEN_CHARS} (`xdream token FILE` writes a random one)"
@@ -63,6 +63,13 @@ class ServerSettings(BaseSettings):
             else:
                 self.token = SecretStr(token)
         return self
+
+    @classmethod
+    def apart_from_environment(cls, **values: Any) -> ServerSettings:
+        """Settings from ``values`` and the defaults only, for a server that is not the
+        operator's (``xdream demo``): a container's XDREAM_CURVE_* or token must not lock
+        out the demo's own simulator. No token, so nothing is left to validate."""
+        return cls.model_construct(**values)
 
     @property
     def secret_token(self) -> str | None:

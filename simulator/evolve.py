@@ -108,19 +108,19 @@ class _Pictures:
 
     def __init__(self, generations: int, montage_tiles: int = 18) -> None:
         self.true_maxima: list[float] = []
-        self.best_score = -np.inf
         self.best_image: np.ndarray | None = None
         self.montage: dict[int, np.ndarray] = {}
         picks = np.linspace(0, generations - 1, min(montage_tiles, generations))
         self._montage_at = {round(float(i)) for i in picks}
 
-    def __call__(self, result: GenerationResult) -> None:
+    def __call__(self, result: GenerationResult, new_best: bool) -> None:
+        """Keep what ``result`` adds; ``new_best``: its best score is the run's best so far."""
         scores = result.scores
         self.true_maxima.append(float(result.extra["activation"].max()))
         if (~np.isnan(scores)).any():
             best = int(np.nanargmax(scores))
-            if scores[best] > self.best_score:
-                self.best_score, self.best_image = float(scores[best]), result.images[best]
+            if new_best:
+                self.best_image = result.images[best]
             if result.index in self._montage_at:
                 self.montage[result.index] = result.images[best]
 
@@ -149,8 +149,7 @@ def run(
         return observed[:, 0], {"activation": true[:, 0]}
 
     def on_generation(result: GenerationResult) -> None:
-        history.record(result.scores)
-        pictures(result)
+        pictures(result, history.record(result.scores))
         if progress is not None:
             progress(result.index + 1, prepared.generations, history)
 
@@ -163,12 +162,11 @@ def run(
     seconds = time.perf_counter() - started
     store.close(SessionState.finished.value)
     _write_pictures(out, prepared, history, pictures)
-    numbers = history.summary()
-    return {
-        "best_score": numbers["best_score"],
+    return {  # floats as they are (NaN where no score came), as --json has always printed
+        "best_score": history.best_score,
         "best_activation": float(np.nanmax(pictures.true_maxima)),
-        "first_generation_mean": numbers["first_generation_mean"],
-        "last_generation_mean": numbers["last_generation_mean"],
+        "first_generation_mean": history.means[0],
+        "last_generation_mean": history.means[-1],
         "best_reference": prepared.reference_best,
         "images": prepared.generations * prepared.optimizer.population,
         "generations": prepared.generations,

@@ -82,7 +82,9 @@ def test_imports_point_down_or_sideways_within_a_layer(name, path):
 
 
 def test_only_storage_and_the_folder_front_end_read_hdf5():
-    readers = {name for name, path in MODULES if "h5py" in _imports(path)}
+    """Benchmarks too read session files through server.storage, not h5py."""
+    scripts = [(f"benchmarks.{p.stem}", p) for p in sorted((ROOT / "benchmarks").glob("*.py"))]
+    readers = {name for name, path in [*MODULES, *scripts] if "h5py" in _imports(path)}
     assert readers and all(
         r.startswith("server.storage") or r == "rig_clients.folder" for r in readers
     ), readers

@@ -107,7 +107,10 @@ def run(config: DemoConfig) -> dict[str, Any]:
         if config.generations is None:  # the full budget ran: keep serving until Ctrl-C
             await asyncio.Event().wait()
 
-    asyncio.run(serve(ServerSettings(zmq=config.zmq, http=config.http, data=Path(data)), job))
+    settings = ServerSettings.apart_from_environment(
+        zmq=config.zmq, http=config.http, data=Path(data)
+    )
+    asyncio.run(serve(settings, job))
     return result
 
 

@@ -40,8 +40,9 @@ class History:
             history.record(scores, reference_scores)
         return history
 
-    def record(self, scores: np.ndarray, reference_scores: np.ndarray | None = None) -> None:
-        """Add one generation's scores (NaN = missing); the references may be absent."""
+    def record(self, scores: np.ndarray, reference_scores: np.ndarray | None = None) -> bool:
+        """Add one generation's scores (NaN = missing; the references may be absent);
+        whether they hold a new best score."""
         scores = np.asarray(scores, dtype=np.float64)
         refs = np.asarray([] if reference_scores is None else reference_scores, dtype=np.float64)
         self.last_scores = scores.tolist()
@@ -50,12 +51,10 @@ class History:
         self.maxima.append(float(valid.max()) if valid.size else float("nan"))
         self.means.append(float(valid.mean()) if valid.size else float("nan"))
         self.reference_means.append(float(refs.mean()) if refs.size else float("nan"))
-        if valid.size and not valid.max() <= self.best_score:  # NaN best: the first one
+        improved = bool(valid.size) and not valid.max() <= self.best_score  # NaN: the first
+        if improved:
             self.best_score = float(valid.max())
-
-    @property
-    def generations(self) -> int:
-        return len(self.maxima)
+        return improved
 
     def median_latency(self) -> float | None:
         latency = self.loop_latency_s

@@ -79,8 +79,11 @@ class RigServer:
         """Tell the sessions about every client the link dropped."""
         while True:
             client_id = await self.link.gone.get()
-            self.sessions.on_client_lost(client_id)
-            self.sessions.changes.bump()
+            try:
+                self.sessions.on_client_lost(client_id)
+                self.sessions.changes.bump()
+            except Exception:  # a bug must not stop the next losses from being passed on
+                log.exception("passing on the loss of client %s", client_id)
 
     async def _heartbeats(self) -> None:
         while True:

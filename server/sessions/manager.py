@@ -31,7 +31,7 @@ from server.sessions.session import Session, Transport
 from server.sessions.states import SessionState
 from server.sessions.stored import StoredSession
 from server.storage.catalog import list_stored, read_closed, stored_path, stored_status
-from server.storage.records import ResumePoint
+from server.storage.records import ResumePoint, SessionFileError
 from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,9 @@ class SessionManager:
         return restored
 
     async def _restore(self, path: Path) -> Session | None:
-        def open_parts() -> tuple[SessionFile, SessionConfig, _Parts, ResumePoint, History] | None:
+        def open_parts() -> (
+            tuple[SessionFile, SessionConfig, _Parts, ResumePoint, History, str] | None
+        ):
             status = stored_status(path)
             if status is None or SessionState(status).final:
                 return None
@@ -171,7 +173,8 @@ class SessionManager:
                 store.drop_partial_generation(point.done)
                 store.log_event("server_restarted", point.done)
                 history = History.of(store.generation_scores(point.done))
-                return store, config, parts, point, history
+                session_id = str(store.config["session_id"])
+                return store, config, parts, point, history, session_id
             except BaseException:
                 store.close()
                 if parts is not None:
@@ -181,8 +184,7 @@ class SessionManager:
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, config, parts, point, history = opened
-        session_id = str(store.config["session_id"])
+        store, config, parts, point, history, session_id = opened
         session = self._add(session_id, config, parts, store, SessionState(store.status))
         session.restore(history, point)
         return session
@@ -196,7 +198,11 @@ class SessionManager:
         past one (read-only; no summary or history is read for it)."""
         if session_id in self.sessions:
             return await self.sessions[session_id].read(fn)
-        return await asyncio.to_thread(read_closed, stored_path(self.data_dir, session_id), fn)
+        path = stored_path(self.data_dir, session_id)
+        try:
+            return await asyncio.to_thread(read_closed, path, fn)
+        except SessionFileError as exc:
+            raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
     async def lookup(self, session_id: str) -> Session | StoredSession:
         """A session of this run, or else a read-only view of a past session's file."""

@@ -32,7 +32,7 @@ from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.intake import RigIntake
 from server.sessions.rounds import RESEND_S, Round, open_round
-from server.sessions.states import SessionState, check_transition
+from server.sessions.states import SessionState, check_control, check_transition
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
 from server.storage.records import ResumePoint
@@ -125,6 +125,7 @@ class Session(RigIntake):
 
     async def start(self) -> None:
         async with self._control_lock:
+            check_control(self.id, "start", self.state)
             await self._set_state(S.running)
             self._launch()
 
@@ -135,15 +136,13 @@ class Session(RigIntake):
     async def pause(self) -> None:
         """Stop proposing generations; the one in flight still collects its responses."""
         async with self._control_lock:
-            check_transition(self.id, self.state, S.paused)
-            if self.state is S.paused:
-                return
+            check_control(self.id, "pause", self.state)
             self._running.clear()
             await self._set_state(S.paused)
 
     async def resume(self) -> None:
         async with self._control_lock:
-            check_transition(self.id, self.state, S.running)
+            check_control(self.id, "resume", self.state)
             if self.failure is not None:
                 raise SessionStateError(
                     f"session {self.id} stopped on an error ({self.failure}); restart the "
@@ -156,7 +155,7 @@ class Session(RigIntake):
     async def stop(self) -> None:
         """Abort: the generation in flight is dropped (its responses stay in the file)."""
         async with self._control_lock:
-            check_transition(self.id, self.state, S.aborted)
+            check_control(self.id, "stop", self.state)
             if self._task is not None:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

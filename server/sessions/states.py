@@ -44,6 +44,23 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 }
 
 
+#: The states in which an operator's control is allowed (PROTOCOL.md, section 7). A control
+#: is checked by what it does, not only by where it leads: start and resume both lead to
+#: running, from different states.
+CONTROLS: dict[str, frozenset[SessionState]] = {
+    "start": frozenset({S.created}),
+    "pause": frozenset({S.running}),
+    "resume": frozenset({S.paused}),
+    "stop": frozenset({S.created, S.running, S.paused}),
+}
+
+
+def check_control(session_id: str, action: str, current: SessionState) -> None:
+    """Raise :class:`SessionStateError` unless ``action`` is allowed in ``current``."""
+    if current not in CONTROLS[action]:
+        raise SessionStateError(f"cannot {action} session {session_id}: it is {current}")
+
+
 def check_transition(session_id: str, current: SessionState, target: SessionState) -> None:
     """Raise :class:`SessionStateError` unless ``current`` may become ``target``."""
     if target not in TRANSITIONS[current]:

@@ -255,8 +255,8 @@ class SessionFile:
         source: str,
         late: bool = False,
     ) -> None:
-        """One row per response in ``responses`` (or, ``late``, in ``late_responses``, with
-        block -1): counts and baseline counts per channel, the rig's windows."""
+        """One row per response in ``responses`` (or, ``late``, in ``late_responses``):
+        counts and baseline counts per channel, the rig's windows."""
         n = len(responses)
         width = len(responses[0].counts)
 
@@ -267,7 +267,7 @@ class SessionFile:
             "late_responses" if late else "responses",
             {
                 "generation": np.full(n, generation, dtype=np.int32),
-                "block": np.full(n, -1 if late else block, dtype=np.int32),
+                "block": np.full(n, block, dtype=np.int32),
                 "presentation_id": [r.presentation_id for r in responses],
                 "stimulus_id": [r.stimulus_id for r in responses],
                 "counts": np.array([r.counts for r in responses], dtype=np.float64),
@@ -318,6 +318,14 @@ class SessionFile:
         ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
         return [(scores[index == g], ref_score[ref_gen == g]) for g in range(done)]
 
+    def timings(self) -> dict[str, np.ndarray]:
+        """Seconds per complete generation of each timed step (ask_s, generate_s, ...)."""
+        if "timings" not in self._file:
+            return {}
+        ds = self._file["timings"]
+        rows = ds[()]
+        return {str(c): rows[:, i] for i, c in enumerate(ds.attrs["columns"])}
+
     def events(self) -> list[Event]:
         """The session's event log, oldest first."""
         table = self.table("events", columns=("time", "generation", "kind", "detail"))
@@ -327,7 +335,7 @@ class SessionFile:
         ]
 
     def read_image(self, generation: int, position: int) -> np.ndarray:
-        """Image ``position`` of ``generation`` (ConfigError if it is not stored)."""
+        """Image ``position`` of ``generation`` (NotFound if it is not stored)."""
         g = self._file["generations"]
         if "index" not in g:
             raise NotFound(f"generation {generation} is not stored")

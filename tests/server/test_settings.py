@@ -69,3 +69,20 @@ def test_the_token_is_never_in_the_settings_repr(monkeypatch):
 def test_other_xdream_variables_are_not_settings(monkeypatch):
     monkeypatch.setenv("XDREAM_CHROMIUM", "/usr/bin/chromium")  # the browser test's, say
     assert load_settings().data == Path("data")
+
+
+def test_an_empty_token_file_is_an_error_not_an_open_server(tmp_path, monkeypatch):
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="holds 0 characters"):
+        load_settings(token_file=str(empty))
+    monkeypatch.setenv("XDREAM_TOKEN", "")  # an unset-looking variable: no token
+    assert load_settings().token is None
+
+
+def test_the_demo_server_reads_no_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDREAM_CURVE_SECRET", str(tmp_path / "server.key_secret"))
+    monkeypatch.setenv("XDREAM_DATA", str(tmp_path / "operator-data"))
+    settings = ServerSettings.apart_from_environment(data=tmp_path / "demo")
+    assert settings.data == tmp_path / "demo" and settings.curve_secret is None
+    assert settings.heartbeat_s == 1.0 and settings.token is None

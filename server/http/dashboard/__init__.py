@@ -2,7 +2,7 @@
 are by the API's own app (nothing to build, no front-end packages to fetch or pin).
 
 The page reads the same REST API as any program and is pushed updates over the
-server-sent-event stream ``/api/live`` (server/live.py).
+server-sent-event stream ``/api/live`` (server/http/live.py).
 """
 
 from __future__ import annotations

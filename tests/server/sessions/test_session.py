@@ -248,14 +248,18 @@ def test_controls_follow_the_state_machine(tmp_path):
         transport = FakeTransport()
         async with manager_in(tmp_path, transport) as manager:
             session = await manager.create(config(generations=3))
-            with pytest.raises(SessionStateError):
-                await session.pause()
+            for refused in (session.pause, session.resume):  # not before start
+                with pytest.raises(SessionStateError, match="it is created"):
+                    await refused()
             await session.start()
             with pytest.raises(SessionStateError):
                 await session.start()
             await answer(session, await transport.next(0))
             gen1 = await transport.next(1)
             await session.pause()  # the generation in flight still collects its responses
+            for refused in (session.start, session.pause):  # start is not resume
+                with pytest.raises(SessionStateError, match="it is paused"):
+                    await refused()
             await answer(session, gen1)
             await asyncio.sleep(0.3)
             assert len(transport.sent) == 2 and session.done == 2  # nothing new while paused
@@ -480,21 +484,60 @@ def test_a_state_change_is_on_disk_before_anyone_sees_it(tmp_path):
                 write(status)
 
             session.store.set_status = slow_write  # type: ignore[method-assign]
+            close = session.close
+
+            async def keep_open() -> None:  # so the watcher can read the file at the end
+                pass
+
+            session.close = keep_open  # type: ignore[method-assign]
             seen = []
 
             async def watch() -> None:  # what an observer finds the moment a state shows
                 last = session.state
-                while not session.state.final:
+                while not last.final:
+                    await asyncio.sleep(0.005)
                     if session.state is not last:
                         last = session.state
                         seen.append((last.value, session.store.status))
-                    await asyncio.sleep(0.005)
-                seen.append((session.state.value, session.store.status))
 
             watcher = asyncio.create_task(watch())
             await session.start()
             await answer(session, await transport.next(0))
             await watcher
+            await close()
             return seen
 
     assert run(main()) == [("running", "running"), ("finished", "finished")]
+
+
+def test_a_failed_generation_pauses_the_session_logs_why_and_refuses_to_go_on(tmp_path):
+    """A bug or a full disk in the middle of a generation: the session pauses in memory
+    (its file still says running, so a restart resumes it), the error is in the file's
+    event log and among the warnings, and neither resume nor start continues it."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=3))
+
+            def broken(*args, **kwargs):
+                raise OSError(28, "No space left on device")
+
+            session.engine.complete = broken  # type: ignore[method-assign]
+            await session.start()
+            await answer(session, await transport.next(0))
+            await wait_state(session, "paused")
+            assert "No space left" in (session.failure or "")
+            assert [w["kind"] for w in session.warnings] == ["error"]
+            for refused in (session.resume, session.start):
+                with pytest.raises(SessionStateError):
+                    await refused()
+            assert session.state == "paused"
+            events = await session.read(lambda store: store.events())
+            status = await session.read(lambda store: store.status)
+            return events, status
+
+    events, status = run(main())
+    errors = [e for e in events if e.kind == "error"]
+    assert len(errors) == 1 and "No space left" in errors[0].detail["message"]
+    assert status == "running"  # a restart resumes it from the file

@@ -7,7 +7,13 @@ import itertools
 import pytest
 
 from protocol.errors import SessionStateError
-from server.sessions.states import TRANSITIONS, SessionState, check_transition
+from server.sessions.states import (
+    CONTROLS,
+    TRANSITIONS,
+    SessionState,
+    check_control,
+    check_transition,
+)
 
 S = SessionState
 
@@ -36,3 +42,23 @@ def test_final_states_allow_nothing_and_states_read_as_their_values():
     assert all(not TRANSITIONS[s] for s in S if s.final)
     assert f"{S.running}" == str(S.running) == "running" == S.running.value
     assert S("paused") is S.paused
+
+
+@pytest.mark.parametrize("action", ["start", "pause", "resume", "stop"])
+@pytest.mark.parametrize("current", list(S))
+def test_each_control_is_allowed_in_its_own_states_only(action, current):
+    """Checked by what it does: start and resume both lead to running, from different
+    states (a start on a paused session would run a second loop)."""
+    allowed = {"start": {S.created}, "pause": {S.running}, "resume": {S.paused},
+               "stop": {S.created, S.running, S.paused}}[action]  # fmt: skip
+    if current in allowed:
+        check_control("s1", action, current)
+        return
+    with pytest.raises(SessionStateError, match=f"cannot {action} session s1: it is {current}"):
+        check_control("s1", action, current)
+
+
+def test_every_control_leads_somewhere_its_states_may_go():
+    leads_to = {"start": S.running, "pause": S.paused, "resume": S.running, "stop": S.aborted}
+    for action, states in CONTROLS.items():
+        assert all(leads_to[action] in TRANSITIONS[state] for state in states), action
