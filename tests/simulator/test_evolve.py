@@ -83,7 +83,7 @@ def test_outputs_are_written_and_complete(finished_run):
         assert f["timings"].shape == (20, 5)
         state = read_state(f["optimizer"])
     # the stored state is complete enough to rebuild the optimizer (that its next ask() is
-    # identical to the live one's is tested in test_storage.py)
+    # identical to the live one's is tested in tests/server/engine/test_loop.py)
     opt = Optimizer.from_state_dict(state)
     assert opt.generation == 20
 

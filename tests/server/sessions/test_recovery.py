@@ -1,0 +1,206 @@
+"""When things go wrong around a session: a server restart resumes it without losing or
+repeating anything, a failed write is not acknowledged, a failed generation pauses it and
+says why, and a slow disk never shows a state the file does not have yet."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from protocol.errors import (
+    SessionStateError,
+)
+from server.sessions.manager import SessionManager
+from tests.server.sessions.doubles import (
+    FakeTransport,
+    answer,
+    config,
+    manager_in,
+    run,
+    wait_state,
+)
+
+
+def test_a_restarted_server_resumes_without_losing_or_repeating(tmp_path):
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path, transport)
+        session = await manager.create(config(generations=3))
+        await session.start()
+        await answer(session, await transport.next(0))
+        gen1 = await transport.next(1)
+        ids = [s.stimulus_id for s in gen1.content.stimuli]
+        await answer(session, gen1, only=ids[:4])  # acknowledged, then the "crash"
+        await manager.close()  # the file stays "running", as after kill -9
+        return session.id, gen1
+
+    session_id, gen1 = run(first_run())
+
+    async def second_run():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            assert await manager.restore() == [session_id]
+            session = manager.get(session_id)
+            again = await transport.next(0)
+            assert again.content.generation == 1
+            ids = [s.stimulus_id for s in gen1.content.stimuli]
+            assert [s.stimulus_id for s in again.content.stimuli] == ids[4:]
+            for a, b in zip(again.buffers, gen1.buffers[4:], strict=True):
+                np.testing.assert_array_equal(a, b)  # the same images, re-derived
+            await answer(session, again)
+            await answer(session, await transport.next(1))
+            await wait_state(session, "finished")
+            return session.store.path
+
+    with h5py.File(run(second_run()), "r") as f:
+        assert np.bincount(f["generations/index"][()]).tolist() == [6, 6, 6]
+        assert len(f["responses/presentation_id"]) == 18
+        assert "server_restarted" in list(f["events/kind"].asstr()[()])
+
+
+def test_a_failed_write_is_not_acknowledged_and_the_resend_counts(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            block = await transport.next(0)
+            real = session.store.append_rows
+            calls = []
+
+            def full_disk(table, columns):
+                calls.append(table)
+                if calls.count("responses") == 1 and table == "responses":
+                    raise OSError("No space left on device")
+                return real(table, columns)
+
+            session.store.append_rows = full_disk
+            with pytest.raises(OSError):
+                await answer(session, block)
+            ack = await answer(session, block)  # the rig resends: taken, not a duplicate
+            assert (ack.accepted, ack.duplicates) == (6, 0)
+            await wait_state(session, "finished")
+
+    run(main())
+
+
+def test_a_resumed_session_shows_its_stored_reference_images(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(photos / name)
+    cfg = config(references_per_generation=2, reference_folder=str(photos), generations=2)
+
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path / "data", transport)
+        session = await manager.create(cfg)
+        await session.start()
+        block = await transport.next(0)
+        await manager.close()
+        return [
+            b
+            for s, b in zip(block.content.stimuli, block.buffers, strict=True)
+            if s.kind == "reference"
+        ]
+
+    shown = run(first_run())
+    for name in ("a.png", "b.png"):  # the folder changes after the session was created
+        Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(photos / name)
+
+    async def second_run():
+        transport = FakeTransport()
+        async with manager_in(tmp_path / "data", transport) as manager:
+            await manager.restore()
+            block = await transport.next(0)
+            return [
+                b
+                for s, b in zip(block.content.stimuli, block.buffers, strict=True)
+                if s.kind == "reference"
+            ]
+
+    again = run(second_run())
+    assert len(again) == 2
+    for a, b in zip(shown, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_state_change_is_on_disk_before_anyone_sees_it(tmp_path):
+    """A slow disk: the session reports a new state only once its file records it, so a
+    close or an operator that reacts to the state never finds the file behind."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            write = session.store.set_status
+
+            def slow_write(status: str) -> None:
+                time.sleep(0.3)
+                write(status)
+
+            session.store.set_status = slow_write  # type: ignore[method-assign]
+            close = session.close
+
+            async def keep_open() -> None:  # so the watcher can read the file at the end
+                pass
+
+            session.close = keep_open  # type: ignore[method-assign]
+            seen = []
+
+            async def watch() -> None:  # what an observer finds the moment a state shows
+                last = session.state
+                while not last.final:
+                    await asyncio.sleep(0.005)
+                    if session.state is not last:
+                        last = session.state
+                        seen.append((last.value, session.store.status))
+
+            watcher = asyncio.create_task(watch())
+            await session.start()
+            await answer(session, await transport.next(0))
+            await watcher
+            await close()
+            return seen
+
+    assert run(main()) == [("running", "running"), ("finished", "finished")]
+
+
+def test_a_failed_generation_pauses_the_session_logs_why_and_refuses_to_go_on(tmp_path):
+    """A bug or a full disk in the middle of a generation: the session pauses in memory
+    (its file still says running, so a restart resumes it), the error is in the file's
+    event log and among the warnings, and neither resume nor start continues it."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=3))
+
+            def broken(*args, **kwargs):
+                raise OSError(28, "No space left on device")
+
+            session.engine.complete = broken  # type: ignore[method-assign]
+            await session.start()
+            await answer(session, await transport.next(0))
+            await wait_state(session, "paused")
+            assert "No space left" in (session.failure or "")
+            assert [w["kind"] for w in session.warnings] == ["error"]
+            for refused in (session.resume, session.start):
+                with pytest.raises(SessionStateError):
+                    await refused()
+            assert session.state == "paused"
+            events = await session.read(lambda store: store.events())
+            status = await session.read(lambda store: store.status)
+            return events, status
+
+    events, status = run(main())
+    errors = [e for e in events if e.kind == "error"]
+    assert len(errors) == 1 and "No space left" in errors[0].detail["message"]
+    assert status == "running"  # a restart resumes it from the file
