@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from server.engine.optimizers import Optimizer
-from server.storage.session_file import read_state
+from server.storage.tables import read_state
 
 pytestmark = pytest.mark.slow
 
