@@ -12,7 +12,8 @@ from protocol.errors import ConfigError
 from server.engine.generators import make_generator
 from server.engine.loop import Engine, run_in_process
 from server.engine.optimizers import Optimizer, make_optimizer
-from server.storage.session_file import SessionFile, read_state
+from server.storage.session_file import SessionFile
+from server.storage.tables import read_state
 
 
 @pytest.fixture
