@@ -124,6 +124,8 @@ class PastSession(Answer):
     created: float
     generator: str | None = None
     data_file: str
+    #: What is wrong with a file in state ``damaged`` (it stays in the data folder).
+    problem: str | None = None
 
 
 class SessionList(Answer):

@@ -64,6 +64,9 @@ class SessionManager:
         self.changes = Changes()
         #: Generators shared by sessions that use the same one, with batched calls.
         self.generators = GeneratorPool()
+        #: Session files that could not be resumed, by id, with what is wrong: listed with
+        #: the past sessions as "damaged", left in place for an expert to look at.
+        self.damaged: dict[str, str] = {}
 
     def _parts(
         self,
@@ -150,8 +153,10 @@ class SessionManager:
         for path in sorted(self.data_dir.glob("*.h5")):
             try:
                 session = await self._restore(path)
-            except (XDreamError, OSError, KeyError, ValueError) as exc:
+            except Exception as exc:  # whatever is wrong with one file, the others resume
                 log.error("cannot resume %s: %s", path, exc)
+                self.damaged[path.stem] = f"cannot be resumed: {exc}"
+                self.changes.bump()
                 continue
             if session is not None:
                 restored.append(session.id)
@@ -167,6 +172,10 @@ class SessionManager:
             store = SessionFile.reopen(path)
             parts = None
             try:
+                cut = store.repair()
+                if cut:
+                    log.warning("repaired %s: %s", path.name, "; ".join(cut))
+                    store.log_event("repaired", cut=cut)
                 config = SessionConfig.model_validate(store.config["config"])
                 point = store.resume_point()
                 parts = self._parts(config, store.optimizer_state(), store.references())
@@ -191,7 +200,7 @@ class SessionManager:
 
     def past(self) -> list[dict[str, Any]]:
         """Session files in the data directory that this server run does not hold."""
-        return list_stored(self.data_dir, set(self.sessions))
+        return list_stored(self.data_dir, set(self.sessions), self.damaged)
 
     async def read(self, session_id: str, fn: Callable[[SessionFile], T]) -> T:
         """``fn(store)`` on the file of a session of this run (on its I/O thread) or of a

@@ -43,9 +43,16 @@ def stored_status(path: Path) -> str | None:
         return str(f.attrs["status"]) if f.attrs.get("format") == FORMAT else None
 
 
-def list_stored(data_dir: Path, skip: set[str]) -> list[dict[str, Any]]:
+def list_stored(
+    data_dir: Path, skip: set[str], damaged: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Id, name, state, creation time and data file of each session file not in ``skip``
-    (from the file's attributes only, so a long list stays quick), newest first."""
+    (from the file's attributes only, so a long list stays quick), newest first.
+
+    A file that cannot be read, or one named in ``damaged`` (id -> what is wrong), is
+    listed in state ``damaged`` with its ``problem``, so that it is never silently lost
+    nor shown as a session that still runs. Files of other programs are left out."""
+    damaged = damaged or {}
     out = []
     for path in data_dir.glob("*.h5"):
         if path.stem in skip or not SESSION_ID.fullmatch(path.stem):  # cannot be opened
@@ -55,16 +62,19 @@ def list_stored(data_dir: Path, skip: set[str]) -> list[dict[str, Any]]:
                 if f.attrs.get("format") != FORMAT:
                     continue
                 record = json.loads(f.attrs["config"])
-                out.append(
-                    {
-                        "id": path.stem,
-                        "name": record.get("config", {}).get("name", ""),
-                        "state": str(f.attrs["status"]),
-                        "created": float(f.attrs["created"]),
-                        "generator": record.get("generator"),
-                        "data_file": str(path),
-                    }
-                )
-        except (OSError, KeyError, ValueError):  # not ours, or damaged: not listed
-            continue
+                item = {
+                    "id": path.stem,
+                    "name": record.get("config", {}).get("name", ""),
+                    "state": str(f.attrs["status"]),
+                    "created": float(f.attrs["created"]),
+                    "generator": record.get("generator"),
+                    "data_file": str(path),
+                }
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            item = {"id": path.stem, "name": "", "created": path.stat().st_mtime,
+                    "generator": None, "data_file": str(path)}  # fmt: skip
+            damaged = {**damaged, path.stem: damaged.get(path.stem, f"cannot be read: {exc}")}
+        if path.stem in damaged:
+            item.update(state="damaged", problem=damaged[path.stem])
+        out.append(item)
     return sorted(out, key=lambda item: -item["created"])

@@ -44,6 +44,10 @@ from server.storage.records import Event, ResumePoint, SessionFileError, StoredR
 from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
 FORMAT = "xdream-rig session 1"
+#: Datasets up to this size are read whole to check them; larger ones at both ends.
+CHECK_WHOLE_BYTES = 16 << 20
+#: Tables of one row per thing the rig reported or the session did.
+ROW_TABLES = ("presentations", "responses", "late_responses", "events")
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
 
 
@@ -113,6 +117,50 @@ class SessionFile:
         """Complete generations: those the saved optimizer state has been told about."""
         state = self.optimizer_state()
         return 0 if state is None else int(state["generation"])
+
+    def repair(self) -> list[str]:
+        """Make a file that a crash left mid-write consistent again; what was cut.
+
+        Rows are appended one column at a time, so a kill between two columns leaves a
+        table's columns of different lengths. A row is acknowledged only once all its
+        columns are flushed, so cutting every column to the shortest loses nothing that
+        was acknowledged. A dataset that cannot be read at all is beyond repair here:
+        :class:`SessionFileError` names it.
+        """
+        cut = []
+        for name in (*ROW_TABLES, "generations", "references"):
+            group = self._file.get(name)
+            if group is None:
+                continue
+            columns = {k: ds for k, ds in group.items() if (name, k) != ("references", "images")}
+            for key, ds in group.items():
+                self._check_readable(f"{name}/{key}", ds)
+            lengths = {ds.shape[0] for ds in columns.values()}
+            if len(lengths) > 1:
+                keep = min(lengths)
+                for key, ds in columns.items():
+                    if ds.shape[0] > keep:
+                        cut.append(f"{name}/{key}: {ds.shape[0]} -> {keep} rows")
+                        ds.resize(keep, axis=0)
+        for name in ("timings", "optimizer"):
+            if name in self._file:
+                item = self._file[name]
+                datasets = item.values() if isinstance(item, h5py.Group) else [item]
+                for ds in datasets:
+                    self._check_readable(ds.name, ds)
+        if cut:
+            self._touch_and_flush()
+        return cut
+
+    def _check_readable(self, where: str, ds: h5py.Dataset) -> None:
+        """Read ``ds``: whole, or its first and last rows if it is large (images, codes)."""
+        try:
+            if ds.ndim and ds.shape[0] and ds.size * ds.dtype.itemsize > CHECK_WHOLE_BYTES:
+                _ = ds[0], ds[-1]
+            else:
+                _ = ds[()]
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise SessionFileError(f"{self.path.name}: {where} cannot be read ({exc})") from None
 
     def drop_partial_generation(self, done: int) -> None:
         """Remove rows a crash left of generation ``done`` (written before its optimizer

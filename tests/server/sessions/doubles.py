@@ -91,3 +91,23 @@ async def wait_state(session, state: str, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while session.state != state:
             await asyncio.sleep(0.01)
+
+
+def crashed_sessions(tmp_path, sessions: int = 1) -> list[str]:
+    """Sessions that answered generation 0 and half of generation 1, then a "kill -9"."""
+
+    async def first_run():
+        ids = []
+        for _ in range(sessions):  # a manager each: the fake transport counts one session
+            transport = FakeTransport()
+            manager = SessionManager(tmp_path, transport)
+            session = await manager.create(config(generations=3))
+            await session.start()
+            await answer(session, await transport.next(0))
+            gen1 = await transport.next(1)
+            await answer(session, gen1, only=[s.stimulus_id for s in gen1.content.stimuli][:3])
+            ids.append(session.id)
+            await manager.close()  # the file stays "running", as after kill -9
+        return ids
+
+    return run(first_run())

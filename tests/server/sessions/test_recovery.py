@@ -19,6 +19,7 @@ from tests.server.sessions.doubles import (
     FakeTransport,
     answer,
     config,
+    crashed_sessions,
     manager_in,
     run,
     wait_state,
@@ -204,3 +205,56 @@ def test_a_failed_generation_pauses_the_session_logs_why_and_refuses_to_go_on(tm
     errors = [e for e in events if e.kind == "error"]
     assert len(errors) == 1 and "No space left" in errors[0].detail["message"]
     assert status == "running"  # a restart resumes it from the file
+
+
+def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
+    """A kill between the columns of one append leaves some columns longer: the restart
+    cuts them back to the rows that were acknowledged and carries on."""
+    (session_id,) = crashed_sessions(tmp_path)
+    path = tmp_path / f"{session_id}.h5"
+    with h5py.File(path, "r+") as f:
+        acknowledged = f["responses/presentation_id"].asstr()[()].tolist()
+        for name, extra in (("responses/generation", 22), ("events/time", 1)):
+            ds = f[name]
+            ds.resize(ds.shape[0] + extra, axis=0)  # as if killed after this column
+
+    async def second_run():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            assert await manager.restore() == [session_id] and manager.damaged == {}
+            session = manager.get(session_id)
+            again = await transport.next(0)
+            assert again.content.generation == 1 and len(again.content.stimuli) == 3
+            await answer(session, again)
+            await answer(session, await transport.next(1))
+            await wait_state(session, "finished")
+            return await session.read(lambda store: (store.table("responses"), store.events()))
+
+    responses, events = run(second_run())
+    lengths = {len(column) for column in responses.values()}
+    assert lengths == {18}  # 6 per generation, each once
+    assert responses["presentation_id"].tolist()[: len(acknowledged)] == acknowledged
+    (repaired,) = [e for e in events if e.kind == "repaired"]
+    n = len(acknowledged)
+    assert f"responses/generation: {n + 22} -> {n} rows" in repaired.detail["cut"]
+    assert any(c.startswith("events/time: ") for c in repaired.detail["cut"])
+
+
+def test_an_unreadable_file_is_listed_as_damaged_and_every_other_session_resumes(tmp_path):
+    good, bad = crashed_sessions(tmp_path, sessions=2)
+    torn = tmp_path / f"{bad}.h5"
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # a torn last write
+    (tmp_path / "cafe0001.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # garbage
+
+    async def second_run():
+        async with manager_in(tmp_path) as manager:
+            resumed = await manager.restore()
+            return resumed, dict(manager.damaged), manager.past()
+
+    resumed, damaged, past = run(second_run())
+    assert resumed == [good]
+    assert set(damaged) == {bad, "cafe0001"} and all(damaged.values())
+    listed = {item["id"]: item for item in past}
+    assert listed[bad]["state"] == listed["cafe0001"]["state"] == "damaged"
+    assert "cannot" in listed[bad]["problem"] and listed[bad]["data_file"] == str(torn)
+    assert torn.exists()  # left in place for an expert, never deleted

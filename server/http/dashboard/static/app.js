@@ -151,7 +151,9 @@ async function loadPast() {
 }
 
 function renderPastList() {
-  renderList($("past-list"), state.past, (s) => new Date(s.created * 1000).toLocaleString(), "None.");
+  // A damaged file says what is wrong with it instead of when it was made.
+  renderList($("past-list"), state.past,
+    (s) => s.problem || new Date(s.created * 1000).toLocaleString(), "None.");
 }
 
 function renderClients(clients) {
