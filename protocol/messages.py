@@ -18,6 +18,16 @@ PROTOCOL_VERSION = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Count = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Degrees of visual angle from the fixation point.
+Degrees = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+#: Milliseconds from stimulus onset.
+Millis = Annotated[float, Field(ge=-10_000, le=10_000, allow_inf_nan=False)]
+
+
+def _ordered(window: tuple[float, float] | None) -> tuple[float, float] | None:
+    if window is not None and not window[0] < window[1]:
+        raise ValueError(f"a window runs from its start to a later end, got {list(window)}")
+    return window
 
 
 class Content(BaseModel):
@@ -60,7 +70,7 @@ class PresentationParams(Content):
     on_ms: Annotated[float, Field(gt=0, le=10_000)] = 100.0
     off_ms: Annotated[float, Field(ge=0, le=10_000)] = 150.0
     size_deg: Annotated[float, Field(gt=0, le=180)] = 3.0
-    position_deg: tuple[float, float] = (0.0, 0.0)
+    position_deg: tuple[Degrees, Degrees] = (0.0, 0.0)
 
 
 class Stimulus(Content):
@@ -109,9 +119,11 @@ class Response(Content):
     stimulus_id: Id
     #: Spike counts in the evoked window, one per recorded channel.
     counts: Annotated[list[Count], Field(min_length=1, max_length=4096)]
-    evoked_window_ms: tuple[float, float] = (50.0, 200.0)
+    evoked_window_ms: tuple[Millis, Millis] = (50.0, 200.0)
     baseline_counts: Annotated[list[Count], Field(max_length=4096)] | None = None
-    baseline_window_ms: tuple[float, float] | None = None
+    baseline_window_ms: tuple[Millis, Millis] | None = None
+
+    _windows = field_validator("evoked_window_ms", "baseline_window_ms")(_ordered)
 
 
 class Responses(Content):

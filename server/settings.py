@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.errors import ConfigError
+from server.engine.device import DEVICE_PATTERN
 from server.http.access import MIN_TOKEN_CHARS
 
 #: The environment variable that holds the access token.
@@ -33,7 +34,7 @@ class ServerSettings(BaseSettings):
     data: Path = Path("data")
     heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: auto, cpu, cuda or cuda:N: where sessions run unless their config names a device.
-    device: str = "auto"
+    device: Annotated[str, Field(pattern=DEVICE_PATTERN)] = "auto"
     curve_secret: Path | None = None
     curve_clients: Path | None = None
     token_file: Path | None = None

@@ -31,6 +31,7 @@ from protocol.errors import (
     WeightsError,
     XDreamError,
 )
+from protocol.replies import MAX_ERROR_CHARS
 from server.http.schemas import ErrorBody
 
 #: HTTP status per error class; any other deliberate error is 400.
@@ -46,6 +47,8 @@ STATUS: dict[type[XDreamError], int] = {
     MessageTooLarge: 413,
 }
 DEFAULT_STATUS = 400
+#: Most fields an error answer names.
+MAX_FIELDS = 50
 
 #: What each status means in this API, for the OpenAPI description of a route.
 MEANING = {
@@ -66,10 +69,13 @@ def status_of(exc: XDreamError) -> int:
 def error_response(
     status: int, code: str, message: str, fields: dict[str, str] | None = None
 ) -> JSONResponse:
-    """An error answer; ``fields`` only when some setting is to blame."""
-    body: dict[str, Any] = {"code": code, "message": message}
+    """An error answer; ``fields`` only when some setting is to blame. Texts are cut to
+    :data:`~protocol.replies.MAX_ERROR_CHARS`, as over ZeroMQ, and at most
+    :data:`MAX_FIELDS` fields are named: a huge request never gets a huge answer."""
+    body: dict[str, Any] = {"code": code, "message": message[:MAX_ERROR_CHARS]}
     if fields:
-        body["fields"] = fields
+        named = list(fields.items())[:MAX_FIELDS]
+        body["fields"] = {name[:200]: text[:MAX_ERROR_CHARS] for name, text in named}
     return JSONResponse(body, status_code=status)
 
 

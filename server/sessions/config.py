@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from protocol.messages import PresentationParams
+from server.engine.device import DEVICE_PATTERN
+from server.engine.optimizers.base import MAX_POPULATION
 from server.engine.plan import GeneratorChoice, choose_generator
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+#: A file or folder on the server.
+ServerPath = Annotated[str, Field(min_length=1, max_length=4096)]
+#: What a name typed by an operator may be (a registry checks it further).
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+#: One channel's weight in the score: finite, and small enough that a sum cannot overflow.
+Weight = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 
 
 class SessionConfig(BaseModel):
@@ -25,27 +33,31 @@ class SessionConfig(BaseModel):
     #: ``hello.name`` of the presenter that shows this session; None = any presenter.
     rig: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     #: None = DeePSiM-fc6 when its weights are installed, else the offline default.
-    generator: str | None = None
-    weights: str | None = None
+    generator: Name | None = None
+    weights: ServerPath | None = None
     image_size: Annotated[int, Field(ge=8, le=4096)] | None = None
     #: None = the benchmark winner (``cmaes``).
-    optimizer: str | None = None
-    population: Annotated[int, Field(ge=2, le=1000)] | None = None
-    #: Further optimizer settings, e.g. ``{"sigma0": 2.0}``.
-    settings: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    optimizer: Name | None = None
+    population: Annotated[int, Field(ge=2, le=MAX_POPULATION)] | None = None
+    #: Further optimizer settings, e.g. ``{"sigma0": 2.0}``; checked by the optimizer's own
+    #: settings class when the session is created.
+    settings: Annotated[dict[Name, Any], Field(max_length=32)] = Field(default_factory=dict)
+    #: Seeds the optimizer and the reference crops (numpy takes 0 .. 2**32 - 1).
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     #: Stop after this many evolved images ...
     budget: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     #: ... or after this many generations (give one of the two; default 3,000 images).
     generations: Annotated[int, Field(ge=1, le=100_000)] | None = None
     #: Recorded channels whose counts make the score, and how: their mean, or with
     #: ``weights`` their weighted sum.
-    channels: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
-    channel_weights: list[float] | None = None
+    channels: Annotated[
+        list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)
+    ] = [0]
+    channel_weights: Annotated[list[Weight], Field(max_length=4096)] | None = None
     #: Natural reference images shown per generation (scored and logged, never optimised).
     references_per_generation: Annotated[int, Field(ge=0, le=1000)] = 0
     #: Folder of reference photos, cycled; None = scikit-image's bundled photographs.
-    reference_folder: str | None = None
+    reference_folder: ServerPath | None = None
     #: Presentations averaged per image.
     repeats: Annotated[int, Field(ge=1, le=100)] = 1
     #: Seconds without any presentation or response before missing stimuli are re-presented.
@@ -54,25 +66,44 @@ class SessionConfig(BaseModel):
     max_represent: Annotated[int, Field(ge=0, le=100)] = 3
     params: PresentationParams = PresentationParams()
     #: auto, cpu, cuda or cuda:N; None = the server's (``xdream serve --device``).
-    device: str | None = None
+    device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
     #: The generator's arithmetic: float16 or bfloat16 run it in half precision (faster on
     #: GPUs; images change by about a grey level: docs/BENCHMARKS.md, "Half precision").
     precision: Literal["float32", "float16", "bfloat16"] = "float32"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SessionConfig:
-        if self.budget is not None and self.generations is not None:
+    # Checks that involve two fields sit on the later one, so the error names a field.
+    @field_validator("generations")
+    @classmethod
+    def _one_length(cls, generations: int | None, info: ValidationInfo) -> int | None:
+        if generations is not None and info.data.get("budget") is not None:
             raise ValueError("give budget (images) or generations, not both")
-        if self.channel_weights is not None and len(self.channel_weights) != len(self.channels):
-            raise ValueError(
-                f"channel_weights has {len(self.channel_weights)} entries "
-                f"for {len(self.channels)} channels"
-            )
-        if len(set(self.channels)) != len(self.channels):
-            raise ValueError("channels must not repeat")
-        if self.population is not None and "population" in self.settings:
+        return generations
+
+    @field_validator("settings")
+    @classmethod
+    def _population_once(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("population") is not None and "population" in settings:
             raise ValueError("give population once (field or settings), not both")
-        return self
+        return settings
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, channels: list[int]) -> list[int]:
+        if len(set(channels)) != len(channels):
+            raise ValueError("channels must not repeat")
+        return channels
+
+    @field_validator("channel_weights")
+    @classmethod
+    def _weight_per_channel(
+        cls, weights: list[float] | None, info: ValidationInfo
+    ) -> list[float] | None:
+        channels = info.data.get("channels")
+        if weights is not None and channels is not None and len(weights) != len(channels):
+            raise ValueError(
+                f"channel_weights has {len(weights)} entries for {len(channels)} channels"
+            )
+        return weights
 
     def generator_choice(self, server_device: str) -> GeneratorChoice:
         """The generator these settings name, on their device or else ``server_device``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -20,6 +21,11 @@ from protocol.errors import ConfigError, XDreamError
 from server.engine.registry import Registry
 
 State = dict[str, Any]
+#: Most images per generation (a rig shows them all, each at least once, per generation).
+MAX_POPULATION = 1000
+#: Largest magnitude of any numeric setting: beyond it a step size or a count is a typo,
+#: and an overflow waiting to happen.
+MAX_SETTING = 1e7
 
 
 class OptimizerStateError(XDreamError, ValueError):
@@ -33,8 +39,18 @@ class Settings:
     population: int = 20
 
     def __post_init__(self) -> None:
-        if self.population < 2:
-            raise ConfigError(f"population must be at least 2, got {self.population}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and (not math.isfinite(value) or abs(value) > MAX_SETTING):
+                raise ConfigError(
+                    f"setting {field.name} must be a finite number of magnitude at most "
+                    f"{MAX_SETTING:g}, got {value!r}"
+                )
+        if not 2 <= self.population <= MAX_POPULATION:
+            raise ConfigError(
+                f"population must be between 2 and {MAX_POPULATION}, got {self.population}"
+            )
         self.check()
 
     def check(self) -> None:

@@ -168,7 +168,7 @@ def test_new_session_errors_name_the_field(tmp_path):
                 {"references_per_generation": 2, "reference_folder": str(tmp_path)},
                 "reference_folder",
             ),
-            ({"channels": [0, 0]}, ""),  # about the whole form
+            ({"channels": [0, 0]}, "channels"),  # a rule across fields names the later one
             ({"unknown": 1}, "unknown"),
         ]
         for config, field in cases:
