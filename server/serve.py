@@ -53,7 +53,9 @@ async def serve(settings: ServerSettings, job: Job | None = None) -> None:
             "to 127.0.0.1"
         )
     link = RigLink(settings.zmq, settings.curve_secret, settings.curve_clients)
-    manager = SessionManager(settings.data, link, settings.device)
+    manager = SessionManager(
+        settings.data, link, settings.device, settings.weights_roots, settings.reference_roots
+    )
     rig = RigServer(link, manager, settings.heartbeat_s)
     try:
         endpoint = link.bind()

@@ -3,6 +3,7 @@ overridden by what ``xdream serve`` is given on its command line.
 
 Every variable is the field's name in capitals after ``XDREAM_``: ``XDREAM_DATA``,
 ``XDREAM_ZMQ``, ``XDREAM_HTTP``, ``XDREAM_DEVICE``, ``XDREAM_HEARTBEAT_S``,
+``XDREAM_WEIGHTS_ROOTS``, ``XDREAM_REFERENCE_ROOTS`` (JSON lists),
 ``XDREAM_CURVE_SECRET``, ``XDREAM_CURVE_CLIENTS``, ``XDREAM_TOKEN_FILE`` and
 ``XDREAM_TOKEN`` (the HTTP access token itself; a token file wins over it). The token
 is never printed: it is a secret string, masked in ``repr`` and logs.
@@ -35,6 +36,11 @@ class ServerSettings(BaseSettings):
     heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: auto, cpu, cuda or cuda:N: where sessions run unless their config names a device.
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] = "auto"
+    #: The only folders a session's ``weights`` may name (default: the weights folder,
+    #: $XDREAM_WEIGHTS_DIR or the per-user one) and its ``reference_folder`` (default:
+    #: DATA/references). As variables: JSON lists, e.g. XDREAM_REFERENCE_ROOTS='["/photos"]'.
+    weights_roots: list[Path] = []
+    reference_roots: list[Path] = []
     curve_secret: Path | None = None
     curve_clients: Path | None = None
     token_file: Path | None = None

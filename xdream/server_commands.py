@@ -23,6 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
             curve_clients=args.curve_clients,
             token_file=args.token_file,
             device=args.device,
+            weights_roots=args.weights_root,
+            reference_roots=args.reference_root,
         )
     )
 
@@ -50,6 +52,20 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "--device",
         help="auto, cpu, cuda or cuda:N for sessions that name none (default: auto, the GPU "
         "when torch sees one)",
+    )
+    p.add_argument(
+        "--weights-root",
+        action="append",
+        metavar="DIR",
+        help="a folder sessions may take generator weights from (repeatable; default: the "
+        "weights folder, $XDREAM_WEIGHTS_DIR or the per-user one)",
+    )
+    p.add_argument(
+        "--reference-root",
+        action="append",
+        metavar="DIR",
+        help="a folder sessions may take reference photos from (repeatable; default: "
+        "DATA/references)",
     )
     p.add_argument("--curve-secret", help="server's CURVE secret key file (beyond loopback)")
     p.add_argument("--curve-clients", help="folder of authorised clients' public key files")

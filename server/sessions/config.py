@@ -6,10 +6,13 @@ so one list of valid names exists; this model checks shapes and ranges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from protocol.errors import ConfigError
 from protocol.messages import PresentationParams
 from server.engine.device import DEVICE_PATTERN
 from server.engine.optimizers.base import MAX_POPULATION
@@ -105,6 +108,22 @@ class SessionConfig(BaseModel):
             )
         return weights
 
+    def confined(
+        self, weights_roots: Sequence[Path], reference_roots: Sequence[Path]
+    ) -> SessionConfig:
+        """These settings with ``weights`` and ``reference_folder`` as real paths inside the
+        folders the server was started with (relative ones taken from the first). A path
+        elsewhere is refused with the same words whether it exists or not, so a request
+        learns nothing about the server's disk outside them."""
+        return self.model_copy(
+            update={
+                "weights": confine(self.weights, weights_roots, "weights", "weights-root"),
+                "reference_folder": confine(
+                    self.reference_folder, reference_roots, "reference_folder", "reference-root"
+                ),
+            }
+        )
+
     def generator_choice(self, server_device: str) -> GeneratorChoice:
         """The generator these settings name, on their device or else ``server_device``."""
         return choose_generator(
@@ -114,3 +133,21 @@ class SessionConfig(BaseModel):
             self.device or server_device,
             self.precision,
         )
+
+
+def confine(text: str | None, roots: Sequence[Path], field: str, option: str) -> str | None:
+    """``text`` as a real path inside one of ``roots`` (ConfigError naming ``field`` if not)."""
+    if text is None:
+        return None
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute() and roots:
+        candidate = roots[0] / candidate
+    real = candidate.resolve()  # "..", and symbolic links leading out, resolved away
+    if any(real.is_relative_to(root.resolve()) for root in roots):
+        return str(real)
+    allowed = ", ".join(str(root) for root in roots) or "none"
+    raise ConfigError(
+        f"{field} must be inside the folders this server serves ({allowed}; "
+        f"`xdream serve --{option} DIR` adds one)",
+        field=field,
+    )

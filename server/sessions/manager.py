@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ import numpy as np
 
 from protocol.errors import UnknownSession, XDreamError
 from server.engine.device import resolve_device
+from server.engine.generators.weights import weights_dir
 from server.engine.loop import Engine
 from server.engine.natural_images import session_references
 from server.engine.plan import blame, plan_run
@@ -43,6 +44,8 @@ class _Parts:
     """What a session is built from: its engine (with a pooled generator), its length, its
     reference images, and what its file records about them."""
 
+    #: The settings, with their paths confined to the server's folders.
+    config: SessionConfig
     engine: Engine
     generator: PooledGenerator
     generations: int
@@ -53,10 +56,21 @@ class _Parts:
 class SessionManager:
     """The sessions of one server, by id; shared by the ZeroMQ and the HTTP side."""
 
-    def __init__(self, data_dir: Path, transport: Transport, device: str = "auto") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        transport: Transport,
+        device: str = "auto",
+        weights_roots: Sequence[Path] = (),
+        reference_roots: Sequence[Path] = (),
+    ) -> None:
         #: Where sessions that name no device run (``auto``: the GPU if torch sees one).
         self.device = str(resolve_device(device))
         self.data_dir = Path(data_dir)
+        #: The only folders a session's ``weights`` and ``reference_folder`` may name:
+        #: by default the weights folder, and ``DATA/references``.
+        self.weights_roots = list(weights_roots) or [weights_dir()]
+        self.reference_roots = list(reference_roots) or [self.data_dir / "references"]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
         self.sessions: dict[str, Session] = {}
@@ -76,6 +90,7 @@ class SessionManager:
     ) -> _Parts:
         """A session's generator (from the pool), optimizer and references (blocking);
         ``state`` and ``references``: those a resumed session stored."""
+        config = config.confined(self.weights_roots, self.reference_roots)
         choice = config.generator_choice(self.device)
         generator = self.generators.acquire(choice, choice.build)
         try:
@@ -96,7 +111,7 @@ class SessionManager:
                     )
             record = {"config": config.model_dump(mode="json"), **plan.record(generator)}
             engine = Engine(generator, plan.optimizer)
-            return _Parts(engine, generator, plan.generations, references, record)
+            return _Parts(config, engine, generator, plan.generations, references, record)
         except BaseException:
             generator.close()
             raise
@@ -128,18 +143,17 @@ class SessionManager:
         except BaseException:
             parts.generator.close()
             raise
-        return self._add(session_id, config, parts, store, SessionState.created)
+        return self._add(session_id, parts, store, SessionState.created)
 
     def _add(
         self,
         session_id: str,
-        config: SessionConfig,
         parts: _Parts,
         store: SessionFile,
         state: SessionState,
     ) -> Session:
         session = Session(
-            session_id, config, parts.engine, store, parts.generations, parts.references,
+            session_id, parts.config, parts.engine, store, parts.generations, parts.references,
             self.transport, state=state, changes=Changes(self.changes),
             release=parts.generator.close,
         )  # fmt: skip
@@ -164,7 +178,7 @@ class SessionManager:
 
     async def _restore(self, path: Path) -> Session | None:
         def open_parts() -> (
-            tuple[SessionFile, SessionConfig, _Parts, ResumePoint, History, str] | None
+            tuple[SessionFile, _Parts, ResumePoint, History, str] | None
         ):
             status = stored_status(path)
             if status is None or SessionState(status).final:
@@ -183,7 +197,7 @@ class SessionManager:
                 store.log_event("server_restarted", point.done)
                 history = History.of(store.generation_scores(point.done))
                 session_id = str(store.config["session_id"])
-                return store, config, parts, point, history, session_id
+                return store, parts, point, history, session_id
             except BaseException:
                 store.close()
                 if parts is not None:
@@ -193,8 +207,8 @@ class SessionManager:
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, config, parts, point, history, session_id = opened
-        session = self._add(session_id, config, parts, store, SessionState(store.status))
+        store, parts, point, history, session_id = opened
+        session = self._add(session_id, parts, store, SessionState(store.status))
         session.restore(history, point)
         return session
 

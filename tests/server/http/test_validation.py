@@ -35,6 +35,8 @@ BAD_SETTINGS = [
     ({"params": {"position_deg": [0, 500]}}, "params"),
     ({"channels": [5000]}, "channels"),
     ({"weights": ""}, "weights"),
+    ({"generator": "fc6", "weights": "/etc/passwd"}, "weights"),  # outside the server's folders
+    ({"references_per_generation": 1, "reference_folder": "/etc"}, "reference_folder"),
 ]
 
 
@@ -47,6 +49,7 @@ def test_bad_settings_are_refused_naming_the_field(tmp_path):
             assert 400 <= status < 500, (change, status, answer)
             assert field in answer.get("fields", {}), (change, answer)
             assert len(answer["message"]) <= 2000
+            assert "passwd" not in answer["message"] and "exist" not in answer["message"]
         status, listing = server.api("GET", "/api/sessions")
         assert status == 200 and listing["sessions"] == []  # nothing was created
 

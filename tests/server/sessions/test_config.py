@@ -1,11 +1,12 @@
-"""Session settings: inconsistent ones are refused, and unknown names before any file is
-written."""
+"""Session settings: inconsistent ones are refused, unknown names before any file is
+written, and paths confined to the folders the server serves."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from protocol.errors import ConfigError
 from server.sessions.config import SessionConfig
 from tests.server.sessions.doubles import (
     config,
@@ -33,3 +34,25 @@ def test_unknown_generator_is_refused_before_any_file(tmp_path):
 
     run(main())
     assert list(tmp_path.glob("*.h5")) == []
+
+
+def test_paths_are_confined_to_the_servers_folders_and_say_nothing_of_the_rest(tmp_path):
+    weights, photos = tmp_path / "weights", tmp_path / "data" / "references"
+    (photos / "lab").mkdir(parents=True)
+    weights.mkdir()
+    (tmp_path / "secret").mkdir()
+    for root in (weights, photos):  # a link inside each root that leads out of it
+        (root / "escape").symlink_to(tmp_path / "secret")
+    roots = ([weights], [photos])
+    inside = config(weights="fc6.pt", reference_folder=str(photos / "lab")).confined(*roots)
+    assert inside.weights == str(weights / "fc6.pt")  # relative: from the first root
+    assert inside.reference_folder == str(photos / "lab")
+    messages = set()
+    for outside in ("/etc/passwd", "/no/such/file", "../secret", "escape/x"):
+        for field in ("weights", "reference_folder"):
+            with pytest.raises(ConfigError) as refused:
+                config(**{field: outside}).confined(*roots)
+            assert refused.value.field == field
+            messages.add(str(refused.value))
+    assert len(messages) == 2  # one text per field, whatever the path: exists or not
+    assert not any("exist" in m or "passwd" in m or "secret" in m for m in messages)

@@ -92,8 +92,8 @@ def test_a_failed_write_is_not_acknowledged_and_the_resend_counts(tmp_path):
 def test_a_resumed_session_shows_its_stored_reference_images(tmp_path):
     from PIL import Image
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
+    photos = tmp_path / "data" / "references" / "photos"  # inside the server's reference root
+    photos.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
         Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(photos / name)
