@@ -4,8 +4,9 @@ This follows the "Paranoid Pirate" pattern (ZeroMQ guide) that PROTOCOL.md secti
 specifies: a DEALER socket that says ``hello`` and waits for ``welcome``; a heartbeat
 whenever nothing else was sent for ``heartbeat_s``; after ``liveness`` silent intervals the
 server counts as gone, and the client closes its socket, waits (1, 2, 4 ... 32 s), opens a
-new one and says ``hello`` again; so does a client the server answers with ``NotRegistered``
-(the server restarted). :meth:`Connection.request` resends the same message (same
+new one and says ``hello`` again, for as long as it takes (a server restart, an outage)
+unless ``give_up_s`` says otherwise; so does a client the server answers with
+``NotRegistered`` (the server restarted). :meth:`Connection.request` resends the same message (same
 ``id``, so the server can ignore repeats) until its acknowledgement arrives.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
@@ -48,12 +50,15 @@ class Connection:
         backoff_s: tuple[float, float] = (1.0, 32.0),
         context: zmq.Context | None = None,
         configure: Callable[[zmq.Socket], None] | None = None,
+        give_up_s: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.hello = Hello(roles=roles, name=name, software="xdream-rig rig_clients")
         self.heartbeat_s = heartbeat_s
         self.liveness = liveness
         self.backoff_s = backoff_s
+        #: How long to try to (re)register before :class:`ServerUnavailable`; None: forever.
+        self.give_up_s = give_up_s
         self._context = context or zmq.Context.instance()
         self._configure = configure  # e.g. CURVE keys, before connect
         self._clock = time.monotonic
@@ -77,9 +82,15 @@ class Connection:
             self._socket.close(linger=0)
             self._socket = None
 
-    def connect(self, timeout_s: float = 10.0) -> Welcome:
-        """Register with the server, retrying with backoff until ``timeout_s`` has passed."""
-        deadline = self._clock() + timeout_s
+    def _deadline(self, timeout_s: float | None) -> float:
+        """When to give up: after ``timeout_s``, or ``give_up_s`` if None (inf: never)."""
+        limit = self.give_up_s if timeout_s is None else timeout_s
+        return math.inf if limit is None else self._clock() + limit
+
+    def connect(self, timeout_s: float | None = None) -> Welcome:
+        """Register with the server, retrying with backoff until ``timeout_s`` has passed
+        (None: ``give_up_s``, by default never)."""
+        deadline = self._deadline(timeout_s)
         delay = self.backoff_s[0]
         self.welcome = None
         while True:
@@ -95,7 +106,8 @@ class Connection:
                 return reply.content
             if self._clock() >= deadline:
                 self._close_socket()
-                raise ServerUnavailable(f"no welcome from {self.endpoint} in {timeout_s:.0f} s")
+                waited = timeout_s if timeout_s is not None else self.give_up_s
+                raise ServerUnavailable(f"no welcome from {self.endpoint} in {waited:.0f} s")
             delay = min(delay * 2, self.backoff_s[1])
 
     def close(self) -> None:
@@ -151,10 +163,12 @@ class Connection:
     def _server_lost(self) -> bool:
         return self._clock() - self._last_heard > self.liveness * self.heartbeat_s
 
-    def _reconnect(self, timeout_s: float = 10.0) -> None:
-        """The server went silent: count it and register again on a fresh socket."""
+    def _reconnect(self, deadline: float = math.inf) -> None:
+        """The server went silent: count it and register again on a fresh socket, until
+        ``deadline`` or ``give_up_s`` from now, whichever comes first."""
         self.reconnects += 1
-        self.connect(timeout_s=timeout_s)
+        left = min(deadline, self._deadline(None)) - self._clock()
+        self.connect(timeout_s=None if math.isinf(left) else max(left, 0.1))
 
     def _pump(self, timeout_s: float) -> Message | None:
         """Receive once, heartbeat if due, and register again if the server lost us."""
@@ -186,15 +200,17 @@ class Connection:
         ack: type[Content],
         session: str | None = None,
         resend_s: float = 2.0,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
     ) -> Message:
-        """Send and wait for the ``ack`` reply, resending the same message every ``resend_s``.
+        """Send and wait for the ``ack`` reply, resending the same message every ``resend_s``
+        (and registering again whenever the server lost us).
 
         Raises :class:`RequestFailed` when the server answers with ``error``, and
-        :class:`ServerUnavailable` after ``timeout_s`` without an answer.
+        :class:`ServerUnavailable` after ``timeout_s`` (None: ``give_up_s``, by default
+        never) without an answer.
         """
         message = Message(content, session=session)
-        deadline = self._clock() + timeout_s
+        deadline = self._deadline(timeout_s)
         while self._clock() < deadline:
             self._send(message)
             reply = self._wait_for(
@@ -202,15 +218,16 @@ class Connection:
                 min(resend_s, deadline - self._clock()),
             )
             if _not_registered(reply):  # e.g. the server restarted: register, then resend
-                self._reconnect(timeout_s=max(deadline - self._clock(), 0.1))
+                self._reconnect(deadline)
                 continue
             if reply is not None:
                 if isinstance(reply.content, Error):
                     raise RequestFailed(reply.content)
                 return reply
             if self._server_lost():
-                self._reconnect(timeout_s=max(deadline - self._clock(), 0.1))
-        raise ServerUnavailable(f"no {ack.__name__} for {message.type} in {timeout_s:.0f} s")
+                self._reconnect(deadline)
+        waited = timeout_s if timeout_s is not None else self.give_up_s
+        raise ServerUnavailable(f"no {ack.__name__} for {message.type} in {waited:.0f} s")
 
 
 def _not_registered(message: Message | None) -> bool:

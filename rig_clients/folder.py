@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from protocol.errors import ConfigError
-from protocol.messages import Response, Role
+from protocol.messages import Response
 from rig_clients.connection import Connection, RequestFailed
 from rig_clients.presenter import Block, Presenter
 from rig_clients.recorder import Recorder
@@ -209,14 +209,12 @@ class FolderRig:
             self._archive(number)
 
 
-def main(
-    folder: str, server: str, name: str, configure: Callable[[Any], None] | None = None
-) -> int:
+def main(folder: str, connection: Connection) -> int:
+    """Exchange blocks through ``folder`` over ``connection`` until interrupted."""
     _require("h5py")
     _require("PIL.Image")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    connection = Connection(server, [Role.presenter, Role.recorder], name, configure=configure)
-    connection.connect(timeout_s=30.0)
+    connection.connect()
     try:
         FolderRig(connection, Path(folder)).run()
     finally:

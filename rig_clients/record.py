@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 from protocol.errors import ConfigError
-from protocol.messages import Response, Role
+from protocol.messages import Response
 from rig_clients.connection import Connection, RequestFailed
 from rig_clients.recorder import BATCH, Recorder
 
@@ -78,9 +78,10 @@ def send_all(recorder: Recorder, rows: Iterable[tuple[Key, Response]], stream: b
     return refused
 
 
-def main(path: str, server: str, name: str, configure: Callable[[Any], None] | None = None) -> int:
-    connection = Connection(server, [Role.recorder], name, configure=configure)
-    connection.connect(timeout_s=30.0)
+def main(path: str, connection: Connection) -> int:
+    """Send the rows of ``path`` (``-``: stdin) over ``connection`` (registered here, and
+    again whenever the server restarts); exit status 1 if any row was refused."""
+    connection.connect()
     try:
         handle: TextIO = sys.stdin if path == "-" else open(path, newline="")  # noqa: SIM115
         with handle:

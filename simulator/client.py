@@ -14,11 +14,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from protocol.messages import Presentation, Response, Role
+from protocol.messages import Presentation, Response
 from rig_clients.connection import Connection, RequestFailed
 from rig_clients.presenter import Block, Presenter
 from rig_clients.recorder import Recorder
@@ -33,14 +33,14 @@ T = TypeVar("T")
 
 @dataclasses.dataclass
 class SimulatorConfig:
-    server: str = "tcp://127.0.0.1:5555"
+    """The simulated units and how they behave (the connection is given apart)."""
+
     target: str = "efficientnet-lite0:_fc:1"
     noise: str = "poisson:20"
     channels: int = 1
     abort_rate: float = 0.0
     latency_ms: float = 0.0
     seed: int = 0
-    name: str = "simulator"
     device: str = "auto"
     #: Natural crops used to calibrate the Poisson noise.
     references: int = 100
@@ -145,8 +145,9 @@ class SimulatedRig:
             self.presenter.other.clear()
 
 
-def build(config: SimulatorConfig, configure: Callable[[Any], None] | None = None) -> SimulatedRig:
-    """Load the network, calibrate the noise and connect (raises XDreamError on bad input)."""
+def build(config: SimulatorConfig, connection: Connection) -> SimulatedRig:
+    """Load the network, calibrate the noise, then register ``connection`` (as presenter
+    and recorder) with the server; raises XDreamError on bad input."""
     spikes = parse_noise(config.noise)
     refs = reference_crops(224, config.references, seed=config.seed) if spikes else None
     neurons, _ = build_neurons(
@@ -156,10 +157,7 @@ def build(config: SimulatorConfig, configure: Callable[[Any], None] | None = Non
         seed=config.seed,
         device=config.device,
     )
-    connection = Connection(
-        config.server, [Role.presenter, Role.recorder], config.name, configure=configure
-    )
-    connection.connect(timeout_s=30.0)
+    connection.connect()
     return SimulatedRig(
         connection, neurons, config.abort_rate, config.latency_ms / 1000.0, config.seed
     )

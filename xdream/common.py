@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.errors import ConfigError
+
+if TYPE_CHECKING:
+    from protocol.messages import Role
+    from rig_clients.connection import Connection
 
 
 def share_cpus_politely() -> None:
@@ -34,6 +38,20 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def client_connection(args: argparse.Namespace, roles: list[Role]) -> Connection:
+    """The (not yet registered) connection a rig command's options describe: server, name,
+    CURVE keys, and how long to keep trying when the server is away."""
+    from rig_clients.connection import Connection
+
+    return Connection(
+        args.server,
+        roles,
+        args.name,
+        configure=client_security(args),
+        give_up_s=args.give_up_after,
+    )
+
+
 def client_security(args: argparse.Namespace):
     """A socket configurator for CURVE, when both key options are given."""
     if not (args.server_key or args.client_key):
@@ -50,3 +68,10 @@ def add_client_options(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--name", default=name, help="name shown to the operator (a session's rig)")
     p.add_argument("--server-key", help="server's CURVE public key file (beyond loopback)")
     p.add_argument("--client-key", help="this client's CURVE secret key file")
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        metavar="SECONDS",
+        help="stop when the server cannot be reached for this long (default: keep trying, "
+        "1 to 32 s apart, until stopped)",
+    )

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 
 from protocol.errors import ConfigError
-from xdream.common import add_client_options, client_security
+from xdream.common import add_client_options, client_connection
 
 
 def _record(args: argparse.Namespace) -> int:
+    from protocol.messages import Role
     from rig_clients import record
 
-    return record.main(args.file, args.server, args.name, client_security(args))
+    return record.main(args.file, client_connection(args, [Role.recorder]))
 
 
 def add_record(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,9 @@ def _present(args: argparse.Namespace) -> int:
 
     if args.folder is None:
         raise ConfigError("give --folder DIR (the window front end is not available yet)")
-    return folder.main(args.folder, args.server, args.name, client_security(args))
+    from protocol.messages import Role
+
+    return folder.main(args.folder, client_connection(args, [Role.presenter, Role.recorder]))
 
 
 def add_present(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from xdream.common import (
     add_client_options,
-    client_security,
+    client_connection,
     parse_settings,
     share_cpus_politely,
 )
@@ -136,21 +136,20 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
 
 def _simulate(args: argparse.Namespace) -> int:
     share_cpus_politely()
+    from protocol.messages import Role
     from simulator import client
 
     rig = client.build(
         client.SimulatorConfig(
-            server=args.server,
             target=args.target,
             noise=args.noise,
             channels=args.channels,
             abort_rate=args.abort_rate,
             latency_ms=args.latency_ms,
             seed=args.seed,
-            name=args.name,
             device=args.device,
         ),
-        configure=client_security(args),
+        client_connection(args, [Role.presenter, Role.recorder]),
     )
     try:
         rig.run()

@@ -21,7 +21,7 @@ from rig_clients import folder, record
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
 from tests.rig_clients.conftest import rig_venv
-from xdream.testing.servers import ROOT, create_session, running_server
+from xdream.testing.servers import ROOT, create_session, free_port, running_server
 
 SMALL = dict(generator="pixel", image_size=32, population=4, seed=2)
 
@@ -191,3 +191,16 @@ def test_rig_clients_install_and_run_without_torch(tmp_path, wheel):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert folder_mode.returncode == 2 and "xdream-rig[folder]" in folder_mode.stderr
+
+
+def test_a_rig_command_told_to_give_up_says_so_in_one_line(tmp_path):
+    nobody = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "xdream", "record", "--server", nobody, "--give-up-after", "1",
+         str(tmp_path / "none.csv")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("xdream record: error: no welcome from") and nobody in line

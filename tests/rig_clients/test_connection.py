@@ -258,3 +258,43 @@ def test_not_registered_makes_the_client_say_hello_again(context):
         while time.monotonic() < end and conn.reconnects == 0:
             conn.poll(HEARTBEAT)
         assert conn.reconnects == 1 and server.types().count("hello") == 2
+
+
+@pytest.mark.slow
+def test_an_idle_client_waits_out_a_long_outage_and_registers_again(context):
+    """A server restart can take longer than any fixed limit: by default the client keeps
+    trying (with backoff) until the server is back, here after 12 s of silence."""
+    server = ScriptedServer(welcoming)
+    port = server.port
+    conn = connection(port, context)
+    reborn: list[ScriptedServer] = []
+    comeback = threading.Timer(12.0, lambda: reborn.append(ScriptedServer(welcoming, port=port)))
+    try:
+        conn.connect()
+        server.close()  # the server dies, and comes back 12 s later
+        died = time.monotonic()
+        comeback.start()
+        while conn.reconnects == 0 or not reborn:
+            conn.poll(HEARTBEAT / 2)  # notices the silence, then says hello until welcomed
+        assert time.monotonic() - died >= 12.0 and conn.welcome is not None
+        assert "hello" in reborn[0].types()
+    finally:
+        comeback.join()
+        conn.close()
+        for again in reborn:
+            again.close()
+
+
+def test_a_client_told_to_give_up_does_so_after_that_long(context):
+    server = ScriptedServer(welcoming)
+    conn = connection(server.port, context, give_up_s=0.5)
+    try:
+        conn.connect()
+        server.close()
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailable, match=r"no welcome from .* in [01] s"):
+            while True:
+                conn.poll(HEARTBEAT / 2)
+        assert time.monotonic() - started < 3
+    finally:
+        conn.close()
