@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install browser
+.PHONY: demo test test-fast lint install tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +28,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Debian's chromium for the dashboard's browser test (Playwright drives it; it downloads no
-# browser of its own). Installed only when missing; XDREAM_CHROMIUM=PATH uses another binary.
-browser:
-	@if [ -z "$$XDREAM_CHROMIUM" ] && ! command -v chromium >/dev/null; then \
-		echo "installing Debian's chromium for the dashboard test"; \
+# Debian's packages the tests drive: chromium for the dashboard's browser test (Playwright
+# drives it; it downloads no browser of its own) and strace for the fault-injection sweep.
+# Installed only when missing; XDREAM_CHROMIUM=PATH uses another browser binary.
+tools:
+	@missing=""; \
+	if [ -z "$$XDREAM_CHROMIUM" ] && ! command -v chromium >/dev/null; then missing="chromium"; fi; \
+	if ! command -v strace >/dev/null; then missing="$$missing strace"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's$$missing for the tests"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: lint browser
+test: lint tools
 	$(BIN)/python -m pytest
 
 # Quick iteration: lint, then every test but the slow ones (no browser, no ConvNet loops).

@@ -115,7 +115,7 @@ def main() -> int:
 
     chromium = find_chromium()
     if chromium is None:
-        parser.error("Debian's chromium is needed (make browser)")
+        parser.error("Debian's chromium is needed (make tools)")
     runs = []
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)

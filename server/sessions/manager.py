@@ -9,7 +9,9 @@ session that was running continues at once, because an animal may be waiting.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,8 +33,17 @@ from server.sessions.config import SessionConfig
 from server.sessions.session import Session, Transport
 from server.sessions.states import SessionState
 from server.sessions.stored import StoredSession
-from server.storage.catalog import list_stored, read_closed, stored_path, stored_status
+from server.storage.catalog import (
+    creating_path,
+    list_stored,
+    read_closed,
+    remove_unfinished_creations,
+    stored_path,
+    stored_status,
+)
+from server.storage.rebuild import journal_attributes, rebuild_from_journal
 from server.storage.records import ResumePoint, SessionFileError
+from server.storage.recovery import journal_path
 from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
@@ -131,12 +142,18 @@ class SessionManager:
         record = {"session_id": session_id, **parts.record}
 
         def create_file() -> SessionFile:
+            """Written under a temporary name and renamed when complete: a crash before the
+            creation is answered leaves no session file, only a leftover to clean up."""
             path = self.data_dir / f"{session_id}.h5"
-            store = SessionFile(path, record, status=SessionState.created.value)
+            temporary, journal = creating_path(path), journal_path(path)
+            created = SessionState.created.value
+            store = SessionFile(temporary, record, status=created, journal=journal)
             if parts.references is not None:
                 store.write_references(parts.references)
             store.log_event(SessionState.created.value)
-            return store
+            store.close()
+            os.replace(temporary, path)
+            return SessionFile.reopen(path, journal=journal)
 
         try:
             store = await asyncio.to_thread(create_file)
@@ -163,6 +180,8 @@ class SessionManager:
 
     async def restore(self) -> list[str]:
         """Reopen every unfinished session file in the data directory; their ids."""
+        for leftover in await asyncio.to_thread(remove_unfinished_creations, self.data_dir):
+            log.warning("removed %s: its creation was never completed nor answered", leftover)
         restored = []
         for path in sorted(self.data_dir.glob("*.h5")):
             try:
@@ -177,19 +196,19 @@ class SessionManager:
         return restored
 
     async def _restore(self, path: Path) -> Session | None:
-        def open_parts() -> (
-            tuple[SessionFile, _Parts, ResumePoint, History, str] | None
-        ):
-            status = stored_status(path)
-            if status is None or SessionState(status).final:
+        def open_parts() -> tuple[SessionFile, _Parts, ResumePoint, History, str] | None:
+            status = self._stored_status(path)
+            if status is None:
                 return None
-            store = SessionFile.reopen(path)
+            store, notes = self._reopen_repaired(path, resume=not SessionState(status).final)
             parts = None
             try:
-                cut = store.repair()
-                if cut:
-                    log.warning("repaired %s: %s", path.name, "; ".join(cut))
-                    store.log_event("repaired", cut=cut)
+                if notes:
+                    log.warning("repaired %s: %s", path.name, "; ".join(notes))
+                    store.log_event("repaired", cut=notes)
+                if SessionState(status).final:  # repaired for its readers, not resumed
+                    store.close()
+                    return None
                 config = SessionConfig.model_validate(store.config["config"])
                 point = store.resume_point()
                 parts = self._parts(config, store.optimizer_state(), store.references())
@@ -211,6 +230,47 @@ class SessionManager:
         session = self._add(session_id, parts, store, SessionState(store.status))
         session.restore(history, point)
         return session
+
+    @staticmethod
+    def _stored_status(path: Path) -> str | None:
+        """The status the file records, else (a file that cannot be read) its journal's."""
+        try:
+            return stored_status(path)
+        except OSError:
+            return journal_attributes(journal_path(path)).get("status")
+
+    def _reopen_repaired(self, path: Path, resume: bool) -> tuple[SessionFile, list[str]]:
+        """The session file, repaired, or rebuilt from its journal if beyond repair; what
+        was done (blocking). A file only repaired (``resume`` False) gets no new journal."""
+        journal = journal_path(path)
+        try:
+            keep = journal if resume or journal.exists() else None
+            store = SessionFile.reopen(path, journal=keep)
+        except SessionFileError as exc:
+            return self._rebuilt(path, journal, exc)
+        try:
+            return store, store.repair()
+        except Exception as exc:  # HDF5 fails in many ways on a torn file: all mean damage
+            store.close()
+            return self._rebuilt(path, journal, SessionFileError(f"{path.name}: {exc}"))
+
+    def _rebuilt(
+        self, path: Path, journal: Path, damage: SessionFileError
+    ) -> tuple[SessionFile, list[str]]:
+        """Write the file anew from its journal, the generator making the images again."""
+        record = json.loads(journal_attributes(journal)["config"])
+        config = SessionConfig.model_validate(record["config"])
+        choice = config.confined(self.weights_roots, self.reference_roots).generator_choice(
+            self.device
+        )
+        generator = self.generators.acquire(choice, choice.build)
+        try:
+            aside = rebuild_from_journal(path, journal, generator.generate)
+        finally:
+            generator.close()
+        store = SessionFile.reopen(path, journal=journal)
+        note = f"rebuilt from the journal ({damage}); the damaged file is {aside.name}"
+        return store, [note, *store.repair()]
 
     def past(self) -> list[dict[str, Any]]:
         """Session files in the data directory that this server run does not hold."""

@@ -28,6 +28,7 @@ class Workers:
         self.store = store
         self._compute = concurrent.futures.ThreadPoolExecutor(1, f"compute-{name}")
         self._io = concurrent.futures.ThreadPoolExecutor(1, f"io-{name}")
+        self._shut_down = False
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
@@ -44,14 +45,21 @@ class Workers:
 
     async def read(self, fn: Callable[[SessionFile], T]) -> T:
         """``fn(store)`` off the event loop: on the I/O thread while the session writes, on
-        a read-only handle once the file is closed."""
-        if self.store.is_open:
-            return await self.io(fn, self.store)
-        return await asyncio.to_thread(read_closed, self.store.path, fn)
+        a read-only handle once the file is closed. Whether it is open is asked on the I/O
+        thread itself, in order with a close already queued there."""
+        store = self.store
+
+        def on_io_thread() -> T:
+            return fn(store) if store.is_open else read_closed(store.path, fn)
+
+        if self._shut_down:  # the file is closed for good, and the I/O thread gone
+            return await asyncio.to_thread(read_closed, store.path, fn)
+        return await self.io(on_io_thread)
 
     def shutdown(self) -> None:
         """Stop both threads; a computation still running (a cancelled proposal) is not
         waited for."""
+        self._shut_down = True
         self._compute.shutdown(wait=False)
         self._io.shutdown(wait=False)
 

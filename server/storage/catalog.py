@@ -12,9 +12,12 @@ from typing import Any, TypeVar
 import h5py
 
 from protocol.errors import UnknownSession
+from server.storage.recovery import journal_path
 from server.storage.session_file import FORMAT, SessionFile
 
 T = TypeVar("T")
+#: The suffix of a session file being created.
+CREATING = ".creating"
 #: What a session id may look like (also keeps a request from naming a path elsewhere).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -78,3 +81,23 @@ def list_stored(
             item.update(state="damaged", problem=damaged[path.stem])
         out.append(item)
     return sorted(out, key=lambda item: -item["created"])
+
+
+def creating_path(path: Path) -> Path:
+    """Where a session file is written until its creation is complete."""
+    return path.with_name(path.name + CREATING)
+
+
+def remove_unfinished_creations(data_dir: Path) -> list[Path]:
+    """Delete what a crash during a session's creation left (never answered, so never a
+    session anyone knows): the half-written file, and a journal with no session file."""
+    removed = []
+    for leftover in data_dir.glob(f"*.h5{CREATING}"):
+        final = leftover.with_name(leftover.name.removesuffix(CREATING))
+        journal = journal_path(final)
+        if journal.exists() and not final.exists():
+            journal.unlink()
+            removed.append(journal)
+        leftover.unlink()
+        removed.append(leftover)
+    return removed

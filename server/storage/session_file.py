@@ -21,8 +21,11 @@ Layout (all under the file root)::
     events/...            time, generation, kind, detail (JSON): the session's log
 
 Tables grow along their first axis and the file is flushed after every write the server
-acknowledges, so what is on disk is always a readable file: a crash (even ``kill -9``) loses
-at most the generation in flight, never an acknowledged response. h5py serialises all calls
+acknowledges. HDF5 itself is not crash-safe (a kill inside a flush can leave a dataset
+unreadable), so a server's session file also keeps a journal (``<id>.journal``,
+:mod:`server.storage.journal`): everything is written there first, fsynced before an
+acknowledgement, and a crashed file is repaired from it or rebuilt
+(:mod:`server.storage.recovery`, :mod:`server.storage.rebuild`). h5py serialises all calls
 behind one lock: callers in an event loop must write from a worker thread.
 """
 
@@ -40,14 +43,13 @@ import numpy as np
 from protocol.errors import ConfigError, NotFound
 from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
+from server.storage.journal import Journal
 from server.storage.records import Event, ResumePoint, SessionFileError, StoredRound
+from server.storage.recovery import ROW_TABLES, cut_to_acknowledged, recover_rows
+from server.storage.rows import presentation_rows, response_rows
 from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
 FORMAT = "xdream-rig session 1"
-#: Datasets up to this size are read whole to check them; larger ones at both ends.
-CHECK_WHOLE_BYTES = 16 << 20
-#: Tables of one row per thing the rig reported or the session did.
-ROW_TABLES = ("presentations", "responses", "late_responses", "events")
 _TIMING_COLUMNS = ("ask_s", "generate_s", "score_s", "tell_s", "store_s")
 
 
@@ -60,7 +62,11 @@ class SessionFile:
         config: dict[str, Any],
         overwrite: bool = False,
         status: str = "running",  # a session state (server/sessions/states.py)
+        journal: Path | None = None,
+        created: float | None = None,
     ) -> None:
+        """A new session file; with a ``journal`` path, every row is first written and
+        fsynced there (:mod:`server.storage.journal`)."""
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise ConfigError(f"{self.path} already exists; choose a new --out directory")
@@ -68,17 +74,24 @@ class SessionFile:
         self._file = h5py.File(self.path, "w")
         now = time.time()
         self._file.attrs.update(
-            format=FORMAT, config=json.dumps(config), status=status, created=now, updated=now
+            format=FORMAT,
+            config=json.dumps(config),
+            status=status,
+            created=now if created is None else created,  # given: a file rebuilt
+            updated=now,
         )
         self._file.create_group("generations")
         self._file.flush()
+        self._journal = Journal(journal) if journal is not None else None
+        self._log({"attrs": dict(self._file.attrs)})
 
     @classmethod
-    def reopen(cls, path: Path, mode: str = "r+") -> SessionFile:
+    def reopen(cls, path: Path, mode: str = "r+", journal: Path | None = None) -> SessionFile:
         """Open an existing session file: ``r+`` to continue it (e.g. after a server
-        restart), ``r`` to read a closed one."""
+        restart; ``journal``: the journal to go on with), ``r`` to read a closed one."""
         self = cls.__new__(cls)
         self.path = Path(path)
+        self._journal = None
         try:
             self._file = h5py.File(self.path, mode)
         except OSError as exc:
@@ -88,6 +101,8 @@ class SessionFile:
         if self._file.attrs.get("format") != FORMAT:
             self._file.close()
             raise SessionFileError(f"{self.path} is not an xdream-rig session file")
+        if journal is not None and mode != "r":
+            self._journal = Journal(journal)
         return self
 
     # -- what a resumed session needs ---------------------------------------------------
@@ -119,48 +134,13 @@ class SessionFile:
         return 0 if state is None else int(state["generation"])
 
     def repair(self) -> list[str]:
-        """Make a file that a crash left mid-write consistent again; what was cut.
-
-        Rows are appended one column at a time, so a kill between two columns leaves a
-        table's columns of different lengths. A row is acknowledged only once all its
-        columns are flushed, so cutting every column to the shortest loses nothing that
-        was acknowledged. A dataset that cannot be read at all is beyond repair here:
-        :class:`SessionFileError` names it.
-        """
-        cut = []
-        for name in (*ROW_TABLES, "generations", "references"):
-            group = self._file.get(name)
-            if group is None:
-                continue
-            columns = {k: ds for k, ds in group.items() if (name, k) != ("references", "images")}
-            for key, ds in group.items():
-                self._check_readable(f"{name}/{key}", ds)
-            lengths = {ds.shape[0] for ds in columns.values()}
-            if len(lengths) > 1:
-                keep = min(lengths)
-                for key, ds in columns.items():
-                    if ds.shape[0] > keep:
-                        cut.append(f"{name}/{key}: {ds.shape[0]} -> {keep} rows")
-                        ds.resize(keep, axis=0)
-        for name in ("timings", "optimizer"):
-            if name in self._file:
-                item = self._file[name]
-                datasets = item.values() if isinstance(item, h5py.Group) else [item]
-                for ds in datasets:
-                    self._check_readable(ds.name, ds)
-        if cut:
+        """Bring a file a crash left mid-write back to everything acknowledged; what was
+        done (see :mod:`server.storage.recovery`). SessionFileError if beyond repair."""
+        notes = recover_rows(self._file, self._journal.path) if self._journal else []
+        notes += cut_to_acknowledged(self._file)
+        if notes:
             self._touch_and_flush()
-        return cut
-
-    def _check_readable(self, where: str, ds: h5py.Dataset) -> None:
-        """Read ``ds``: whole, or its first and last rows if it is large (images, codes)."""
-        try:
-            if ds.ndim and ds.shape[0] and ds.size * ds.dtype.itemsize > CHECK_WHOLE_BYTES:
-                _ = ds[0], ds[-1]
-            else:
-                _ = ds[()]
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise SessionFileError(f"{self.path.name}: {where} cannot be read ({exc})") from None
+        return notes
 
     def drop_partial_generation(self, done: int) -> None:
         """Remove rows a crash left of generation ``done`` (written before its optimizer
@@ -201,11 +181,18 @@ class SessionFile:
     def flush(self) -> None:
         self._file.flush()
 
+    def _log(self, record: dict[str, Any], sync: bool = True) -> None:
+        """Journal ``record`` (if this file keeps a journal) before it goes to HDF5."""
+        if self._journal is not None:
+            self._journal.append(record, sync=sync)
+
     def set_status(self, status: str) -> None:
+        self._log({"status": status})
         self._file.attrs["status"] = status
         self._touch_and_flush()
 
     def write_references(self, images: np.ndarray) -> None:
+        self._log({"references": images})
         self._file.require_group("references").create_dataset(
             "images",
             data=images,
@@ -216,7 +203,11 @@ class SessionFile:
         self._touch_and_flush()
 
     def append_rows(self, table: str, columns: dict[str, Any]) -> None:
-        """Append rows to ``table`` (presentations, responses, ...) and flush."""
+        """Append rows to ``table`` (presentations, responses, ...) and flush: journalled
+        first (fsynced for what the rig is acknowledged), so a crash in the HDF5 write
+        loses nothing that was acknowledged."""
+        if table in ROW_TABLES:
+            self._log({"table": table, "columns": columns}, sync=table != "events")
         append_table(self._file.require_group(table), columns)
         self._touch_and_flush()
 
@@ -237,8 +228,17 @@ class SessionFile:
         optimizer_state: dict[str, Any],
         reference_scores: Sequence[tuple[int, float]] = (),
     ) -> None:
-        """Store a complete generation, the optimizer state after it, and reference scores."""
+        """Store a complete generation, the optimizer state after it, and reference scores
+        (journalled first without the images, which the generator makes again from the
+        codes if the file must be rebuilt)."""
         t0 = time.perf_counter()
+        self._log(
+            {"generation": {
+                "index": result.index, "codes": result.codes.astype(np.float32),
+                "scores": result.scores, "extra": result.extra, "timings": result.timings,
+                "reference_scores": list(reference_scores), "optimizer": optimizer_state,
+            }}
+        )  # fmt: skip
         g = self._file["generations"]
         n = len(result.scores)
         append(g, "index", np.full(n, result.index, dtype=np.int32))
@@ -258,9 +258,7 @@ class SessionFile:
             )
         timings = dict(result.timings, store_s=time.perf_counter() - t0)
         first = "timings" not in self._file
-        append(
-            self._file, "timings", np.array([[timings.get(c, np.nan) for c in _TIMING_COLUMNS]])
-        )
+        append(self._file, "timings", np.array([[timings.get(c, np.nan) for c in _TIMING_COLUMNS]]))
         if first:
             self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
         self._write_optimizer_state(optimizer_state)
@@ -280,19 +278,8 @@ class SessionFile:
         self, generation: int, block: int, presentations: Sequence[Presentation], source: str
     ) -> None:
         """One ``presentations`` row per presentation of ``block`` (with the rig's onset)."""
-        n = len(presentations)
         self.append_rows(
-            "presentations",
-            {
-                "generation": np.full(n, generation, dtype=np.int32),
-                "block": np.full(n, block, dtype=np.int32),
-                "presentation_id": [p.presentation_id for p in presentations],
-                "stimulus_id": [p.stimulus_id for p in presentations],
-                "onset": np.array([p.onset for p in presentations]),
-                "outcome": [p.outcome for p in presentations],
-                "received_at": np.full(n, time.time()),
-                "source": [source] * n,
-            },
+            "presentations", presentation_rows(generation, block, presentations, source)
         )
 
     def append_responses(
@@ -303,34 +290,9 @@ class SessionFile:
         source: str,
         late: bool = False,
     ) -> None:
-        """One row per response in ``responses`` (or, ``late``, in ``late_responses``):
-        counts and baseline counts per channel, the rig's windows."""
-        n = len(responses)
-        width = len(responses[0].counts)
-
-        def baseline(r: Response) -> list[float]:
-            return list(r.baseline_counts) if r.baseline_counts is not None else [np.nan] * width
-
-        self.append_rows(
-            "late_responses" if late else "responses",
-            {
-                "generation": np.full(n, generation, dtype=np.int32),
-                "block": np.full(n, block, dtype=np.int32),
-                "presentation_id": [r.presentation_id for r in responses],
-                "stimulus_id": [r.stimulus_id for r in responses],
-                "counts": np.array([r.counts for r in responses], dtype=np.float64),
-                "baseline_counts": np.array([baseline(r) for r in responses], dtype=np.float64),
-                "evoked_window_ms": np.array(
-                    [r.evoked_window_ms for r in responses], dtype=np.float64
-                ),
-                "baseline_window_ms": np.array(
-                    [r.baseline_window_ms or (np.nan, np.nan) for r in responses],
-                    dtype=np.float64,
-                ),
-                "received_at": np.full(n, time.time()),
-                "source": [source] * n,
-            },
-        )
+        """One row per response in ``responses`` (or, ``late``, in ``late_responses``)."""
+        table = "late_responses" if late else "responses"
+        self.append_rows(table, response_rows(generation, block, responses, source))
 
     def stored_round(self, generation: int) -> StoredRound:
         """The presentations, responses and blocks stored for ``generation``."""
@@ -425,5 +387,5 @@ class SessionFile:
                 self._file.attrs["status"] = status
                 self._file.attrs["updated"] = time.time()
             self._file.close()
-
-
+        if self._journal is not None:
+            self._journal.close()

@@ -28,7 +28,7 @@ TIMEOUT_MS = 90_000
 def chromium_path() -> str:
     path = find_chromium()
     if path is None:
-        pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install)")
+        pytest.fail("Debian's chromium is not installed: run `make tools` (apt-get install)")
     return path
 
 

@@ -240,21 +240,29 @@ def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
     assert any(c.startswith("events/time: ") for c in repaired.detail["cut"])
 
 
-def test_an_unreadable_file_is_listed_as_damaged_and_every_other_session_resumes(tmp_path):
-    good, bad = crashed_sessions(tmp_path, sessions=2)
-    torn = tmp_path / f"{bad}.h5"
-    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # a torn last write
-    (tmp_path / "cafe0001.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # garbage
+def test_a_torn_file_is_rebuilt_from_its_journal_and_one_without_is_listed_damaged(tmp_path):
+    good, torn_id = crashed_sessions(tmp_path, sessions=2)
+    torn = tmp_path / f"{torn_id}.h5"
+    with h5py.File(torn, "r") as f:
+        before = {name: f[name][()] for name in ("responses/presentation_id", "generations/codes")}
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # a torn write
+    (tmp_path / "cafe0001.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # no journal
 
     async def second_run():
         async with manager_in(tmp_path) as manager:
             resumed = await manager.restore()
-            return resumed, dict(manager.damaged), manager.past()
+            events = await manager.get(torn_id).read(lambda store: store.events())
+            return resumed, dict(manager.damaged), manager.past(), events
 
-    resumed, damaged, past = run(second_run())
-    assert resumed == [good]
-    assert set(damaged) == {bad, "cafe0001"} and all(damaged.values())
+    resumed, damaged, past, events = run(second_run())
+    assert sorted(resumed) == sorted([good, torn_id])
+    (repaired,) = [e for e in events if e.kind == "repaired"]
+    assert repaired.detail["cut"][0].startswith("rebuilt from the journal")
+    with h5py.File(torn, "r") as f:  # everything it held, again (images made anew)
+        for name, values in before.items():
+            np.testing.assert_array_equal(f[name][()], values)
+        assert f["generations/images"].shape[0] == len(before["generations/codes"])
+    assert list(tmp_path.glob(f"{torn_id}.h5.damaged")) != []  # kept for an expert
+    assert set(damaged) == {"cafe0001"} and damaged["cafe0001"]
     listed = {item["id"]: item for item in past}
-    assert listed[bad]["state"] == listed["cafe0001"]["state"] == "damaged"
-    assert "cannot" in listed[bad]["problem"] and listed[bad]["data_file"] == str(torn)
-    assert torn.exists()  # left in place for an expert, never deleted
+    assert listed["cafe0001"]["state"] == "damaged" and "cannot" in listed["cafe0001"]["problem"]

@@ -1,0 +1,91 @@
+"""Writing a session file anew from its journal, when a crash left it beyond repair.
+
+The journal holds everything the file got, in order: its attributes, the reference images,
+every row, every status change and every complete generation (codes, scores, optimizer
+state; not the images, which the session's generator makes again from the codes, as it
+made them the first time). The damaged file is kept beside the new one for an expert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.engine.loop import GenerationResult
+from server.storage.journal import read_journal
+from server.storage.records import SessionFileError
+from server.storage.session_file import SessionFile
+
+#: Makes the images of a generation from its codes (the session's generator).
+Render = Callable[[np.ndarray], np.ndarray]
+
+
+def journal_attributes(journal: Path) -> dict[str, Any]:
+    """The file attributes a journal began with, with the last status it recorded."""
+    records = read_journal(journal)[0] if journal.exists() else []
+    if not records or "attrs" not in records[0]:
+        raise SessionFileError(f"{journal.name}: no journal to rebuild the session file from")
+    attrs = dict(records[0]["attrs"])
+    for record in records:
+        if "status" in record:
+            attrs["status"] = record["status"]
+    return attrs
+
+
+def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
+    """Write ``path`` anew from ``journal``; where the damaged file was moved."""
+    records, _ = read_journal(journal)
+    journal_attributes(journal)  # refuses a journal without its beginning
+    temporary = path.with_name(path.name + ".rebuilding")
+    first = records[0]["attrs"]
+    store = SessionFile(
+        temporary,
+        json.loads(first["config"]),
+        overwrite=True,
+        status=first["status"],
+        created=float(first["created"]),
+    )
+    stored: set[int] = set()  # generations written; a restart may have completed one again
+    try:
+        for record in records[1:]:
+            if "generation" in record:
+                if record["generation"]["index"] in stored:
+                    continue  # the same generation, re-derived and told the same scores
+                stored.add(record["generation"]["index"])
+            _replay(store, record, render)
+    finally:
+        store.close()
+    aside = _free_name(path.with_name(path.name + ".damaged"))
+    os.replace(path, aside)
+    os.replace(temporary, path)
+    return aside
+
+
+def _replay(store: SessionFile, record: dict[str, Any], render: Render) -> None:
+    if "table" in record:
+        store.append_rows(record["table"], record["columns"])
+    elif "status" in record:
+        store.set_status(record["status"])
+    elif "references" in record:
+        store.write_references(record["references"])
+    elif "generation" in record:
+        g = record["generation"]
+        codes = np.asarray(g["codes"])
+        result = GenerationResult(
+            g["index"], codes, render(codes), np.asarray(g["scores"]), g["timings"], g["extra"]
+        )
+        store.write_generation(result, g["optimizer"], [tuple(r) for r in g["reference_scores"]])
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2`` ... whichever does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate

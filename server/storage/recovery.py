@@ -1,0 +1,135 @@
+"""Bringing a session file that a crash left mid-write back to everything acknowledged.
+
+Two kinds of damage, found by the fault-injection sweep (docs/RELIABILITY.md):
+
+- Rows are appended one column at a time, so a kill between two columns leaves a table's
+  columns of different lengths. A row is acknowledged only once all its columns are
+  flushed, so :func:`cut_to_acknowledged` cuts every column to the shortest and loses
+  nothing that was acknowledged.
+- A kill inside HDF5's flush can leave a dataset unreadable (``addr overflow``). For the
+  tables of what the rig reported, :func:`recover_rows` rebuilds them from the session's
+  journal (:mod:`server.storage.journal`), which holds every row, fsynced before it was
+  acknowledged; rows the file lost (a power cut takes unflushed pages) are appended again.
+
+Anything else unreadable is beyond repair here: :class:`SessionFileError` names it, and the
+server lists the file as damaged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from server.storage.journal import read_journal
+from server.storage.records import SessionFileError
+from server.storage.tables import append_table
+
+#: Tables of one row per thing the rig reported or the session did (all journalled).
+ROW_TABLES = ("presentations", "responses", "late_responses", "events")
+#: The column that identifies a row of each table, to check the file against the journal.
+_KEYS = {"presentations": "presentation_id", "responses": "presentation_id",
+         "late_responses": "presentation_id", "events": "time"}  # fmt: skip
+#: Datasets up to this size are read whole to check them; larger ones at both ends.
+CHECK_WHOLE_BYTES = 16 << 20
+
+
+def journal_path(session_file: Path) -> Path:
+    """Where the journal of ``session_file`` lives: beside it, ``<id>.journal``."""
+    return Path(session_file).with_suffix(".journal")
+
+
+def check_readable(file: h5py.File, where: str, ds: h5py.Dataset) -> None:
+    """Read ``ds``: whole, or its first and last rows if it is large (images, codes)."""
+    try:
+        if ds.ndim and ds.shape[0] and ds.size * ds.dtype.itemsize > CHECK_WHOLE_BYTES:
+            _ = ds[0], ds[-1]
+        else:
+            _ = ds[()]
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        name = Path(file.filename).name
+        raise SessionFileError(f"{name}: {where} cannot be read ({exc})") from None
+
+
+def cut_to_acknowledged(file: h5py.File) -> list[str]:
+    """Cut each table's columns to the shortest (see above); what was cut."""
+    cut = []
+    for name in (*ROW_TABLES, "generations", "references"):
+        group = file.get(name)
+        if group is None:
+            continue
+        for key, ds in group.items():
+            check_readable(file, f"{name}/{key}", ds)
+        columns = {k: ds for k, ds in group.items() if (name, k) != ("references", "images")}
+        lengths = {ds.shape[0] for ds in columns.values()}
+        if len(lengths) > 1:
+            keep = min(lengths)
+            for key, ds in columns.items():
+                if ds.shape[0] > keep:
+                    cut.append(f"{name}/{key}: {ds.shape[0]} -> {keep} rows")
+                    ds.resize(keep, axis=0)
+    for name in ("timings", "optimizer"):
+        item = file.get(name)
+        if item is not None:
+            for ds in item.values() if isinstance(item, h5py.Group) else [item]:
+                check_readable(file, ds.name, ds)
+    return cut
+
+
+def recover_rows(file: h5py.File, journal: Path) -> list[str]:
+    """Make each journalled table hold the journal's rows; what was done."""
+    if not journal.exists():  # a file from before journals: nothing to compare with
+        return []
+    records, _ = read_journal(journal)
+    notes: list[str] = []
+    for table in ROW_TABLES:
+        appends = [r["columns"] for r in records if r.get("table") == table]
+        expected = _column(appends, _KEYS[table])
+        have = _trusted_rows(file, table, expected, notes)
+        if have < len(expected):
+            group = file.require_group(table)
+            for ds in group.values():  # longer columns hold only unacknowledged rows
+                ds.resize(have, axis=0)
+            _append_from(group, appends, skip=have)
+            notes.append(f"{table}: {len(expected) - have} rows restored from the journal")
+    return notes
+
+
+def _trusted_rows(file: h5py.File, table: str, expected: list[Any], notes: list[str]) -> int:
+    """How many of ``table``'s rows are readable and the journal's first rows; a table
+    that is unreadable or disagrees with the journal is dropped (0)."""
+    group = file.get(table)
+    if group is None:
+        return 0
+    try:
+        for key, ds in group.items():
+            check_readable(file, f"{table}/{key}", ds)
+        have = min((ds.shape[0] for ds in group.values()), default=0)
+        if have > len(expected):
+            return have  # more than the journal knows: leave it (the journal began later)
+        keys = group[_KEYS[table]]
+        stored = keys.asstr()[:have] if h5py.check_string_dtype(keys.dtype) else keys[:have]
+        if list(stored) != list(expected[:have]):
+            raise SessionFileError(f"{table} differs from the journal")
+        return have
+    except SessionFileError as exc:
+        del file[table]
+        notes.append(f"{table}: {exc}; rebuilt from the journal")
+        return 0
+
+
+def _column(appends: list[dict[str, Any]], key: str) -> list[Any]:
+    return [v for columns in appends for v in np.asarray(columns[key]).tolist()]
+
+
+def _append_from(group: h5py.Group, appends: list[dict[str, Any]], skip: int) -> None:
+    """Append the rows of ``appends`` after the first ``skip``."""
+    for columns in appends:
+        n = len(next(iter(columns.values())))
+        if skip >= n:
+            skip -= n
+            continue
+        append_table(group, {k: np.asarray(v)[skip:] for k, v in columns.items()})
+        skip = 0

@@ -1,0 +1,141 @@
+"""The session journal: records read back as written, a torn or damaged tail cut off, and
+the rig's tables of a session file brought back to it."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from protocol.messages import Response
+from server.engine.loop import GenerationResult
+from server.storage.journal import Journal, read_journal
+from server.storage.rebuild import rebuild_from_journal
+from server.storage.recovery import journal_path
+from server.storage.session_file import SessionFile
+
+
+def test_records_read_back_as_written_arrays_and_text_included(tmp_path):
+    journal = Journal(tmp_path / "s.journal")
+    columns = {"id": ["a", "b"], "counts": np.arange(6.0).reshape(2, 3),
+               "generation": np.array([1, 2], dtype=np.int32)}  # fmt: skip
+    journal.append({"table": "responses", "columns": columns})
+    journal.append({"status": "running"}, sync=False)
+    journal.close()
+    (first, second), size = read_journal(tmp_path / "s.journal")
+    assert size == (tmp_path / "s.journal").stat().st_size
+    assert first["columns"]["id"] == ["a", "b"]
+    np.testing.assert_array_equal(first["columns"]["counts"], columns["counts"])
+    assert first["columns"]["generation"].dtype == np.int32
+    assert second == {"status": "running"}
+
+
+def test_a_torn_last_record_is_cut_off_and_writing_goes_on_after_the_last_good_one(tmp_path):
+    path = tmp_path / "s.journal"
+    journal = Journal(path)
+    for i in range(3):
+        journal.append({"i": i})
+    journal.close()
+    whole = path.stat().st_size
+    os.truncate(path, whole - 3)  # killed in the middle of the third record
+    records, good = read_journal(path)
+    assert [r["i"] for r in records] == [0, 1] and good < whole - 3
+    again = Journal(path)  # cuts the torn tail, then appends
+    again.append({"i": 9})
+    again.close()
+    assert [r["i"] for r in read_journal(path)[0]] == [0, 1, 9]
+
+
+def test_nothing_after_a_damaged_record_is_trusted(tmp_path):
+    path = tmp_path / "s.journal"
+    journal = Journal(path)
+    for i in range(3):
+        journal.append({"i": i})
+    journal.close()
+    data = bytearray(path.read_bytes())
+    second = len(data) // 3  # three records of one size: where the second begins
+    data[second + 12] ^= 0xFF  # a flipped byte inside the second record's payload
+    path.write_bytes(bytes(data))
+    assert [r["i"] for r in read_journal(path)[0]] == [0]
+
+
+def test_only_what_the_rig_is_acknowledged_waits_for_the_disk(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    store = SessionFile(tmp_path / "s.h5", {}, journal=journal_path(tmp_path / "s.h5"))
+    synced.clear()
+    store.log_event("block_sent", 0)
+    assert synced == []  # events: written, not waited for
+    store.append_responses(0, 0, [Response(presentation_id="p", stimulus_id="s", counts=[1])], "x")
+    assert len(synced) == 1  # responses: on the disk before the write returns
+    store.close()
+
+
+def _store_with_rows(tmp_path, n: int = 5) -> SessionFile:
+    path = tmp_path / "s.h5"
+    store = SessionFile(path, {}, journal=journal_path(path))
+    for i in range(n):
+        store.append_responses(
+            0, 0, [Response(presentation_id=f"p{i}", stimulus_id="s", counts=[float(i)])], "x"
+        )
+    return store
+
+
+@pytest.mark.parametrize("damage", ["group gone", "rows lost", "rows differ"])
+def test_the_rigs_tables_come_back_from_the_journal(tmp_path, damage):
+    store = _store_with_rows(tmp_path)
+    store.close()
+    with h5py.File(tmp_path / "s.h5", "r+") as f:
+        if damage == "group gone":  # as when a kill left it unreadable and it was dropped
+            del f["responses"]
+        elif damage == "rows lost":  # a power cut took the last pages
+            for ds in f["responses"].values():
+                ds.resize(2, axis=0)
+        else:
+            f["responses/presentation_id"][1] = "someone else's"
+    again = SessionFile.reopen(tmp_path / "s.h5", journal=journal_path(tmp_path / "s.h5"))
+    notes = again.repair()
+    assert notes and "responses" in notes[0]
+    rows = again.table("responses")
+    assert rows["presentation_id"].tolist() == [f"p{i}" for i in range(5)]
+    np.testing.assert_array_equal(rows["counts"][:, 0], np.arange(5.0))
+    assert again.repair() == []  # whole again: nothing more to do
+    again.close()
+
+
+def test_a_file_beyond_repair_is_written_anew_from_its_journal(tmp_path):
+    """Everything comes back but the images, which the generator makes again from the codes
+    (here a stand-in); a generation completed again after a restart is stored once."""
+    path = tmp_path / "s.h5"
+    store = SessionFile(path, {"session_id": "s"}, status="created", journal=journal_path(path))
+    store.write_references(np.full((2, 4, 4, 3), 7, dtype=np.uint8))
+    store.set_status("running")
+    store.append_responses(0, 0, [Response(presentation_id="p", stimulus_id="s", counts=[2])], "x")
+    codes = np.arange(12, dtype=np.float32).reshape(3, 4)
+    result = GenerationResult(0, codes, _render(codes), np.array([1.0, 2.0, 3.0]), {"ask_s": 0.1})
+    for _ in range(2):  # completed, killed before HDF5 took it, completed again on resume
+        store.write_generation(result, {"generation": 1, "mean": np.ones(4)}, [(0, 5.0)])
+    store.close()
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # beyond repair
+    aside = rebuild_from_journal(path, journal_path(path), _render)
+    assert aside.name == "s.h5.damaged" and aside.read_bytes().startswith(b"\x89HDF")
+    again = SessionFile.reopen(path, mode="r")
+    assert again.status == "running" and again.config == {"session_id": "s"}
+    np.testing.assert_array_equal(again.references(), np.full((2, 4, 4, 3), 7))
+    generations = again.table("generations")
+    np.testing.assert_array_equal(generations["codes"], codes)
+    np.testing.assert_array_equal(generations["images"], _render(codes))
+    assert generations["index"].tolist() == [0, 0, 0]  # once
+    assert again.generations_done() == 1 and again.optimizer_state()["mean"].tolist() == [1] * 4
+    assert again.table("responses")["presentation_id"].tolist() == ["p"]
+    assert again.table("references")["score"].tolist() == [5.0]
+    again.close()
+
+
+def _render(codes: np.ndarray) -> np.ndarray:
+    """A stand-in generator: an image per code, from its first value."""
+    return np.repeat(codes[:, :1, None, None], 3, axis=3).astype(np.uint8) * np.ones(
+        (1, 4, 4, 3), dtype=np.uint8
+    )

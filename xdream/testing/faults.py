@@ -1,0 +1,229 @@
+"""Fault injection: kill ``xdream serve`` at the n-th write to its session files, restart it,
+and check what a lab cares about.
+
+strace, attached to a running server, injects SIGKILL into its n-th ``pwrite64`` system
+call, the call HDF5 writes a session file with (the server writes nothing else with it; the
+journal uses ``write``), so the
+kill lands anywhere inside a write or a flush, as a crash or a power cut would. A rig
+(presenter and recorder, in threads of this process) answers every block throughout, and
+remembers which responses the server acknowledged. The server is then started again on the
+same data; the rig reconnects by itself and the session runs to its end. Checked from the
+file: every acknowledged response stored exactly once, every generation stored once, the
+file readable; and counted: the trials shown again because of the kill.
+
+Used by the bounded sweep in CI (tests/server/test_fault_injection.py) and the soak
+(benchmarks/faults.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protocol.messages import Role
+from rig_clients.connection import Connection, RequestFailed
+from rig_clients.presenter import Presenter
+from rig_clients.recorder import Recorder
+from server.storage.catalog import read_closed
+from server.storage.session_file import SessionFile
+from xdream.testing.servers import Server, brightness_responses, free_port
+
+#: A small session: a few hundred writes in all, a few seconds per run.
+POPULATION, GENERATIONS = 6, 3
+SESSION: dict[str, Any] = dict(
+    generator="pixel", image_size=16, population=POPULATION, generations=GENERATIONS, seed=1,
+    response_timeout_s=5,
+)  # fmt: skip
+
+
+def attach_strace(pid: int, *options: str) -> subprocess.Popen[bytes]:
+    """strace attached to every thread of process ``pid`` (once it is, this returns).
+
+    Attaching to a running server leaves its start-up untraced (under strace it takes many
+    times longer) and counts only the writes of the session that follows."""
+    if shutil.which("strace") is None:
+        raise RuntimeError("fault injection needs strace (apt-get install strace)")
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-p", str(pid), "-e", "trace=pwrite64", *options],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _tracer(pid) == 0:
+        time.sleep(0.02)
+    if _tracer(pid) == 0:
+        tracer.kill()
+        raise RuntimeError(f"strace could not attach to process {pid}")
+    return tracer
+
+
+def _tracer(pid: int) -> int:
+    """The pid of the process tracing ``pid`` (0: none)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def kill_at(write: int) -> tuple[str, ...]:
+    """strace options that SIGKILL the traced process at its ``write``-th pwrite64."""
+    return ("-o", "/dev/null", "-e", f"inject=pwrite64:signal=SIGKILL:when={write}")
+
+
+class Rig(threading.Thread):
+    """Presents every block it gets and answers it; keeps the acknowledged ids."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(daemon=True)
+        self.connection = Connection(endpoint, [Role.presenter, Role.recorder], "fault-rig")
+        self.acknowledged: list[str] = []
+        self.trials = 0
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        self.connection.connect()
+        presenter, recorder = Presenter(self.connection), Recorder(self.connection)
+        while not self.stop.is_set():
+            block = presenter.next_block(timeout_s=0.2)
+            presenter.other.clear()
+            if block is None:
+                continue
+            reply = brightness_responses(block)
+            self.trials += len(reply.responses)
+            try:
+                recorder.send(block.session, block.generation, reply.responses)
+            except RequestFailed as exc:  # e.g. late after a restart: the server says so
+                self.errors.append(str(exc))
+                continue
+            self.acknowledged += [r.presentation_id for r in reply.responses]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(30)
+        self.connection.close()
+
+
+@dataclass
+class KillPoint:
+    """What one kill did."""
+
+    write: int
+    #: Whether the server died at that write (False: the session needs fewer writes).
+    killed: bool = False
+    #: Whether the session's creation was answered before the kill (else it never was one).
+    created: bool = False
+    completed: bool = False
+    acknowledged: int = 0
+    lost: int = 0
+    stored_twice: int = 0
+    generations_twice: int = 0
+    damaged: bool = False
+    trials: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_writes(workdir: Path) -> int:
+    """The writes to session files one whole session makes (no fault)."""
+    log = workdir / "writes.strace"
+    _, rig, _, _ = run_session(workdir / "count", ("-o", str(log)))
+    rig.close()
+    return sum(1 for line in log.read_text().splitlines() if "pwrite64(" in line)
+
+
+def run_session(
+    workdir: Path, strace: tuple[str, ...], timeout_s: float = 120.0
+) -> tuple[Server, Rig, str | None, bool]:
+    """A server (strace attached, with ``strace`` options) running one session with the rig
+    until it finishes or the server dies; the server (stopped), the rig (still running),
+    the session id (None if the server died before answering its creation) and whether
+    the server died."""
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    server = Server(data, zmq_port=free_port(), http_port=free_port())
+    tracer = attach_strace(server.process.pid, *strace)
+    rig = Rig(server.zmq)
+    rig.start()
+    session_id = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        status, body = server.api("POST", "/api/sessions", SESSION)
+        if status == 201:
+            session_id = body["id"]
+            server.api("POST", f"/api/sessions/{session_id}/start")
+        while server.process.poll() is None and time.monotonic() < deadline:
+            if session_id is not None:
+                status, state = server.api("GET", f"/api/sessions/{session_id}")
+                if status == 200 and state["state"] == "finished":
+                    break
+            time.sleep(0.1)
+    except (OSError, http.client.HTTPException):  # the server died while answering
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(5)
+    died = server.process.poll() is not None and server.process.returncode < 0  # a signal
+    server.stop()
+    tracer.wait(30)
+    return server, rig, session_id, died
+
+
+def run_kill_point(workdir: Path, write: int, timeout_s: float = 120.0) -> KillPoint:
+    """Kill the server at its ``write``-th session-file write, restart it, finish."""
+    result = KillPoint(write)
+    first, rig, session_id, result.killed = run_session(workdir, kill_at(write), timeout_s)
+    result.acknowledged = len(set(rig.acknowledged))  # before the kill; more come after
+    try:
+        again = Server(first.data, zmq_port=first.zmq_port, http_port=first.http_port)
+        try:
+            _, listing = again.api("GET", "/api/sessions")
+            sessions = {s["id"]: s for s in listing["sessions"]}
+            finished = {p["id"] for p in listing["past"] if p["state"] == "finished"}
+            damaged = [p for p in listing["past"] if p["state"] == "damaged"]
+            result.damaged = bool(damaged)
+            result.problems += [p["problem"] for p in damaged]
+            result.created = session_id is not None
+            if session_id is not None and session_id in sessions:
+                if sessions[session_id]["state"] == "created":  # the start was not answered:
+                    again.api("POST", f"/api/sessions/{session_id}/start")  # press it again
+                state = again.wait_for(session_id, lambda s: s["state"] == "finished", timeout_s)
+                result.completed = True
+            elif session_id is not None and session_id in finished:  # ended before the kill
+                state = again.session(session_id)
+                result.completed = True
+            elif session_id is not None:
+                result.problems.append(f"session {session_id} was not resumed")
+        finally:
+            again.stop()
+    finally:
+        rig.close()
+    if result.completed:  # read once the server has let go of the file
+        _check_file(Path(state["data_file"]), rig.acknowledged, result)
+    result.trials = rig.trials
+    return result
+
+
+def _check_file(path: Path, acknowledged: list[str], result: KillPoint) -> None:
+    def read(store: SessionFile) -> tuple[list[str], list[int]]:
+        ids = store.table("responses", columns=("presentation_id",)).get("presentation_id", [])
+        index = store.table("generations", columns=("index",)).get("index", np.array([]))
+        return list(ids), list(np.bincount(index.astype(int)))
+
+    stored, per_generation = read_closed(path, read)
+    counts = Counter(stored)
+    result.acknowledged = len(set(acknowledged))  # in all
+    result.lost = sum(1 for pid in set(acknowledged) if pid not in counts)
+    result.stored_twice = sum(1 for n in counts.values() if n > 1)
+    result.generations_twice = sum(1 for n in per_generation if n > POPULATION)
+    if len(per_generation) != GENERATIONS:
+        result.problems.append(f"generations stored: {per_generation}")
