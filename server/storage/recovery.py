@@ -70,12 +70,42 @@ def cut_to_acknowledged(file: h5py.File) -> list[str]:
                 if ds.shape[0] > keep:
                     cut.append(f"{name}/{key}: {ds.shape[0]} -> {keep} rows")
                     ds.resize(keep, axis=0)
-    for name in ("timings", "optimizer"):
-        item = file.get(name)
-        if item is not None:
-            for ds in item.values() if isinstance(item, h5py.Group) else [item]:
-                check_readable(file, ds.name, ds)
+    cut += _settle_optimizer_state(file)
+    _check_everything(file)
     return cut
+
+
+def _settle_optimizer_state(file: h5py.File) -> list[str]:
+    """Finish or undo a swap of the optimizer state that a crash interrupted: the new state
+    is written whole to ``optimizer.new`` before the old one is deleted and it is renamed."""
+    if "optimizer.new" not in file:
+        return []
+    try:
+        if "optimizer" in file:  # the new state was not complete: the old one counts
+            del file["optimizer.new"]
+            return ["optimizer.new: an unfinished state, removed"]
+        file.move("optimizer.new", "optimizer")  # complete, only not renamed yet
+        return ["optimizer.new: a complete state, renamed to optimizer"]
+    except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        raise SessionFileError(f"{Path(file.filename).name}: optimizer state ({exc})") from None
+
+
+def _check_everything(file: h5py.File) -> None:
+    """Read every dataset and attribute of the file once (SessionFileError naming the
+    first that cannot be read)."""
+
+    def visit(name: str, item: h5py.HLObject) -> None:
+        _ = dict(item.attrs)
+        if isinstance(item, h5py.Dataset):
+            check_readable(file, name, item)
+
+    try:
+        _ = dict(file.attrs)
+        file.visititems(visit)
+    except SessionFileError:
+        raise
+    except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        raise SessionFileError(f"{Path(file.filename).name}: {exc}") from None
 
 
 def recover_rows(file: h5py.File, journal: Path) -> list[str]:

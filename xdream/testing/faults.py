@@ -196,8 +196,14 @@ def run_kill_point(workdir: Path, write: int, timeout_s: float = 120.0) -> KillP
             if session_id is not None and session_id in sessions:
                 if sessions[session_id]["state"] == "created":  # the start was not answered:
                     again.api("POST", f"/api/sessions/{session_id}/start")  # press it again
-                state = again.wait_for(session_id, lambda s: s["state"] == "finished", timeout_s)
-                result.completed = True
+                try:
+                    state = again.wait_for(
+                        session_id, lambda s: s["state"] == "finished", timeout_s
+                    )
+                    result.completed = True
+                except AssertionError:  # it did not finish: say how it stands
+                    now = again.session(session_id)
+                    result.problems.append(f"stuck {now['state']}: {now.get('failure')}")
             elif session_id is not None and session_id in finished:  # ended before the kill
                 state = again.session(session_id)
                 result.completed = True
