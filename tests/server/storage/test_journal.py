@@ -139,3 +139,27 @@ def _render(codes: np.ndarray) -> np.ndarray:
     return np.repeat(codes[:, :1, None, None], 3, axis=3).astype(np.uint8) * np.ones(
         (1, 4, 4, 3), dtype=np.uint8
     )
+
+
+@pytest.mark.parametrize("killed", ["writing the new state", "before the rename"])
+def test_an_interrupted_swap_of_the_optimizer_state_is_settled(tmp_path, killed):
+    path = tmp_path / "s.h5"
+    store = SessionFile(path, {})
+    result = GenerationResult(0, np.zeros((2, 3)), np.zeros((2, 4, 4, 3), np.uint8),
+                              np.ones(2), {})  # fmt: skip
+    store.write_generation(result, {"generation": 1, "mean": np.zeros(3)})
+    store.close()
+    with h5py.File(path, "r+") as f:  # the next swap, interrupted
+        f.create_group("optimizer.new").attrs["generation"] = 2
+        if killed == "before the rename":  # old state deleted, new one complete
+            del f["optimizer"]
+    again = SessionFile.reopen(path)
+    (note,) = again.repair()
+    done = again.generations_done()
+    again.close()
+    if killed == "writing the new state":
+        assert "removed" in note and done == 1
+    else:
+        assert "renamed" in note and done == 2
+    with h5py.File(path, "r") as f:
+        assert "optimizer.new" not in f
