@@ -15,7 +15,7 @@ from xdream.testing.servers import running_server
 def test_the_server_starts_past_damaged_files_and_lists_them(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    good, torn, uneven, lost = crashed_sessions(data, sessions=4)
+    good, torn, uneven, lost = (i for i, _ in crashed_sessions(data, sessions=4))
     path = data / f"{torn}.h5"
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # a torn write
     (data / f"{lost}.journal").unlink()  # ... and one whose journal is gone too

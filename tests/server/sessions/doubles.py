@@ -93,11 +93,14 @@ async def wait_state(session, state: str, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def crashed_sessions(tmp_path, sessions: int = 1) -> list[str]:
-    """Sessions that answered generation 0 and half of generation 1, then a "kill -9"."""
+def crashed_sessions(
+    tmp_path, sessions: int = 1, answered: int = 3
+) -> list[tuple[str, Message]]:
+    """Sessions that answered generation 0 and ``answered`` stimuli of generation 1, then a
+    "kill -9": each one's id, with the generation-1 block it was sent."""
 
     async def first_run():
-        ids = []
+        crashed = []
         for _ in range(sessions):  # a manager each: the fake transport counts one session
             transport = FakeTransport()
             manager = SessionManager(tmp_path, transport)
@@ -105,9 +108,10 @@ def crashed_sessions(tmp_path, sessions: int = 1) -> list[str]:
             await session.start()
             await answer(session, await transport.next(0))
             gen1 = await transport.next(1)
-            await answer(session, gen1, only=[s.stimulus_id for s in gen1.content.stimuli][:3])
-            ids.append(session.id)
+            ids = [s.stimulus_id for s in gen1.content.stimuli]
+            await answer(session, gen1, only=ids[:answered])  # acknowledged, then the crash
+            crashed.append((session.id, gen1))
             await manager.close()  # the file stays "running", as after kill -9
-        return ids
+        return crashed
 
     return run(first_run())

@@ -27,19 +27,7 @@ from tests.server.sessions.doubles import (
 
 
 def test_a_restarted_server_resumes_without_losing_or_repeating(tmp_path):
-    async def first_run():
-        transport = FakeTransport()
-        manager = SessionManager(tmp_path, transport)
-        session = await manager.create(config(generations=3))
-        await session.start()
-        await answer(session, await transport.next(0))
-        gen1 = await transport.next(1)
-        ids = [s.stimulus_id for s in gen1.content.stimuli]
-        await answer(session, gen1, only=ids[:4])  # acknowledged, then the "crash"
-        await manager.close()  # the file stays "running", as after kill -9
-        return session.id, gen1
-
-    session_id, gen1 = run(first_run())
+    ((session_id, gen1),) = crashed_sessions(tmp_path, answered=4)
 
     async def second_run():
         transport = FakeTransport()
@@ -210,7 +198,7 @@ def test_a_failed_generation_pauses_the_session_logs_why_and_refuses_to_go_on(tm
 def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
     """A kill between the columns of one append leaves some columns longer: the restart
     cuts them back to the rows that were acknowledged and carries on."""
-    (session_id,) = crashed_sessions(tmp_path)
+    ((session_id, _),) = crashed_sessions(tmp_path)
     path = tmp_path / f"{session_id}.h5"
     with h5py.File(path, "r+") as f:
         acknowledged = f["responses/presentation_id"].asstr()[()].tolist()
@@ -241,7 +229,7 @@ def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
 
 
 def test_a_torn_file_is_rebuilt_from_its_journal_and_one_without_is_listed_damaged(tmp_path):
-    good, torn_id = crashed_sessions(tmp_path, sessions=2)
+    (good, _), (torn_id, _) = crashed_sessions(tmp_path, sessions=2)
     torn = tmp_path / f"{torn_id}.h5"
     with h5py.File(torn, "r") as f:
         before = {name: f[name][()] for name in ("responses/presentation_id", "generations/codes")}

@@ -32,12 +32,16 @@ def test_records_read_back_as_written_arrays_and_text_included(tmp_path):
     assert second == {"status": "running"}
 
 
-def test_a_torn_last_record_is_cut_off_and_writing_goes_on_after_the_last_good_one(tmp_path):
-    path = tmp_path / "s.journal"
+def _three_records(path):
     journal = Journal(path)
     for i in range(3):
         journal.append({"i": i})
     journal.close()
+
+
+def test_a_torn_last_record_is_cut_off_and_writing_goes_on_after_the_last_good_one(tmp_path):
+    path = tmp_path / "s.journal"
+    _three_records(path)
     whole = path.stat().st_size
     os.truncate(path, whole - 3)  # killed in the middle of the third record
     records, good = read_journal(path)
@@ -50,10 +54,7 @@ def test_a_torn_last_record_is_cut_off_and_writing_goes_on_after_the_last_good_o
 
 def test_nothing_after_a_damaged_record_is_trusted(tmp_path):
     path = tmp_path / "s.journal"
-    journal = Journal(path)
-    for i in range(3):
-        journal.append({"i": i})
-    journal.close()
+    _three_records(path)
     data = bytearray(path.read_bytes())
     second = len(data) // 3  # three records of one size: where the second begins
     data[second + 12] ^= 0xFF  # a flipped byte inside the second record's payload
