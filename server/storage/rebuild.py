@@ -58,8 +58,11 @@ def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
                     continue  # the same generation, re-derived and told the same scores
                 stored.add(record["generation"]["index"])
             _replay(store, record, render)
-    finally:
+    except BaseException:
         store.close()
+        temporary.unlink(missing_ok=True)  # the damaged file stays where it was
+        raise
+    store.close()
     aside = _free_name(path.with_name(path.name + ".damaged"))
     os.replace(path, aside)
     os.replace(temporary, path)
