@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from protocol.messages import Role
-from rig_clients.connection import Connection, RequestFailed
+from rig_clients.connection import Connection, RequestFailed, ServerUnavailable
 from rig_clients.presenter import Presenter
 from rig_clients.recorder import Recorder
 from server.storage.catalog import read_closed
@@ -44,6 +44,10 @@ SESSION: dict[str, Any] = dict(
     generator="pixel", image_size=16, population=POPULATION, generations=GENERATIONS, seed=1,
     response_timeout_s=5,
 )  # fmt: skip
+
+
+#: Seconds without a server before the rig stops trying (a restart takes a few).
+RIG_GIVES_UP_S = 20.0
 
 
 def attach_strace(pid: int, *options: str) -> subprocess.Popen[bytes]:
@@ -84,13 +88,20 @@ class Rig(threading.Thread):
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(daemon=True)
-        self.connection = Connection(endpoint, [Role.presenter, Role.recorder], "fault-rig")
+        # Outlives a server restart (seconds), not the last server: then it stops by itself.
+        self.connection = Connection(
+            endpoint, [Role.presenter, Role.recorder], "fault-rig", give_up_s=RIG_GIVES_UP_S
+        )
         self.acknowledged: list[str] = []
         self.trials = 0
         self.stop = threading.Event()
         self.errors: list[str] = []
 
     def run(self) -> None:
+        with contextlib.suppress(ServerUnavailable):  # the last server is gone: done
+            self._serve()
+
+    def _serve(self) -> None:
         self.connection.connect()
         presenter, recorder = Presenter(self.connection), Recorder(self.connection)
         while not self.stop.is_set():
@@ -109,7 +120,7 @@ class Rig(threading.Thread):
 
     def close(self) -> None:
         self.stop.set()
-        self.join(30)
+        self.join(RIG_GIVES_UP_S + 10)
         self.connection.close()
 
 
