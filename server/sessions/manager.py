@@ -197,8 +197,11 @@ class SessionManager:
 
     async def _restore(self, path: Path) -> Session | None:
         def open_parts() -> tuple[SessionFile, _Parts, ResumePoint, History, str] | None:
-            status = self._stored_status(path)
-            if status is None:
+            stored = self._stored_status(path)
+            if stored is None:
+                return None
+            status, closed = stored
+            if SessionState(status).final and closed:  # ended and closed: nothing to do
                 return None
             store, notes = self._reopen_repaired(path, resume=not SessionState(status).final)
             parts = None
@@ -232,12 +235,13 @@ class SessionManager:
         return session
 
     @staticmethod
-    def _stored_status(path: Path) -> str | None:
-        """The status the file records, else (a file that cannot be read) its journal's."""
+    def _stored_status(path: Path) -> tuple[str, bool] | None:
+        """The status the file records and whether it was closed, else (a file that cannot
+        be read) its journal's status, not closed."""
         try:
             return stored_status(path)
         except OSError:
-            return journal_attributes(journal_path(path)).get("status")
+            return journal_attributes(journal_path(path))["status"], False
 
     def _reopen_repaired(self, path: Path, resume: bool) -> tuple[SessionFile, list[str]]:
         """The session file, repaired, or rebuilt from its journal if beyond repair; what

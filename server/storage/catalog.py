@@ -39,11 +39,14 @@ def stored_path(data_dir: Path, session_id: str) -> Path:
     return path
 
 
-def stored_status(path: Path) -> str | None:
-    """The status a session file records, without opening it as a session (None: the file
-    is not a session file)."""
+def stored_status(path: Path) -> tuple[str, bool] | None:
+    """The status a session file records, and whether its writer closed it (files from
+    before that was recorded count as closed), without opening it as a session (None: the
+    file is not a session file)."""
     with h5py.File(path, "r") as f:
-        return str(f.attrs["status"]) if f.attrs.get("format") == FORMAT else None
+        if f.attrs.get("format") != FORMAT:
+            return None
+        return str(f.attrs["status"]), bool(f.attrs.get("closed", True))
 
 
 def list_stored(

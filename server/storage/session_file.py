@@ -2,7 +2,7 @@
 
 Layout (all under the file root)::
 
-    attrs: format, config (JSON), status, created, updated
+    attrs: format, config (JSON), status, created, updated, closed (by its writer)
     generations/index     (images,)            int32   generation of each image
     generations/codes     (images, code_dim)   float32
     generations/images    (images, H, W, 3)    uint8, gzip, one chunk per image
@@ -79,6 +79,7 @@ class SessionFile:
             status=status,
             created=now if created is None else created,  # given: a file rebuilt
             updated=now,
+            closed=False,  # True once its writer closes it: a False one may need repair
         )
         self._file.create_group("generations")
         self._file.flush()
@@ -101,8 +102,10 @@ class SessionFile:
         if self._file.attrs.get("format") != FORMAT:
             self._file.close()
             raise SessionFileError(f"{self.path} is not an xdream-rig session file")
-        if journal is not None and mode != "r":
-            self._journal = Journal(journal)
+        if mode != "r":
+            self._file.attrs["closed"] = False
+            if journal is not None:
+                self._journal = Journal(journal)
         return self
 
     # -- what a resumed session needs ---------------------------------------------------
@@ -383,9 +386,11 @@ class SessionFile:
     def close(self, status: str | None = None) -> None:
         """Close the file, first marking it ``status`` (e.g. finished, aborted) if given."""
         if self._file.id.valid:
-            if status is not None:
-                self._file.attrs["status"] = status
+            if self._file.mode != "r":
+                if status is not None:
+                    self._file.attrs["status"] = status
                 self._file.attrs["updated"] = time.time()
+                self._file.attrs["closed"] = True
             self._file.close()
         if self._journal is not None:
             self._journal.close()

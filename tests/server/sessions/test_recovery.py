@@ -254,3 +254,35 @@ def test_a_torn_file_is_rebuilt_from_its_journal_and_one_without_is_listed_damag
     assert set(damaged) == {"cafe0001"} and damaged["cafe0001"]
     listed = {item["id"]: item for item in past}
     assert listed["cafe0001"]["state"] == "damaged" and "cannot" in listed["cafe0001"]["problem"]
+
+
+def test_ended_files_are_left_alone_unless_their_writer_never_closed_them(tmp_path):
+    """A start-up reads every unfinished file, but a finished one only if a crash kept its
+    writer from closing it (then it is repaired for its readers, not resumed)."""
+
+    async def finish_one() -> str:
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            await answer(session, await transport.next(0))
+            await wait_state(session, "finished")
+            return session.id
+
+    closed, crashed = run(finish_one()), run(finish_one())
+    with h5py.File(tmp_path / f"{crashed}.h5", "r+") as f:
+        f.attrs["closed"] = False  # killed after "finished" was written, before the close
+        column = f["responses/counts"]
+        column.resize(column.shape[0] + 2, axis=0)
+    untouched = (tmp_path / f"{closed}.h5").stat().st_mtime_ns
+
+    async def restart():
+        async with manager_in(tmp_path) as manager:
+            return await manager.restore(), manager.damaged
+
+    assert run(restart()) == ([], {})
+    assert (tmp_path / f"{closed}.h5").stat().st_mtime_ns == untouched
+    with h5py.File(tmp_path / f"{crashed}.h5", "r") as f:
+        lengths = {ds.shape[0] for ds in f["responses"].values()}
+        assert len(lengths) == 1 and f.attrs["closed"]  # repaired, and closed again
+        assert "repaired" in list(f["events/kind"].asstr()[()])
