@@ -137,7 +137,9 @@ class SessionManager:
         """Build and store a new session (state ``created``); nothing is written on error."""
         parts = await asyncio.to_thread(self._parts, config)
         session_id = secrets.token_hex(4)
-        while session_id in self.sessions or (self.data_dir / f"{session_id}.h5").exists():
+        while session_id in self.sessions or any(
+            (self.data_dir / f"{session_id}{suffix}").exists() for suffix in (".h5", ".journal")
+        ):
             session_id = secrets.token_hex(4)
         record = {"session_id": session_id, **parts.record}
 
@@ -148,11 +150,18 @@ class SessionManager:
             temporary, journal = creating_path(path), journal_path(path)
             created = SessionState.created.value
             store = SessionFile(temporary, record, status=created, journal=journal)
-            if parts.references is not None:
-                store.write_references(parts.references)
-            store.log_event(SessionState.created.value)
+            try:
+                if parts.references is not None:
+                    store.write_references(parts.references)
+                store.log_event(SessionState.created.value)
+            except BaseException:
+                store.abandon()
+                temporary.unlink(missing_ok=True)
+                journal.unlink(missing_ok=True)
+                raise
             store.close()
             os.replace(temporary, path)
+            _sync_folder(self.data_dir)  # the rename is durable before the creation is answered
             return SessionFile.reopen(path, journal=journal)
 
         try:
@@ -203,7 +212,9 @@ class SessionManager:
             status, closed = stored
             if SessionState(status).final and closed:  # ended and closed: nothing to do
                 return None
-            store, notes = self._reopen_repaired(path, resume=not SessionState(status).final)
+            store, notes = self._reopen_repaired(
+                path, resume=not SessionState(status).final, repair=not closed
+            )
             parts = None
             try:
                 if notes:
@@ -221,7 +232,7 @@ class SessionManager:
                 session_id = str(store.config["session_id"])
                 return store, parts, point, history, session_id
             except BaseException:
-                store.close()
+                store.abandon()  # whatever went wrong, the file does not read as closed
                 if parts is not None:
                     parts.generator.close()
                 raise
@@ -240,12 +251,15 @@ class SessionManager:
         be read) its journal's status, not closed."""
         try:
             return stored_status(path)
-        except OSError:
+        except Exception:  # unreadable in any way: the journal may know
             return journal_attributes(journal_path(path))["status"], False
 
-    def _reopen_repaired(self, path: Path, resume: bool) -> tuple[SessionFile, list[str]]:
-        """The session file, repaired, or rebuilt from its journal if beyond repair; what
-        was done (blocking). A file only repaired (``resume`` False) gets no new journal."""
+    def _reopen_repaired(
+        self, path: Path, resume: bool, repair: bool = True
+    ) -> tuple[SessionFile, list[str]]:
+        """The session file, repaired (unless its writer closed it: then there is nothing to
+        repair), or rebuilt from its journal if beyond repair; what was done (blocking). A
+        file only repaired (``resume`` False) gets no new journal."""
         journal = journal_path(path)
         try:
             keep = journal if resume or journal.exists() else None
@@ -253,9 +267,9 @@ class SessionManager:
         except SessionFileError as exc:
             return self._rebuilt(path, journal, exc)
         try:
-            return store, store.repair()
+            return store, store.repair() if repair else []
         except Exception as exc:  # HDF5 fails in many ways on a torn file: all mean damage
-            store.close()
+            store.abandon()
             return self._rebuilt(path, journal, SessionFileError(f"{path.name}: {exc}"))
 
     def _rebuilt(
@@ -313,3 +327,12 @@ class SessionManager:
         """Close every file; running sessions stay ``running`` on disk and resume next start."""
         for session in self.sessions.values():
             await session.close()
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

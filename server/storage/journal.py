@@ -51,7 +51,10 @@ class Journal:
         self.path = Path(path)
         if self.path.exists():
             _, good = read_journal(self.path)
-            if good < self.path.stat().st_size:
+            if good < self.path.stat().st_size:  # a torn tail, or a damaged record:
+                with self.path.open("rb") as journal:  # keep what follows for an expert
+                    journal.seek(good)
+                    self.path.with_name(self.path.name + ".bad").write_bytes(journal.read())
                 os.truncate(self.path, good)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 

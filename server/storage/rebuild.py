@@ -19,6 +19,7 @@ import numpy as np
 from server.engine.loop import GenerationResult
 from server.storage.journal import read_journal
 from server.storage.records import SessionFileError
+from server.storage.recovery import unique_rows
 from server.storage.session_file import SessionFile
 
 #: Makes the images of a generation from its codes (the session's generator).
@@ -50,13 +51,19 @@ def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
         status=first["status"],
         created=float(first["created"]),
     )
-    stored: set[int] = set()  # generations written; a restart may have completed one again
+    # A generation completed again after a restart counts as its last record: later ones
+    # were built on that one's optimizer state.
+    last = {r["generation"]["index"]: i for i, r in enumerate(records) if "generation" in r}
+    seen: dict[str, set[str]] = {}
     try:
-        for record in records[1:]:
-            if "generation" in record:
-                if record["generation"]["index"] in stored:
-                    continue  # the same generation, re-derived and told the same scores
-                stored.add(record["generation"]["index"])
+        for i, record in enumerate(records[1:], start=1):
+            if "generation" in record and last[record["generation"]["index"]] != i:
+                continue
+            if "table" in record:
+                known = seen.setdefault(record["table"], set())
+                for columns in unique_rows(record["table"], [record["columns"]], known):
+                    store.append_rows(record["table"], columns)
+                continue
             _replay(store, record, render)
     except BaseException:
         store.close()
@@ -64,15 +71,13 @@ def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
         raise
     store.close()
     aside = _free_name(path.with_name(path.name + ".damaged"))
-    os.replace(path, aside)
-    os.replace(temporary, path)
+    os.link(path, aside)  # the damaged file stays reachable under its new name ...
+    os.replace(temporary, path)  # ... and the rebuilt one replaces it in one step
     return aside
 
 
 def _replay(store: SessionFile, record: dict[str, Any], render: Render) -> None:
-    if "table" in record:
-        store.append_rows(record["table"], record["columns"])
-    elif "status" in record:
+    if "status" in record:
         store.set_status(record["status"])
     elif "references" in record:
         store.write_references(record["references"])

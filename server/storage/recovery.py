@@ -110,14 +110,14 @@ def _check_everything(file: h5py.File) -> None:
 
 def recover_rows(file: h5py.File, journal: Path) -> list[str]:
     """Make each journalled table hold the journal's rows; what was done."""
-    if not journal.exists():  # a file from before journals: nothing to compare with
-        return []
-    records, _ = read_journal(journal)
+    records = read_journal(journal)[0] if journal.exists() else []
+    if not records or "attrs" not in records[0]:
+        return []  # no journal, or one begun after the file had rows: nothing to compare
     notes: list[str] = []
     for table in ROW_TABLES:
-        appends = [r["columns"] for r in records if r.get("table") == table]
+        appends = unique_rows(table, [r["columns"] for r in records if r.get("table") == table])
         expected = _column(appends, _KEYS[table])
-        have = _trusted_rows(file, table, expected, notes)
+        have = _trusted_rows(file, table, appends, notes)
         if have < len(expected):
             group = file.require_group(table)
             for ds in group.values():  # longer columns hold only unacknowledged rows
@@ -127,9 +127,11 @@ def recover_rows(file: h5py.File, journal: Path) -> list[str]:
     return notes
 
 
-def _trusted_rows(file: h5py.File, table: str, expected: list[Any], notes: list[str]) -> int:
-    """How many of ``table``'s rows are readable and the journal's first rows; a table
-    that is unreadable or disagrees with the journal is dropped (0)."""
+def _trusted_rows(
+    file: h5py.File, table: str, appends: list[dict[str, Any]], notes: list[str]
+) -> int:
+    """How many of ``table``'s rows are readable and, column by column, the journal's
+    first rows; a table that is unreadable or disagrees with the journal is dropped (0)."""
     group = file.get(table)
     if group is None:
         return 0
@@ -137,12 +139,14 @@ def _trusted_rows(file: h5py.File, table: str, expected: list[Any], notes: list[
         for key, ds in group.items():
             check_readable(file, f"{table}/{key}", ds)
         have = min((ds.shape[0] for ds in group.values()), default=0)
-        if have > len(expected):
-            return have  # more than the journal knows: leave it (the journal began later)
-        keys = group[_KEYS[table]]
-        stored = keys.asstr()[:have] if h5py.check_string_dtype(keys.dtype) else keys[:have]
-        if list(stored) != list(expected[:have]):
-            raise SessionFileError(f"{table} differs from the journal")
+        journalled = sum(len(next(iter(columns.values()))) for columns in appends)
+        if have > journalled:
+            raise SessionFileError(f"{table} has rows its journal does not")
+        for key, ds in group.items():
+            stored = ds.asstr()[:have] if h5py.check_string_dtype(ds.dtype) else ds[:have]
+            wanted = [v for columns in appends for v in np.asarray(columns[key]).tolist()]
+            if not _same(np.asarray(stored), np.asarray(wanted[:have], dtype=stored.dtype)):
+                raise SessionFileError(f"{table}/{key} differs from the journal")
         return have
     except SessionFileError as exc:
         del file[table]
@@ -150,8 +154,38 @@ def _trusted_rows(file: h5py.File, table: str, expected: list[Any], notes: list[
         return 0
 
 
+def _same(stored: np.ndarray, wanted: np.ndarray) -> bool:
+    if stored.dtype.kind in "fc":
+        return bool(np.array_equal(stored, wanted, equal_nan=True))
+    return bool(np.array_equal(stored, wanted))
+
+
 def _column(appends: list[dict[str, Any]], key: str) -> list[Any]:
     return [v for columns in appends for v in np.asarray(columns[key]).tolist()]
+
+
+def unique_rows(
+    table: str, appends: list[dict[str, Any]], seen: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """``appends`` without the rows of a presentation seen before (in them, or in ``seen``,
+    which is updated): a write that failed after its journal record was fsynced was not
+    acknowledged, and the rig sent it again."""
+    if table == "events":
+        return appends
+    seen = set() if seen is None else seen
+    out = []
+    for columns in appends:
+        ids = [str(i) for i in np.asarray(columns["presentation_id"]).tolist()]
+        keep = []
+        for i, pid in enumerate(ids):
+            if pid not in seen:
+                seen.add(pid)
+                keep.append(i)
+        if len(keep) == len(ids):
+            out.append(columns)
+        elif keep:
+            out.append({k: np.asarray(v)[keep] for k, v in columns.items()})
+    return out
 
 
 def _append_from(group: h5py.Group, appends: list[dict[str, Any]], skip: int) -> None:

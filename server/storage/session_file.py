@@ -385,12 +385,23 @@ class SessionFile:
 
     def close(self, status: str | None = None) -> None:
         """Close the file, first marking it ``status`` (e.g. finished, aborted) if given."""
-        if self._file.id.valid:
-            if self._file.mode != "r":
-                if status is not None:
-                    self._file.attrs["status"] = status
-                self._file.attrs["updated"] = time.time()
-                self._file.attrs["closed"] = True
-            self._file.close()
-        if self._journal is not None:
-            self._journal.close()
+        try:
+            if self._file.id.valid:
+                if self._file.mode != "r":
+                    if status is not None:
+                        self._file.attrs["status"] = status
+                    self._file.attrs["updated"] = time.time()
+                    self._file.attrs["closed"] = True
+                self._file.close()
+        finally:
+            if self._journal is not None:
+                self._journal.close()
+
+    def abandon(self) -> None:
+        """Close without a word to the file: one found damaged must not read as closed."""
+        try:
+            if self._file.id.valid:
+                self._file.close()
+        finally:
+            if self._journal is not None:
+                self._journal.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import h5py
 import numpy as np
 
 from protocol.codec import Message
@@ -111,7 +112,11 @@ def crashed_sessions(
             ids = [s.stimulus_id for s in gen1.content.stimuli]
             await answer(session, gen1, only=ids[:answered])  # acknowledged, then the crash
             crashed.append((session.id, gen1))
-            await manager.close()  # the file stays "running", as after kill -9
+            await manager.close()  # the file stays "running", as after kill -9 ...
         return crashed
 
-    return run(first_run())
+    crashed = run(first_run())
+    for session_id, _ in crashed:  # ... and, as after kill -9, it was never closed
+        with h5py.File(tmp_path / f"{session_id}.h5", "r+") as f:
+            f.attrs["closed"] = False
+    return crashed

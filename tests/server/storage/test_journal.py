@@ -14,6 +14,7 @@ from server.engine.loop import GenerationResult
 from server.storage.journal import Journal, read_journal
 from server.storage.rebuild import rebuild_from_journal
 from server.storage.recovery import journal_path
+from server.storage.rows import response_rows
 from server.storage.session_file import SessionFile
 
 
@@ -164,3 +165,20 @@ def test_an_interrupted_swap_of_the_optimizer_state_is_settled(tmp_path, killed)
         assert "renamed" in note and done == 2
     with h5py.File(path, "r") as f:
         assert "optimizer.new" not in f
+
+
+def test_a_write_that_failed_after_its_journal_record_is_not_stored_twice(tmp_path):
+    """The journal took the rows, the HDF5 write failed (not acknowledged), the rig sent them
+    again: repair and rebuild keep each presentation once."""
+    store = _store_with_rows(tmp_path, n=2)
+    resent = [Response(presentation_id="p1", stimulus_id="s", counts=[1.0])]
+    store._journal.append({"table": "responses", "columns": response_rows(0, 0, resent, "x")})
+    store.close()  # the file holds p0, p1 once; the journal p0, p1, p1
+    again = SessionFile.reopen(tmp_path / "s.h5", journal=journal_path(tmp_path / "s.h5"))
+    assert again.repair() == []
+    again.close()
+    (tmp_path / "s.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    rebuild_from_journal(tmp_path / "s.h5", journal_path(tmp_path / "s.h5"), _render)
+    rebuilt = SessionFile.reopen(tmp_path / "s.h5", mode="r")
+    assert rebuilt.table("responses")["presentation_id"].tolist() == ["p0", "p1"]
+    rebuilt.close()
