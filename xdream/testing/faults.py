@@ -3,10 +3,9 @@ and check what a lab cares about.
 
 strace, attached to a running server, injects SIGKILL into its n-th ``pwrite64`` system
 call, the call HDF5 writes a session file with (the server writes nothing else with it; the
-journal uses ``write``), so the
-kill lands anywhere inside a write or a flush of HDF5 (a kill, not a power cut: the page
-cache survives it). A rig
-(presenter and recorder, in threads of this process) answers every block throughout, and
+journal uses ``write``), so the kill lands anywhere inside a write or a flush of HDF5 (a
+kill, not a power cut: the page cache survives it). A rig (presenter and recorder, in
+threads of this process) answers every block throughout, and
 remembers which responses the server acknowledged. The server is then started again on the
 same data; the rig reconnects by itself and the session runs to its end. Checked from the
 file: every acknowledged response stored exactly once, every generation stored once, the
