@@ -29,9 +29,6 @@ from server.storage.tables import append_table
 
 #: Tables of one row per thing the rig reported or the session did (all journalled).
 ROW_TABLES = ("presentations", "responses", "late_responses", "events")
-#: The column that identifies a row of each table, to check the file against the journal.
-_KEYS = {"presentations": "presentation_id", "responses": "presentation_id",
-         "late_responses": "presentation_id", "events": "time"}  # fmt: skip
 #: Datasets up to this size are read whole to check them; larger ones at both ends.
 CHECK_WHOLE_BYTES = 16 << 20
 
@@ -55,13 +52,12 @@ def check_readable(file: h5py.File, where: str, ds: h5py.Dataset) -> None:
 
 def cut_to_acknowledged(file: h5py.File) -> list[str]:
     """Cut each table's columns to the shortest (see above); what was cut."""
+    _check_everything(file)
     cut = []
     for name in (*ROW_TABLES, "generations", "references"):
         group = file.get(name)
         if group is None:
             continue
-        for key, ds in group.items():
-            check_readable(file, f"{name}/{key}", ds)
         columns = {k: ds for k, ds in group.items() if (name, k) != ("references", "images")}
         lengths = {ds.shape[0] for ds in columns.values()}
         if len(lengths) > 1:
@@ -70,9 +66,7 @@ def cut_to_acknowledged(file: h5py.File) -> list[str]:
                 if ds.shape[0] > keep:
                     cut.append(f"{name}/{key}: {ds.shape[0]} -> {keep} rows")
                     ds.resize(keep, axis=0)
-    cut += _settle_optimizer_state(file)
-    _check_everything(file)
-    return cut
+    return cut + _settle_optimizer_state(file)
 
 
 def _settle_optimizer_state(file: h5py.File) -> list[str]:
@@ -116,19 +110,19 @@ def recover_rows(file: h5py.File, journal: Path) -> list[str]:
     notes: list[str] = []
     for table in ROW_TABLES:
         appends = unique_rows(table, [r["columns"] for r in records if r.get("table") == table])
-        expected = _column(appends, _KEYS[table])
-        have = _trusted_rows(file, table, appends, notes)
-        if have < len(expected):
+        journalled = _row_count(appends)
+        have = _trusted_rows(file, table, appends, journalled, notes)
+        if have < journalled:
             group = file.require_group(table)
             for ds in group.values():  # longer columns hold only unacknowledged rows
                 ds.resize(have, axis=0)
             _append_from(group, appends, skip=have)
-            notes.append(f"{table}: {len(expected) - have} rows restored from the journal")
+            notes.append(f"{table}: {journalled - have} rows restored from the journal")
     return notes
 
 
 def _trusted_rows(
-    file: h5py.File, table: str, appends: list[dict[str, Any]], notes: list[str]
+    file: h5py.File, table: str, appends: list[dict[str, Any]], journalled: int, notes: list[str]
 ) -> int:
     """How many of ``table``'s rows are readable and, column by column, the journal's
     first rows; a table that is unreadable or disagrees with the journal is dropped (0)."""
@@ -139,7 +133,6 @@ def _trusted_rows(
         for key, ds in group.items():
             check_readable(file, f"{table}/{key}", ds)
         have = min((ds.shape[0] for ds in group.values()), default=0)
-        journalled = sum(len(next(iter(columns.values()))) for columns in appends)
         if have > journalled:
             raise SessionFileError(f"{table} has rows its journal does not")
         for key, ds in group.items():
@@ -160,8 +153,8 @@ def _same(stored: np.ndarray, wanted: np.ndarray) -> bool:
     return bool(np.array_equal(stored, wanted))
 
 
-def _column(appends: list[dict[str, Any]], key: str) -> list[Any]:
-    return [v for columns in appends for v in np.asarray(columns[key]).tolist()]
+def _row_count(appends: list[dict[str, Any]]) -> int:
+    return sum(len(next(iter(columns.values()))) for columns in appends)
 
 
 def unique_rows(
