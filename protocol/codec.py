@@ -36,8 +36,11 @@ from protocol.messages import (
     Generation,
 )
 
-#: Largest header (frame 0) accepted, in bytes.
+#: Largest header (frame 0) a client accepts, in bytes: a generation of 4096 stimuli fits.
 MAX_HEADER_BYTES = 1 << 20
+#: Largest header the server accepts, in bytes. Decoding holds the server's one event loop
+#: (a few ms at this size, docs/RELIABILITY.md), so rigs send many counts in several messages.
+MAX_SERVER_HEADER_BYTES = 64 << 10
 #: Largest raw frame accepted, in bytes (a 4096 x 4096 RGB image is 48 MiB).
 MAX_BUFFER_BYTES = 64 << 20
 #: Most raw frames in one message.
@@ -106,8 +109,11 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}{more}"
 
 
-def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
-    """Validate and decode frames (without the ROUTER identity) into a :class:`Message`.
+def decode(
+    frames: Sequence[bytes | memoryview | Any], max_header_bytes: int = MAX_HEADER_BYTES
+) -> Message:
+    """Validate and decode frames (without the ROUTER identity) into a :class:`Message`
+    whose header is at most ``max_header_bytes``.
 
     Raises a :class:`ProtocolError` subclass naming the problem; never executes code.
     """
@@ -116,8 +122,8 @@ def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
         raise MalformedMessage("empty message")
     if len(raw) - 1 > MAX_BUFFERS:
         raise MessageTooLarge(f"{len(raw) - 1} raw frames; at most {MAX_BUFFERS}")
-    if raw[0].nbytes > MAX_HEADER_BYTES:
-        raise MessageTooLarge(f"header of {raw[0].nbytes} bytes; at most {MAX_HEADER_BYTES}")
+    if raw[0].nbytes > max_header_bytes:
+        raise MessageTooLarge(f"header of {raw[0].nbytes} bytes; at most {max_header_bytes}")
     try:
         obj = msgpack.unpackb(raw[0], raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types for bad input

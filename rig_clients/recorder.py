@@ -8,13 +8,36 @@ until it comes, so counts survive a lost connection; the server ignores repeats.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import msgpack
+
+from protocol.codec import MAX_SERVER_HEADER_BYTES
 from protocol.messages import Response, Responses, ResponsesAck
 from rig_clients.connection import Connection
 
-#: Responses per message: well under the protocol's limit, small enough to resend cheaply.
+#: Most responses per message: small enough to resend cheaply.
 BATCH = 1000
+#: Most bytes of responses per message: half the server's header limit, the rest is margin
+#: for the header's own fields.
+BATCH_BYTES = MAX_SERVER_HEADER_BYTES // 2
+
+
+def batches(responses: Sequence[Response]) -> Iterator[list[Response]]:
+    """``responses`` in order, cut into messages the server takes: at most :data:`BATCH`
+    responses and :data:`BATCH_BYTES` of encoded counts each (many channels make each
+    response large)."""
+    batch: list[Response] = []
+    size = 0
+    for response in responses:
+        encoded = len(msgpack.packb(response.model_dump(mode="json")))
+        if batch and (len(batch) >= BATCH or size + encoded > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(response)
+        size += encoded
+    if batch:
+        yield batch
 
 
 class Recorder:
@@ -27,10 +50,8 @@ class Recorder:
     def send(self, session: str, generation: int, responses: Sequence[Response]) -> ResponsesAck:
         """Send ``responses`` of one generation; the server's total acknowledgement."""
         accepted = duplicates = 0
-        for start in range(0, len(responses), BATCH):
-            content = Responses(
-                generation=generation, responses=list(responses[start : start + BATCH])
-            )
+        for batch in batches(responses):
+            content = Responses(generation=generation, responses=batch)
             reply = self.connection.request(
                 content, ResponsesAck, session=session, timeout_s=self.timeout_s
             )

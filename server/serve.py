@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import sys
@@ -81,6 +82,10 @@ async def serve(settings: ServerSettings, job: Job | None = None) -> None:
                     raise ConfigError(f"cannot serve HTTP on {settings.http}")
                 await asyncio.sleep(0.02)
             bound_port = http.servers[0].sockets[0].getsockname()[1]
+            # The modules, models and restored sessions live as long as the server: keep
+            # them out of the collector's full passes, which otherwise walk every one of
+            # them (100+ ms with torch loaded) while a large message is decoded.
+            gc.freeze()
             addresses = {
                 "zmq": endpoint,
                 "http": f"http://{host}:{bound_port}",

@@ -14,6 +14,7 @@ import server
 from server.http import dashboard, errors
 from server.http.access import TokenGuard
 from server.http.deps import ClientsFn
+from server.http.limits import BodyLimit
 from server.http.routes import files, ingest, live, sessions, system
 from server.sessions.manager import SessionManager
 
@@ -34,7 +35,8 @@ def create_app(
     app.state.clients = clients
     if token is not None:
         app.add_middleware(TokenGuard, token=token)
-    errors.install(app)  # the size limit goes outside the guard: oversized bodies are 413
+    errors.install(app)
+    app.add_middleware(BodyLimit)  # outside the guard: an oversized body is 413 unread
     # ingest before sessions: its .../responses and .../presented must match before the
     # control route .../{action} does.
     for module in (system, ingest, sessions, files, live):

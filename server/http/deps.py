@@ -4,6 +4,8 @@ that can be included in any app (and tested with a stand-in manager via
 ``app.dependency_overrides``).
 
 ``create_app`` stores the objects on ``app.state``; the functions here read them per request.
+They are ``async`` because FastAPI runs a plain ``def`` dependency in a worker thread: a
+hand-over per request that waits for the interpreter whenever the event loop is busy.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from server.sessions.manager import SessionManager
 ClientsFn = Callable[[], list[dict[str, Any]]]
 
 
-def get_manager(request: Request) -> SessionManager:
+async def get_manager(request: Request) -> SessionManager:
     """The server's sessions (shared with the ZeroMQ side)."""
     manager: SessionManager = request.app.state.manager
     return manager
 
 
-def get_clients(request: Request) -> ClientsFn:
+async def get_clients(request: Request) -> ClientsFn:
     """The function that lists the connected rig clients."""
     clients: ClientsFn = request.app.state.clients
     return clients

@@ -10,7 +10,6 @@ The HTTP status comes from :data:`STATUS`, one table for every route, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from protocol.codec import MAX_BUFFER_BYTES
 from protocol.errors import (
     ChannelMismatch,
     ConfigError,
@@ -111,19 +109,7 @@ async def on_invalid_request(request: Request, exc: RequestValidationError) -> R
     )
 
 
-async def limit_size(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Refuse bodies over the wire limit by their declared length, before reading them."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BUFFER_BYTES:
-        too_large = MessageTooLarge(f"{length} bytes; at most {MAX_BUFFER_BYTES}")
-        return error_response(status_of(too_large), too_large.code, str(too_large))
-    return await call_next(request)
-
-
 def install(app: FastAPI) -> None:
-    """Answer errors as JSON error bodies, and bound request sizes."""
+    """Answer errors as JSON error bodies."""
     app.exception_handler(XDreamError)(on_xdream_error)
     app.exception_handler(RequestValidationError)(on_invalid_request)
-    app.middleware("http")(limit_size)

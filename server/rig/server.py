@@ -15,7 +15,7 @@ import time
 
 import zmq
 
-from protocol.codec import Message, decode
+from protocol.codec import MAX_SERVER_HEADER_BYTES, Message, decode
 from protocol.errors import (
     InternalError,
     NotRegistered,
@@ -71,6 +71,9 @@ class RigServer:
                     self._receive(frames[0].bytes, frames[1:])
                 except Exception:  # a bug must not end the rig side for every session
                     log.exception("while handling a message")
+                # A message already queued is returned without yielding: let HTTP requests
+                # and the other tasks have their turn between two messages.
+                await asyncio.sleep(0)
         finally:
             for task in [*helpers, *self._tasks]:
                 task.cancel()
@@ -100,7 +103,7 @@ class RigServer:
 
     def _receive(self, identity: bytes, frames: list[zmq.Frame]) -> None:
         try:
-            message = decode(frames)
+            message = decode(frames, MAX_SERVER_HEADER_BYTES)
         except ProtocolError as exc:
             self.link.send(identity, error_reply(exc))
             return

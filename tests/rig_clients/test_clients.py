@@ -15,15 +15,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from protocol.codec import MAX_SERVER_HEADER_BYTES, Message, decode, encode
 from protocol.errors import ConfigError
-from protocol.messages import Role
+from protocol.messages import Response, Responses, Role
 from rig_clients import folder, record
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
+from rig_clients.recorder import batches
 from tests.rig_clients.conftest import rig_venv
 from xdream.testing.servers import ROOT, create_session, free_port, running_server
 
 SMALL = dict(generator="pixel", image_size=32, population=4, seed=2)
+
+
+def test_counts_of_many_channels_go_in_messages_the_server_takes():
+    """1000 responses of 96 channels would be a ~1 MB header: the recorder cuts them into
+    messages under the server's header limit, in order, none empty."""
+    responses = [
+        Response(presentation_id=f"p{i}", stimulus_id=f"g3-e{i}", counts=[i + 0.5] * 96)
+        for i in range(1000)
+    ]
+    cut = list(batches(responses))
+    assert len(cut) > 1 and all(cut)
+    assert [r for batch in cut for r in batch] == responses
+    for batch in cut:
+        frames = encode(Message(Responses(generation=3, responses=batch), session="s"))
+        assert len(frames[0]) <= MAX_SERVER_HEADER_BYTES
+        decode(frames, MAX_SERVER_HEADER_BYTES)
+    assert list(batches(responses[:3])) == [responses[:3]]
 
 
 def test_csv_rows_parse_and_bad_rows_name_the_row():

@@ -8,8 +8,12 @@ flight) serve every case in this module.
 from __future__ import annotations
 
 import http.client
+import contextlib
 import io
+import select
+import socket
 import uuid
+from collections.abc import Iterable
 
 import h5py
 import msgpack
@@ -30,6 +34,7 @@ from protocol.messages import (
 from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
 from rig_clients.recorder import Recorder
+from server.http.limits import MAX_BODY_BYTES
 from xdream.testing.servers import Server, brightness_responses, create_session
 
 pytestmark = pytest.mark.slow
@@ -190,10 +195,14 @@ def test_zmq_unknown_session_stimulus_late_duplicate(loop, dealer, unchanged):
     assert reply.content.code == "UnknownMessageType"
 
 
-def post(server: Server, path: str, body: bytes, length: int | None = None):
+def post(server: Server, path: str, body: bytes | Iterable[bytes], length: int | None = None):
+    """POST ``body`` with a ``Content-Length`` of ``length`` (default: its own), or chunked
+    when ``body`` is an iterable of chunks."""
     connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
-    headers = {"Content-Type": "application/json", "Content-Length": str(length or len(body))}
-    connection.request("POST", path, body=body, headers=headers)
+    headers = {"Content-Type": "application/json"}
+    if isinstance(body, bytes):
+        headers["Content-Length"] = str(length or len(body))
+    connection.request("POST", path, body=body, headers=headers, encode_chunked=True)
     reply = connection.getresponse()
     payload = reply.read()
     connection.close()
@@ -235,6 +244,32 @@ def test_http_errors_are_named(loop, unchanged):
     assert status == 422 and body["code"] == "ConfigError" and "nope" in body["message"]
     status, body = server.api("POST", "/api/sessions", {"budget": 10, "generations": 2})
     assert status == 422 and body["code"] == "MalformedMessage"
+
+
+def test_http_bodies_over_the_limit_are_refused_as_they_arrive(loop, unchanged):
+    """A chunked body declares no length: the 413 comes once the limit is passed, while the
+    client is still sending (it would go on for 64 MiB), and the answer is short."""
+    server, session_id, _, _ = loop
+    path = f"/api/sessions/{session_id}/responses"
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
+        sent = 0
+        while sent < 64 << 20 and not select.select([sock], [], [], 0.01)[0]:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(chunk)
+            sent += 1 << 16
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413") and b"MessageTooLarge" in answer
+    assert len(answer) < 1000 and sent < 8 * MAX_BODY_BYTES
+    padded = b'{"generation": 1, "responses": []' + b" " * (MAX_BODY_BYTES - 40) + b"}"
+    status, payload = post(server, path, padded)  # under the limit: read and validated
+    assert status == 422 and b"MalformedMessage" in payload
+    status, payload = post(server, path, iter([padded[:1000], padded[1000:]]))
+    assert status == 422 and b"MalformedMessage" in payload
 
 
 def test_http_responses_are_taken_like_zmq_ones(loop):
