@@ -74,6 +74,45 @@ def probe_http(port: int) -> float:
     return time.perf_counter() - t0
 
 
+def measure(
+    load: Callable[[], None] | None, seconds: float, http_port: int, prober: zmq.Socket
+) -> dict[str, float]:
+    """Probe both sides every :data:`PROBE_EVERY_S` for ``seconds`` while ``load`` runs back
+    to back in a thread; the probes' latencies and how many loads were sent."""
+    stop = threading.Event()
+    sent = 0
+
+    def run() -> None:
+        nonlocal sent
+        while load is not None and not stop.is_set():
+            load()
+            sent += 1
+
+    bad = msgpack.packb({"v": PROTOCOL_VERSION, "type": "no-such-type", "id": "probe"})
+    worker = threading.Thread(target=run)
+    worker.start()
+    http_ms, zmq_ms = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        http_ms.append(1000 * probe_http(http_port))
+        t0 = time.perf_counter()
+        prober.send(bad)
+        prober.recv_multipart()
+        zmq_ms.append(1000 * (time.perf_counter() - t0))
+        time.sleep(PROBE_EVERY_S)
+    stop.set()
+    worker.join()
+    stats = {"median": np.median, "p99": lambda a: np.quantile(a, 0.99), "max": np.max}
+    return {
+        "requests_sent": sent,
+        **{
+            f"{side}_{stat}_ms": round(float(f(np.array(values))), 2)
+            for side, values in (("http_probe", http_ms), ("zmq_probe", zmq_ms))
+            for stat, f in stats.items()
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per load")
@@ -104,44 +143,11 @@ def main() -> None:
                 "http_20MB_chunked": lambda: post(server.http_port, path, huge, chunked=True),
                 f"zmq_header_{len(header[0])}_bytes": zmq_load,
             }
-            bad = msgpack.packb({"v": PROTOCOL_VERSION, "type": "no-such-type", "id": "probe"})
             results = {}
             for name, load in loads.items():
                 if args.only and args.only not in name:
                     continue
-                stop = threading.Event()
-                sent = [0]
-
-                def run(load: Callable[[], None] | None = load) -> None:
-                    while load is not None and not stop.is_set():
-                        load()
-                        sent[0] += 1
-
-                worker = threading.Thread(target=run)
-                worker.start()
-                http_ms, zmq_ms = [], []
-                deadline = time.monotonic() + args.seconds
-                while time.monotonic() < deadline:
-                    http_ms.append(1000 * probe_http(server.http_port))
-                    t0 = time.perf_counter()
-                    prober.send(bad)
-                    prober.recv_multipart()
-                    zmq_ms.append(1000 * (time.perf_counter() - t0))
-                    time.sleep(PROBE_EVERY_S)
-                stop.set()
-                worker.join()
-                results[name] = {
-                    "requests_sent": sent[0],
-                    **{
-                        f"{side}_{stat}_ms": round(float(f(np.array(values))), 2)
-                        for side, values in (("http_probe", http_ms), ("zmq_probe", zmq_ms))
-                        for stat, f in (
-                            ("median", np.median),
-                            ("p99", lambda a: np.quantile(a, 0.99)),
-                            ("max", np.max),
-                        )
-                    },
-                }
+                results[name] = measure(load, args.seconds, server.http_port, prober)
                 print(name, json.dumps(results[name]), flush=True)
             assert server.process.poll() is None, "the server went down"
         finally:

@@ -79,6 +79,10 @@ class SessionStateError(XDreamError, RuntimeError):
     """A control that the session's state does not allow (e.g. resuming a finished session)."""
 
 
+class SessionLimit(XDreamError, RuntimeError):
+    """The server already holds as many live sessions as it was started to (--max-sessions)."""
+
+
 class NotFound(XDreamError, LookupError):
     """A stored item a request names does not exist (an image, a scored best image)."""
 

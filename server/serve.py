@@ -55,11 +55,20 @@ async def serve(settings: ServerSettings, job: Job | None = None) -> None:
         )
     link = RigLink(settings.zmq, settings.curve_secret, settings.curve_clients)
     manager = SessionManager(
-        settings.data, link, settings.device, settings.weights_roots, settings.reference_roots
+        settings.data,
+        link,
+        settings.device,
+        settings.weights_roots,
+        settings.reference_roots,
+        settings.max_sessions,
     )
     rig = RigServer(link, manager, settings.heartbeat_s)
     try:
         endpoint = link.bind()
+        # What is loaded by now (modules, torch) lives as long as the server: keep it out
+        # of the collector's full passes, which otherwise walk every object (100+ ms with
+        # torch) in the middle of a message. Sessions come after: they end and are freed.
+        gc.freeze()
         resumed = await manager.restore()
         http = uvicorn.Server(
             uvicorn.Config(
@@ -82,10 +91,6 @@ async def serve(settings: ServerSettings, job: Job | None = None) -> None:
                     raise ConfigError(f"cannot serve HTTP on {settings.http}")
                 await asyncio.sleep(0.02)
             bound_port = http.servers[0].sockets[0].getsockname()[1]
-            # The modules, models and restored sessions live as long as the server: keep
-            # them out of the collector's full passes, which otherwise walk every one of
-            # them (100+ ms with torch loaded) while a large message is decoded.
-            gc.freeze()
             addresses = {
                 "zmq": endpoint,
                 "http": f"http://{host}:{bound_port}",

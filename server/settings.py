@@ -34,6 +34,9 @@ class ServerSettings(BaseSettings):
     http: str = "127.0.0.1:8000"
     data: Path = Path("data")
     heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    #: Most sessions held live (created, running or paused) at once: each holds its
+    #: optimizer and images in memory. Sessions found unfinished at start-up always resume.
+    max_sessions: Annotated[int, Field(ge=1, le=1000)] = 8
     #: auto, cpu, cuda or cuda:N: where sessions run unless their config names a device.
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] = "auto"
     #: The only folders a session's ``weights`` may name (default: the weights folder,

@@ -80,9 +80,7 @@ def prepare(config: EvolveConfig) -> Prepared:
     generator = choose_generator(
         config.generator, config.weights, config.image_size, config.device
     ).build()
-    plan = plan_run(
-        generator, config.optimizer, config.seed, config.settings, budget=config.budget
-    )
+    plan = plan_run(generator, config.optimizer, config.seed, config.settings, budget=config.budget)
     refs = None
     if config.references:
         refs = reference_crops(

@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
             http=args.http,
             data=args.data,
             heartbeat_s=args.heartbeat,
+            max_sessions=args.max_sessions,
             curve_secret=args.curve_secret,
             curve_clients=args.curve_clients,
             token_file=args.token_file,
@@ -48,6 +49,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="folder of session files (default: ./data)")
     p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds (default: 1)")
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        help="most sessions held live at once; more are refused until one ends (default: 8)",
+    )
     p.add_argument(
         "--device",
         help="auto, cpu, cuda or cuda:N for sessions that name none (default: auto, the GPU "

@@ -23,6 +23,7 @@ from protocol.errors import (
     LateResponse,
     MessageTooLarge,
     NotFound,
+    SessionLimit,
     SessionStateError,
     UnknownSession,
     UnknownStimulus,
@@ -37,6 +38,7 @@ STATUS: dict[type[XDreamError], int] = {
     UnknownSession: 404,
     NotFound: 404,
     SessionStateError: 409,
+    SessionLimit: 409,
     LateResponse: 409,
     UnknownStimulus: 422,
     ChannelMismatch: 422,
@@ -52,7 +54,8 @@ MAX_FIELDS = 50
 MEANING = {
     400: "Another deliberate error",
     404: "UnknownSession (no such session) or NotFound (no such stored item)",
-    409: "SessionStateError (not allowed in the session's state) or LateResponse",
+    409: "SessionStateError (not allowed in the session's state), SessionLimit (as many "
+    "live sessions as the server may hold) or LateResponse",
     413: "MessageTooLarge: the request body exceeds the limit",
     422: "MalformedMessage (invalid request), ConfigError, WeightsError, UnknownStimulus "
     "or ChannelMismatch",

@@ -23,8 +23,7 @@ MAX_BODY_BYTES = 64 << 10
 
 def _too_large(detail: str) -> MessageTooLarge:
     return MessageTooLarge(
-        f"request body {detail}; at most {MAX_BODY_BYTES} bytes (post responses in several "
-        "bodies)"
+        f"request body {detail}; at most {MAX_BODY_BYTES} bytes (post responses in several bodies)"
     )
 
 

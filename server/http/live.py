@@ -48,14 +48,19 @@ async def stream(
 class View:
     """What one dashboard connection is sent, remembering what it already has, so each push
     carries only new generations and new warnings. Duck-typed over the manager and session
-    (``sessions``, ``summary()``, ``history``, ``warnings``, ``config``) to stay import-free."""
+    (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``, ``config``) to stay
+    import-free. The watched session is looked up on every push, by id: once it ends, the
+    manager lets go of it and the view shows what is left of it."""
 
     def __init__(
-        self, manager: Any, clients: Callable[[], list[dict[str, Any]]], session: Any = None
+        self,
+        manager: Any,
+        clients: Callable[[], list[dict[str, Any]]],
+        session_id: str | None = None,
     ) -> None:
         self.manager = manager
         self.clients = clients
-        self.session = session
+        self.session_id = session_id
         self._generations_sent = 0
         self._warnings_sent = 0
 
@@ -66,9 +71,9 @@ class View:
             "sessions": [s.summary() for s in self.manager.sessions.values()],
             "clients": self.clients(),
         }
-        session = self.session
-        if session is None:
+        if self.session_id is None:
             return out
+        session = self.manager.watched(self.session_id)
         if full:
             self._generations_sent = self._warnings_sent = 0
         history = session.history

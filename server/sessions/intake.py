@@ -151,13 +151,10 @@ class RigIntake:
                 f"late responses with {sorted(widths)} channels; the session records "
                 f"{self.n_channels}"
             )
-        await self._workers.io(
-            self.store.append_responses, msg.generation, -1, fresh, source, True
-        )
+        await self._workers.io(self.store.append_responses, msg.generation, -1, fresh, source, True)
         self._seen.update(r.presentation_id for r in fresh)
         self._event("late_responses", msg.generation, count=len(fresh))
         raise LateResponse(
             f"generation {msg.generation} of session {self.id} is complete: "
             f"{len(fresh)} responses stored as late, not used"
         )
-

@@ -4,6 +4,11 @@ Each session lives in ``DATA_DIR/<id>.h5``. On start-up :meth:`SessionManager.re
 every file whose session was created, running or paused, rebuilds its generator and its
 optimizer (from the state saved after the last complete generation) and carries on; a
 session that was running continues at once, because an animal may be waiting.
+
+A session that ends (finished or stopped) is let go at once: its optimizer, images and file
+are released and only an :class:`~server.sessions.stored.EndedSession` stays, so the server
+does not grow with every session it has run. At most ``max_sessions`` are live at a time.
+An ended session can be archived: its files move to ``DATA_DIR/archive/`` and leave the list.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from protocol.errors import UnknownSession, XDreamError
+from protocol.errors import SessionLimit, SessionStateError, UnknownSession, XDreamError
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
 from server.engine.loop import Engine
@@ -30,9 +35,10 @@ from server.engine.pool import GeneratorPool, PooledGenerator
 from server.engine.statistics import History
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
+from server.sessions.memory import give_back
 from server.sessions.session import Session, Transport
 from server.sessions.states import SessionState
-from server.sessions.stored import StoredSession
+from server.sessions.stored import EndedSession, StoredSession
 from server.storage.catalog import (
     creating_path,
     list_stored,
@@ -48,6 +54,8 @@ from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Where archived sessions' files go, inside the data folder.
+ARCHIVE = "archive"
 
 
 @dataclass
@@ -74,6 +82,7 @@ class SessionManager:
         device: str = "auto",
         weights_roots: Sequence[Path] = (),
         reference_roots: Sequence[Path] = (),
+        max_sessions: int = 8,
     ) -> None:
         #: Where sessions that name no device run (``auto``: the GPU if torch sees one).
         self.device = str(resolve_device(device))
@@ -84,7 +93,12 @@ class SessionManager:
         self.reference_roots = list(reference_roots) or [self.data_dir / "references"]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
+        #: The live sessions (created, running, paused), by id.
         self.sessions: dict[str, Session] = {}
+        #: Sessions that ended in this run, as they last were.
+        self.ended: dict[str, EndedSession] = {}
+        self.max_sessions = max_sessions
+        self._creating = 0  # creations under way, counted against max_sessions
         #: Bumped by every session's changes (and by clients coming and going).
         self.changes = Changes()
         #: Generators shared by sessions that use the same one, with batched calls.
@@ -128,17 +142,42 @@ class SessionManager:
             raise
 
     def get(self, session_id: str | None) -> Session:
+        """A live session; an ended one is a SessionStateError (it takes nothing more)."""
+        if session_id in self.ended:
+            state = self.ended[session_id].state
+            raise SessionStateError(f"session {session_id} is {state}: it takes nothing more")
         try:
             return self.sessions[session_id or ""]
         except KeyError:
             raise UnknownSession(f"no session {session_id!r} on this server") from None
 
+    def watched(self, session_id: str) -> Session | EndedSession:
+        """A session of this run, live or ended, for the dashboard's live view."""
+        found = self.sessions.get(session_id) or self.ended.get(session_id)
+        if found is None:
+            raise UnknownSession(f"no session {session_id!r} in this server run")
+        return found
+
     async def create(self, config: SessionConfig) -> Session:
         """Build and store a new session (state ``created``); nothing is written on error."""
+        if len(self.sessions) + self._creating >= self.max_sessions:
+            raise SessionLimit(
+                f"the server holds {len(self.sessions)} live sessions, as many as it may "
+                f"(xdream serve --max-sessions {self.max_sessions}): stop or finish one first"
+            )
+        self._creating += 1
+        try:
+            return await self._create(config)
+        finally:
+            self._creating -= 1
+
+    async def _create(self, config: SessionConfig) -> Session:
         parts = await asyncio.to_thread(self._parts, config)
         session_id = secrets.token_hex(4)
         while session_id in self.sessions or any(
-            (self.data_dir / f"{session_id}{suffix}").exists() for suffix in (".h5", ".journal")
+            (folder / f"{session_id}{suffix}").exists()
+            for folder in (self.data_dir, self.data_dir / ARCHIVE)
+            for suffix in (".h5", ".journal")
         ):
             session_id = secrets.token_hex(4)
         record = {"session_id": session_id, **parts.record}
@@ -181,11 +220,30 @@ class SessionManager:
         session = Session(
             session_id, parts.config, parts.engine, store, parts.generations, parts.references,
             self.transport, state=state, changes=Changes(self.changes),
-            release=parts.generator.close,
+            release=parts.generator.close, retire=self._retire,
         )  # fmt: skip
         self.sessions[session_id] = session
         self.changes.bump()
         return session
+
+    def _retire(self, session: Session) -> None:
+        """Let go of a session that ended (its file is closed by now)."""
+        self.ended[session.id] = EndedSession.of(session)
+        self.sessions.pop(session.id, None)
+        self.changes.bump()
+        give_back()
+
+    async def archive(self, session_id: str) -> None:
+        """Move an ended (or damaged) session's files to ``DATA_DIR/archive/``; a live one
+        must be stopped first. Archiving again finishes an archive a crash interrupted."""
+        if session_id in self.sessions:
+            state = self.sessions[session_id].state
+            raise SessionStateError(f"session {session_id} is {state}: stop it first")
+        path = stored_path(self.data_dir, session_id)
+        await asyncio.to_thread(_move_files, path, self.data_dir / ARCHIVE)
+        self.ended.pop(session_id, None)
+        self.damaged.pop(session_id, None)
+        self.changes.bump()
 
     async def restore(self) -> list[str]:
         """Reopen every unfinished session file in the data directory; their ids."""
@@ -305,10 +363,10 @@ class SessionManager:
         except SessionFileError as exc:
             raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
-    async def lookup(self, session_id: str) -> Session | StoredSession:
+    async def lookup(self, session_id: str) -> Session | EndedSession | StoredSession:
         """A session of this run, or else a read-only view of a past session's file."""
-        if session_id in self.sessions:
-            return self.sessions[session_id]
+        if session_id in self.sessions or session_id in self.ended:
+            return self.watched(session_id)
         path = stored_path(self.data_dir, session_id)
         try:
             return await asyncio.to_thread(StoredSession, path)
@@ -316,17 +374,28 @@ class SessionManager:
             raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
     def on_client_lost(self, client_id: str) -> None:
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):
             session.on_client_lost(client_id)
 
     def on_presenter_ready(self) -> None:
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):
             session.on_presenter_ready()
 
     async def close(self) -> None:
         """Close every file; running sessions stay ``running`` on disk and resume next start."""
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):  # an ended one leaves the dict
             await session.close()
+
+
+def _move_files(path: Path, folder: Path) -> None:
+    """Move a session file and the files beside it (journal, damaged copies) to ``folder``:
+    the others first, the session file last, so that until the end it is still listed."""
+    folder.mkdir(exist_ok=True)
+    beside = [p for p in path.parent.glob(f"{path.stem}.*") if p != path]
+    for item in [*beside, path]:
+        os.replace(item, folder / item.name)
+    _sync_folder(folder)
+    _sync_folder(path.parent)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = SessionState
 
+
 class Transport(Protocol):
     """How a session reaches its presenter (the ZeroMQ link implements this)."""
 
@@ -66,6 +67,7 @@ class Session(RigIntake):
         state: SessionState = S.created,
         changes: Changes | None = None,
         release: Callable[[], None] = lambda: None,
+        retire: Callable[[Session], None] = lambda session: None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -86,6 +88,7 @@ class Session(RigIntake):
         #: Why the session failed, if it did.
         self.failure: str | None = None
         self._release = release  # gives back the shared generator
+        self._retire = retire  # lets go of an ended session
         self._workers = Workers(session_id, store)
         self._seen: set[str] = set()  # presentation ids answered in completed generations
         self._running = asyncio.Event()
@@ -182,6 +185,8 @@ class Session(RigIntake):
             self._release()
         # Not in the finally: a close cancelled by a second close() leaves the threads to it.
         self._workers.shutdown()
+        if self.state.final:
+            self._retire(self)
 
     # -- the generation loop ---------------------------------------------------------------
     async def _run(self) -> None:

@@ -1,11 +1,18 @@
-"""Sessions this server run does not hold (finished or aborted in an earlier run, or files
-copied into the data directory): read-only views of their files for the dashboard's
-past-sessions list, with the same summary, history and warnings as a live session."""
+"""Sessions this server run does not hold live: read-only views with the same summary,
+history and warnings as a live session.
+
+- :class:`StoredSession`: a session file (finished or aborted in an earlier run, or copied
+  into the data directory), read when asked for.
+- :class:`EndedSession`: what is left in memory of a session that ended in this run, once
+  its optimizer, images and file are let go: a few numbers per generation, so a dashboard
+  still watching it and late requests are answered without reading the file.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.engine.statistics import History
 from server.sessions.config import SessionConfig
@@ -13,6 +20,9 @@ from server.sessions.session import shared_summary
 from server.sessions.states import SessionState
 from server.sessions.warnings import Warnings
 from server.storage.session_file import SessionFile
+
+if TYPE_CHECKING:
+    from server.sessions.session import Session
 
 
 class StoredSession:
@@ -50,3 +60,25 @@ class StoredSession:
             "created": self.created,
             "data_file": str(self.path),
         }
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A session of this run that is finished or aborted, as it last was."""
+
+    id: str
+    state: SessionState
+    config: SessionConfig
+    history: History
+    warnings: Warnings
+    last_summary: dict[str, Any]
+
+    @classmethod
+    def of(cls, session: Session) -> EndedSession:
+        return cls(
+            session.id, session.state, session.config, session.history, session.warnings,
+            {**session.summary(), "current": None},
+        )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.last_summary)

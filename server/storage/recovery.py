@@ -10,9 +10,13 @@ Two kinds of damage, found by the fault-injection sweep (docs/RELIABILITY.md):
   tables of what the rig reported, :func:`recover_rows` rebuilds them from the session's
   journal (:mod:`server.storage.journal`), which holds every row, fsynced before it was
   acknowledged; rows the file lost (a power cut takes unflushed pages) are appended again.
+- A power cut can also leave readable but stale or zeroed pages, since the HDF5 file is
+  never fsynced while it is written. :func:`check_generations` compares what a resumed
+  session is built on (the optimizer state, each generation's scores, its codes at both
+  ends) with the journal's generation records.
 
-Anything else unreadable is beyond repair here: :class:`SessionFileError` names it, and the
-server lists the file as damaged.
+Anything else unreadable or disagreeing is beyond repair here: :class:`SessionFileError`
+names it, and the server rebuilds the file from the journal (or lists it as damaged).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from server.storage.journal import read_journal
 from server.storage.records import SessionFileError
-from server.storage.tables import append_table
+from server.storage.tables import append_table, read_state
 
 #: Tables of one row per thing the rig reported or the session did (all journalled).
 ROW_TABLES = ("presentations", "responses", "late_responses", "events")
@@ -102,11 +106,15 @@ def _check_everything(file: h5py.File) -> None:
         raise SessionFileError(f"{Path(file.filename).name}: {exc}") from None
 
 
-def recover_rows(file: h5py.File, journal: Path) -> list[str]:
+def journal_records(journal: Path | None) -> list[dict[str, Any]]:
+    """The journal's intact records, if it began with its file (else there is nothing to
+    compare the file with: no journal, or one begun after the file had rows)."""
+    records = read_journal(journal)[0] if journal is not None and journal.exists() else []
+    return records if records and "attrs" in records[0] else []
+
+
+def recover_rows(file: h5py.File, records: list[dict[str, Any]]) -> list[str]:
     """Make each journalled table hold the journal's rows; what was done."""
-    records = read_journal(journal)[0] if journal.exists() else []
-    if not records or "attrs" not in records[0]:
-        return []  # no journal, or one begun after the file had rows: nothing to compare
     notes: list[str] = []
     for table in ROW_TABLES:
         appends = unique_rows(table, [r["columns"] for r in records if r.get("table") == table])
@@ -145,6 +153,50 @@ def _trusted_rows(
         del file[table]
         notes.append(f"{table}: {exc}; rebuilt from the journal")
         return 0
+
+
+def check_generations(file: h5py.File, records: list[dict[str, Any]]) -> None:
+    """SessionFileError unless the file's complete generations are the journal's: the same
+    optimizer state, scores and codes (first and last of each generation). The file may be
+    one generation behind (a kill between the journal record and the file's write): the
+    resumed session completes that one again from its stored responses."""
+    if not records:
+        return
+    name = Path(file.filename).name
+    journalled = {r["generation"]["index"]: r["generation"] for r in records if "generation" in r}
+    group = file.get("optimizer")
+    state = read_state(group) if group is not None and len(group.attrs) else None
+    done = 0 if state is None else int(state["generation"])
+    if done not in (len(journalled), len(journalled) - 1):
+        raise SessionFileError(
+            f"{name}: {done} complete generations, its journal {len(journalled)}"
+        )
+    if state is not None and not _same_state(state, journalled[done - 1]["optimizer"]):
+        raise SessionFileError(f"{name}: the optimizer state differs from the journal's")
+    g = file["generations"]
+    index = g["index"][()] if "index" in g else np.zeros(0, np.int32)
+    for i in range(done):
+        rows = np.flatnonzero(index == i)
+        wanted = journalled[i]
+        codes = np.asarray(wanted["codes"])
+        if len(rows) != len(codes) or not _same(g["scores"][rows], np.asarray(wanted["scores"])):
+            raise SessionFileError(f"{name}: generation {i} differs from the journal's")
+        ends = [rows[0], rows[-1]] if len(rows) else []
+        if len(rows) and not _same(g["codes"][ends], codes[[0, -1]]):
+            raise SessionFileError(f"{name}: generation {i}'s codes differ from the journal's")
+
+
+def _same_state(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    if stored.keys() != wanted.keys():
+        return False
+    for key, value in stored.items():
+        a, b = np.asarray(value), np.asarray(wanted[key])
+        if a.dtype.kind in "OSU" or b.dtype.kind in "OSU":
+            if str(value) != str(wanted[key]):
+                return False
+        elif a.shape != b.shape or not _same(a, b.astype(a.dtype)):
+            return False
+    return True
 
 
 def _same(stored: np.ndarray, wanted: np.ndarray) -> bool:

@@ -45,7 +45,13 @@ from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
 from server.storage.journal import Journal
 from server.storage.records import Event, ResumePoint, SessionFileError, StoredRound
-from server.storage.recovery import ROW_TABLES, cut_to_acknowledged, recover_rows
+from server.storage.recovery import (
+    ROW_TABLES,
+    check_generations,
+    cut_to_acknowledged,
+    journal_records,
+    recover_rows,
+)
 from server.storage.rows import presentation_rows, response_rows
 from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
@@ -139,8 +145,10 @@ class SessionFile:
     def repair(self) -> list[str]:
         """Bring a file a crash left mid-write back to everything acknowledged; what was
         done (see :mod:`server.storage.recovery`). SessionFileError if beyond repair."""
-        notes = recover_rows(self._file, self._journal.path) if self._journal else []
+        records = journal_records(self._journal.path if self._journal else None)
+        notes = recover_rows(self._file, records)
         notes += cut_to_acknowledged(self._file)
+        check_generations(self._file, records)
         if notes:
             self._touch_and_flush()
         return notes

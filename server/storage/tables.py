@@ -90,5 +90,3 @@ def rows(table: dict[str, Any], *columns: str) -> Iterator[tuple[Any, ...]]:
     """The rows of a table read by :meth:`SessionFile.table`, as tuples of ``columns``
     (none if the table does not exist yet)."""
     return zip(*(table.get(name, []) for name in columns), strict=True)
-
-

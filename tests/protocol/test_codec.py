@@ -292,7 +292,7 @@ def test_pickle_is_never_executed(tmp_path):
 
 
 def test_size_limits(monkeypatch):
-    with pytest.raises(MessageTooLarge, match="header of .* at most 64"):
+    with pytest.raises(MessageTooLarge, match=r"header of .* at most 64"):
         decode(frames_of(valid_header(content={"pad": "x" * 100})), max_header_bytes=64)
     monkeypatch.setattr(codec, "MAX_BUFFER_BYTES", 10)
     with pytest.raises(MessageTooLarge, match="buffer 0"):

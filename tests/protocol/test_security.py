@@ -32,9 +32,7 @@ def test_binding_beyond_loopback_needs_keys(tmp_path):
     with pytest.raises(ConfigError, match="CURVE"):
         RigLink("tcp://0.0.0.0:5555")
     with pytest.raises(ConfigError, match="cannot read CURVE key"):
-        server = RigLink(
-            "tcp://0.0.0.0:0", curve_secret=tmp_path / "none", curve_clients=tmp_path
-        )
+        server = RigLink("tcp://0.0.0.0:0", curve_secret=tmp_path / "none", curve_clients=tmp_path)
         try:
             server.bind()
         finally:

@@ -20,10 +20,11 @@ router = APIRouter(prefix="/api", tags=["live"])
 async def live_updates(
     manager: Manager, clients: Clients, session: str | None = None
 ) -> StreamingResponse:
-    """Server-sent events: the sessions, the connected clients and, with ``session`` (one
-    of this run's), that session's progress; pushed on every change."""
-    watched = manager.get(session) if session is not None else None
-    view = live.View(manager, clients, watched)
+    """Server-sent events: the live sessions, the connected clients and, with ``session``
+    (one of this run's, live or ended), that session's progress; pushed on every change."""
+    if session is not None:
+        manager.watched(session)  # UnknownSession now, not once the stream has begun
+    view = live.View(manager, clients, session)
     return StreamingResponse(
         live.stream(manager.changes, view.snapshot),
         media_type="text/event-stream",

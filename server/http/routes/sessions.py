@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from server.http.deps import Manager, SessionId
 from server.http.errors import documented
@@ -27,17 +27,19 @@ Action = Literal["start", "pause", "resume", "stop"]
     status_code=201,
     response_model=SessionSummary,
     response_model_exclude_unset=True,
-    responses=documented(413, 422),
+    responses=documented(409, 413, 422),
 )
 async def create_session(manager: Manager, config: SessionConfig) -> dict[str, Any]:
-    """A new session, in state ``created``: its generator is built, nothing is shown yet."""
+    """A new session, in state ``created``: its generator is built, nothing is shown yet.
+    Refused (409 SessionLimit) while the server holds as many live sessions as it may."""
     session = await manager.create(config)
     return session.summary()
 
 
 @router.get("", response_model=SessionList, response_model_exclude_unset=True)
 async def list_sessions(manager: Manager) -> dict[str, Any]:
-    """This run's sessions, and past sessions' files in the data folder (newest first)."""
+    """This run's live sessions, and the other session files in the data folder (ended in
+    this run or an earlier one, newest first)."""
     return {
         "sessions": [s.summary() for s in manager.sessions.values()],
         "past": await asyncio.to_thread(manager.past),  # opens every file: off the loop
@@ -59,6 +61,19 @@ async def get_session(manager: Manager, session_id: SessionId) -> dict[str, Any]
         "history": session.history.as_json(),
         "warnings": list(session.warnings),
     }
+
+
+@router.post(
+    "/{session_id}/archive",
+    status_code=204,
+    response_class=Response,
+    responses=documented(404, 409, 422),
+)
+async def archive_session(manager: Manager, session_id: SessionId) -> Response:
+    """Move an ended (or damaged) session's files to the data folder's ``archive/``, out of
+    the list; moving them back lists the session again. A live session: stop it first."""
+    await manager.archive(session_id)
+    return Response(status_code=204)
 
 
 # Matches any POST /api/sessions/{id}/{word}: create_app includes the ingest router first,

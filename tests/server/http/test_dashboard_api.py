@@ -104,7 +104,8 @@ def test_view_sends_each_warning_and_generation_once():
         config=SimpleNamespace(model_dump=lambda mode: {"name": "x"}),
         summary=lambda: {"id": "s"},
     )
-    view = View(SimpleNamespace(sessions={"s": session}), list, session)
+    manager = SimpleNamespace(sessions={"s": session}, watched={"s": session}.__getitem__)
+    view = View(manager, list, "s")
     first = view.snapshot(True)["session"]
     assert first["config"] == {"name": "x"} and len(first["warnings"]) == 1
     history.record(np.array([2.0]), np.array([]))
@@ -296,3 +297,40 @@ def test_a_missing_image_is_not_found(tmp_path):
             assert status == 404 and body["code"] == "NotFound", (path, body)
         status, body = server.api("GET", f"/api/sessions/{session_id}")
         assert status == 200 and body["state"] == "created" and "created" not in body
+
+
+@pytest.mark.slow
+def test_live_sessions_are_capped_and_ended_ones_archived(tmp_path):
+    data = tmp_path / "data"
+    with running_server(data, options=("--max-sessions", "1")) as server:
+        first = create_session(server, name="first", **SMALL)
+        status, body = server.api("POST", "/api/sessions", {"name": "second", **SMALL})
+        assert (
+            status == 409
+            and body["code"] == "SessionLimit"
+            and "--max-sessions 1" in body["message"]
+        )
+        status, body = server.api("POST", f"/api/sessions/{first}/archive")
+        assert (
+            status == 409 and body["code"] == "SessionStateError" and "stop it" in body["message"]
+        )
+        assert server.api("POST", f"/api/sessions/{first}/stop")[0] == 200
+        status, listed = server.api("GET", "/api/sessions")
+        assert listed["sessions"] == [] and [p["id"] for p in listed["past"]] == [first]
+        late = {"generation": 0, "responses": [
+            {"presentation_id": "p", "stimulus_id": "g0-e0", "counts": [1]}
+        ]}  # fmt: skip
+        status, body = server.api("POST", f"/api/sessions/{first}/responses", late)
+        assert (
+            status == 409 and body["code"] == "SessionStateError" and "aborted" in body["message"]
+        )
+        assert server.session(first)["state"] == "aborted"  # still answered for
+        second = create_session(server, name="second", **SMALL)  # its place is free
+        assert server.api("POST", f"/api/sessions/{first}/archive")[0] == 204
+        assert server.api("GET", f"/api/sessions/{first}")[0] == 404
+        assert server.api("POST", f"/api/sessions/{first}/archive")[0] == 404
+        status, listed = server.api("GET", "/api/sessions")
+        assert [s["id"] for s in listed["sessions"]] == [second] and listed["past"] == []
+    assert sorted(p.name for p in (data / "archive").iterdir()) == [
+        f"{first}.h5", f"{first}.journal"
+    ]  # fmt: skip

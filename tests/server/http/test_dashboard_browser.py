@@ -138,6 +138,10 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
             page.get_by_role("button", name="Stop session").click()
             wait_state(page, "aborted")
             assert page.get_by_role("button", name="Resume").is_hidden()
+            # The server lets go of it: it leaves the live list for the past ones.
+            page.locator("#past-list").get_by_text("V4 site 3, unit 12").wait_for()
+            assert page.locator("#live-list").get_by_text("V4 site 3, unit 12").count() == 0
+            assert page.get_by_role("button", name="Archive").is_visible()
         finally:
             rig.terminate()
             rig.wait(20)
@@ -167,3 +171,9 @@ def test_past_sessions_open_read_only_with_downloads(tmp_path, browser):
         saved = Path(tmp_path / "download.h5")
         download.value.save_as(saved)
         assert saved.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+        # Archived: out of the list, its file kept in the data folder's archive/.
+        page.get_by_role("button", name="Archive").click()
+        page.wait_for_function("window.location.hash === '#/'")
+        page.locator("#past-list").get_by_text("None.").wait_for()
+        assert (data / "archive" / f"{session_id}.h5").exists()
+        assert not (data / f"{session_id}.h5").exists()

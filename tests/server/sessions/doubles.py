@@ -94,9 +94,7 @@ async def wait_state(session, state: str, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def crashed_sessions(
-    tmp_path, sessions: int = 1, answered: int = 3
-) -> list[tuple[str, Message]]:
+def crashed_sessions(tmp_path, sessions: int = 1, answered: int = 3) -> list[tuple[str, Message]]:
     """Sessions that answered generation 0 and ``answered`` stimuli of generation 1, then a
     "kill -9": each one's id, with the generation-1 block it was sent."""
 

@@ -56,7 +56,8 @@ async function api(path, options = {}) {
     window.location.assign("/login");
     throw new Error("sign in first");
   }
-  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  const json = response.status !== 204 && response.headers.get("content-type")?.includes("json");
+  const body = json ? await response.json() : null;
   if (!response.ok) {
     const error = new Error(body?.message || `${response.status} ${response.statusText}`);
     error.fields = body?.fields || {};
@@ -95,7 +96,11 @@ function setConnection(text, ok) {
 }
 
 function onUpdate(update) {
+  // A session that ended leaves the live list: the list of past sessions now holds it.
+  const now = new Set(update.sessions.map((s) => s.id));
+  const ended = state.sessions.some((s) => !now.has(s.id));
   state.sessions = update.sessions;
+  if (ended) loadPast().catch(() => {});
   renderLiveList();
   renderClients(update.clients);
   if (update.session && update.session.summary.id === state.openId) {
@@ -310,6 +315,7 @@ async function openSession(id) {
     } catch (error) {
       $("failure").textContent = error.message;
       $("failure").hidden = false;
+      showArchive(id, state.past.find((s) => s.id === id)?.state);
     }
   }
   renderLiveList();
@@ -366,6 +372,25 @@ function showControls(s) {
   $("pause").hidden = !(editable && s.state === "running");
   $("resume").hidden = !(editable && s.state === "paused" && !s.failure);  // needs a restart
   $("stop").hidden = !(editable && ["created", "running", "paused"].includes(s.state));
+  showArchive(s.id, s.state);
+}
+
+// Ended and damaged sessions can be archived: their files move out of the list (not deleted).
+function showArchive(id, sessionState) {
+  const held = state.sessions.some((s) => s.id === id);
+  $("archive").hidden = held || !["finished", "aborted", "damaged"].includes(sessionState);
+}
+
+async function archiveOpenSession() {
+  $("control-error").hidden = true;
+  try {
+    await api(`/api/sessions/${encodeURIComponent(state.openId)}/archive`, { method: "POST" });
+    await loadPast();
+    window.location.hash = "#/";
+  } catch (error) {
+    $("control-error").textContent = error.message;
+    $("control-error").hidden = false;
+  }
 }
 
 function renderImages(s) {
@@ -505,6 +530,7 @@ async function main() {
   $("new-form").addEventListener("submit", submitForm);
   $("f-optimizer").addEventListener("change", describeOptimizer);
   for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => control(action));
+  $("archive").addEventListener("click", archiveOpenSession);
   $("stop").addEventListener("click", () => {
     $("stop-dialog").returnValue = "";  // Escape leaves the last answer in place otherwise
     $("stop-dialog").showModal();

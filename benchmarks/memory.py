@@ -1,0 +1,153 @@
+"""Does the server give memory back? The resident memory of a running ``xdream serve``:
+
+1. ``large``: 8 sessions at image_size 1024 created and started (each holds a pixel code of
+   3.1 M numbers and its optimizer), then all stopped;
+2. ``soak``: a day of a busy rig, compressed: sessions one after another, each run to its
+   end by a rig on loopback (brightness as the spike count) and archived, until as many
+   generations were run as a rig showing POPULATION images of 100 ms on / 100 ms off would
+   run in 24 hours. The memory is sampled after every session.
+
+    python benchmarks/memory.py --out benchmarks/results/memory.json --plot docs/memory.png
+
+Resumable it is not (a soak is one run); ``--hours`` shortens it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from protocol.messages import Role
+from rig_clients.connection import Connection
+from rig_clients.presenter import Presenter
+from rig_clients.recorder import Recorder
+from xdream.testing.servers import Server, brightness_responses
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POPULATION = 20
+GENERATIONS = 100  # per soak session
+TRIAL_S = 0.2  # 100 ms on, 100 ms off
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def create(server: Server, **config) -> str:
+    status, body = server.api("POST", "/api/sessions", config)
+    assert status == 201, body
+    status, body = server.api("POST", f"/api/sessions/{body['id']}/start")
+    assert status == 200, body
+    return body["id"]
+
+
+def large(server: Server) -> dict[str, float]:
+    before = rss_mb(server.process.pid)
+    ids = [create(server, generator="pixel", image_size=1024, population=8) for _ in range(8)]
+    time.sleep(5)  # the first proposals are made off the event loop
+    held = rss_mb(server.process.pid)
+    for session_id in ids:
+        status, body = server.api("POST", f"/api/sessions/{session_id}/stop")
+        assert status == 200, body
+        status, _ = server.api("POST", f"/api/sessions/{session_id}/archive")
+        assert status == 204
+    time.sleep(1)
+    after = rss_mb(server.process.pid)
+    return {"before_mb": before, "eight_live_mb": held, "all_stopped_mb": after}
+
+
+def rig(server: Server, stop: threading.Event) -> None:
+    """Answer every block with brightness responses until ``stop``."""
+    connection = Connection(server.zmq, [Role.presenter, Role.recorder], "rig")
+    connection.connect(timeout_s=20)
+    presenter, recorder = Presenter(connection), Recorder(connection)
+    try:
+        while not stop.is_set():
+            block = presenter.next_block(timeout_s=1)
+            if block is None:
+                continue
+            recorder.send(block.session, block.generation, brightness_responses(block).responses)
+    finally:
+        connection.close()
+
+
+def soak(server: Server, hours: float) -> list[dict[str, float]]:
+    generations_per_day = int(hours * 3600 / (POPULATION * TRIAL_S))
+    sessions = max(1, generations_per_day // GENERATIONS)
+    stop = threading.Event()
+    thread = threading.Thread(target=rig, args=(server, stop), daemon=True)
+    thread.start()
+    curve = [{"session": 0, "generations": 0, "rss_mb": rss_mb(server.process.pid)}]
+    t0 = time.monotonic()
+    try:
+        for n in range(1, sessions + 1):
+            session_id = create(
+                server, generator="pixel", image_size=128, population=POPULATION,
+                generations=GENERATIONS, seed=n, rig="rig",
+            )  # fmt: skip
+            server.wait_for(session_id, lambda s: s["state"] == "finished", 600)
+            status, _ = server.api("POST", f"/api/sessions/{session_id}/archive")
+            assert status == 204
+            curve.append({
+                "session": n,
+                "generations": n * GENERATIONS,
+                "rss_mb": round(rss_mb(server.process.pid), 1),
+                "elapsed_s": round(time.monotonic() - t0, 1),
+            })  # fmt: skip
+            print(json.dumps(curve[-1]), flush=True)
+    finally:
+        stop.set()
+        thread.join(10)
+    return curve
+
+
+def plot(curve: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot([c["generations"] for c in curve], [c["rss_mb"] for c in curve], marker=".")
+    ax.set_xlabel("generations run (sessions of 100, one after another)")
+    ax.set_ylabel("server RSS (MB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("xdream serve memory over a 24 h-equivalent soak")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=24.0, help="rig hours to compress")
+    parser.add_argument("--out", type=Path, default=RESULTS / "memory.json")
+    parser.add_argument("--plot", type=Path, help="PNG of the soak's curve")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp) / "data", options=("--max-sessions", "8"))
+        try:
+            result = {
+                "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
+                "command": f"python benchmarks/memory.py --hours {args.hours}",
+                "large": large(server),
+            }
+            print(json.dumps(result["large"]), flush=True)
+            result["soak"] = soak(server, args.hours)
+        finally:
+            server.stop()
+    args.out.write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot(result["soak"], args.plot)
+
+
+if __name__ == "__main__":
+    main()
