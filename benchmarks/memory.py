@@ -1,7 +1,7 @@
 """Does the server give memory back? The resident memory of a running ``xdream serve``:
 
-1. ``large``: 8 sessions at image_size 1024 created and started (each holds a pixel code of
-   3.1 M numbers and its optimizer), then all stopped;
+1. ``large``: 8 sessions at image_size 1024 (each holds a pixel code of 3.1 M numbers, its
+   optimizer and a generation of 3 MB images) run one generation each, then all stopped;
 2. ``soak``: a day of a busy rig, compressed: sessions one after another, each run to its
    end by a rig on loopback (brightness as the spike count) and archived, until as many
    generations were run as a rig showing POPULATION images of 100 ms on / 100 ms off would
@@ -15,6 +15,7 @@ Resumable it is not (a soak is one run); ``--hours`` shortens it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import tempfile
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from protocol.messages import Role
-from rig_clients.connection import Connection
+from rig_clients.connection import Connection, RequestFailed
 from rig_clients.presenter import Presenter
 from rig_clients.recorder import Recorder
 from xdream.testing.servers import Server, brightness_responses
@@ -51,8 +52,9 @@ def create(server: Server, **config) -> str:
 
 def large(server: Server) -> dict[str, float]:
     before = rss_mb(server.process.pid)
-    ids = [create(server, generator="pixel", image_size=1024, population=8) for _ in range(8)]
-    time.sleep(5)  # the first proposals are made off the event loop
+    ids = [create(server, generator="pixel", image_size=1024, rig="rig") for _ in range(8)]
+    for session_id in ids:
+        server.wait_for(session_id, lambda s: s["generations_done"] >= 1, 600)
     held = rss_mb(server.process.pid)
     for session_id in ids:
         status, body = server.api("POST", f"/api/sessions/{session_id}/stop")
@@ -72,7 +74,10 @@ def rig(server: Server, stop: threading.Event) -> None:
             block = presenter.next_block(timeout_s=1)
             if block is None:
                 continue
-            recorder.send(block.session, block.generation, brightness_responses(block).responses)
+            with contextlib.suppress(RequestFailed):  # e.g. a block of a session just stopped
+                recorder.send(
+                    block.session, block.generation, brightness_responses(block).responses
+                )
     finally:
         connection.close()
 
@@ -80,30 +85,23 @@ def rig(server: Server, stop: threading.Event) -> None:
 def soak(server: Server, hours: float) -> list[dict[str, float]]:
     generations_per_day = int(hours * 3600 / (POPULATION * TRIAL_S))
     sessions = max(1, generations_per_day // GENERATIONS)
-    stop = threading.Event()
-    thread = threading.Thread(target=rig, args=(server, stop), daemon=True)
-    thread.start()
     curve = [{"session": 0, "generations": 0, "rss_mb": rss_mb(server.process.pid)}]
     t0 = time.monotonic()
-    try:
-        for n in range(1, sessions + 1):
-            session_id = create(
-                server, generator="pixel", image_size=128, population=POPULATION,
-                generations=GENERATIONS, seed=n, rig="rig",
-            )  # fmt: skip
-            server.wait_for(session_id, lambda s: s["state"] == "finished", 600)
-            status, _ = server.api("POST", f"/api/sessions/{session_id}/archive")
-            assert status == 204
-            curve.append({
-                "session": n,
-                "generations": n * GENERATIONS,
-                "rss_mb": round(rss_mb(server.process.pid), 1),
-                "elapsed_s": round(time.monotonic() - t0, 1),
-            })  # fmt: skip
-            print(json.dumps(curve[-1]), flush=True)
-    finally:
-        stop.set()
-        thread.join(10)
+    for n in range(1, sessions + 1):
+        session_id = create(
+            server, generator="pixel", image_size=128, population=POPULATION,
+            generations=GENERATIONS, seed=n, rig="rig",
+        )  # fmt: skip
+        server.wait_for(session_id, lambda s: s["state"] == "finished", 600)
+        status, _ = server.api("POST", f"/api/sessions/{session_id}/archive")
+        assert status == 204
+        curve.append({
+            "session": n,
+            "generations": n * GENERATIONS,
+            "rss_mb": round(rss_mb(server.process.pid), 1),
+            "elapsed_s": round(time.monotonic() - t0, 1),
+        })  # fmt: skip
+        print(json.dumps(curve[-1]), flush=True)
     return curve
 
 
@@ -132,6 +130,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "data", options=("--max-sessions", "8"))
+        stop = threading.Event()
+        answering = threading.Thread(target=rig, args=(server, stop), daemon=True)
+        answering.start()
         try:
             result = {
                 "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
@@ -141,6 +142,8 @@ def main() -> None:
             print(json.dumps(result["large"]), flush=True)
             result["soak"] = soak(server, args.hours)
         finally:
+            stop.set()
+            answering.join(10)
             server.stop()
     args.out.write_text(json.dumps(result, indent=1))
     if args.plot:
