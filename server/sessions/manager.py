@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Where archived sessions' files go, inside the data folder.
 ARCHIVE = "archive"
+#: How long an archive waits for a session that just ended to close its file.
+RETIRE_WAIT_S = 30.0
 
 
 @dataclass
@@ -236,9 +238,16 @@ class SessionManager:
     async def archive(self, session_id: str) -> None:
         """Move an ended (or damaged) session's files to ``DATA_DIR/archive/``; a live one
         must be stopped first. Archiving again finishes an archive a crash interrupted."""
-        if session_id in self.sessions:
-            state = self.sessions[session_id].state
-            raise SessionStateError(f"session {session_id} is {state}: stop it first")
+        session = self.sessions.get(session_id)
+        if session is not None:
+            if not session.state.final:
+                raise SessionStateError(f"session {session_id} is {session.state}: stop it first")
+            try:  # it ended a moment ago and is closing its file
+                await asyncio.wait_for(session.retired(), RETIRE_WAIT_S)
+            except TimeoutError:
+                raise SessionStateError(
+                    f"session {session_id} is still closing its file; try again"
+                ) from None
         path = stored_path(self.data_dir, session_id)
         await asyncio.to_thread(_move_files, path, self.data_dir / ARCHIVE)
         self.ended.pop(session_id, None)

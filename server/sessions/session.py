@@ -104,6 +104,7 @@ class Session(RigIntake):
         #: Index of the last generation whose collection ended: its responses are late.
         self._collected = -1
         self._closed = False
+        self._let_go = asyncio.Event()  # set once an ended session has been retired
 
     def _event(self, kind: str, generation: int = -1, **detail: Any) -> None:
         """Log an event (unless the file is closed) and show it if it is a warning."""
@@ -187,6 +188,12 @@ class Session(RigIntake):
         self._workers.shutdown()
         if self.state.final:
             self._retire(self)
+            self._let_go.set()
+
+    async def retired(self) -> None:
+        """Wait until this ended session has closed its file and been let go; between
+        showing a final state and that, an archive would find the file still open."""
+        await self._let_go.wait()
 
     # -- the generation loop ---------------------------------------------------------------
     async def _run(self) -> None:

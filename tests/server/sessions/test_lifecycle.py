@@ -3,6 +3,7 @@ keeps answering for them, caps how many are live, and archives them on request."
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 
@@ -70,6 +71,23 @@ def test_live_sessions_are_capped_and_an_ended_one_frees_a_place(tmp_path):
             await manager.create(config())
         finally:
             await manager.close()
+
+    run(scenario())
+
+
+def test_archiving_a_session_that_has_just_finished_waits_for_its_file(tmp_path):
+    async def scenario():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            await answer(session, await transport.next(0))
+            while session.state != "finished":
+                await asyncio.sleep(0)
+            assert session.id in manager.sessions  # shown as finished, its file still open
+            await manager.archive(session.id)
+            assert (tmp_path / ARCHIVE / f"{session.id}.h5").exists()
+            assert not list(tmp_path.glob(f"{session.id}.*"))
 
     run(scenario())
 
