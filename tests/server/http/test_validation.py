@@ -58,6 +58,7 @@ def test_bad_settings_are_refused_naming_the_field(tmp_path):
 def test_bad_windows_in_responses_are_refused_and_store_nothing(tmp_path):
     with running_server(tmp_path / "data") as server:
         session_id = create_session(server, **SMALL)
+        server.wait_for(session_id, lambda s: s["current"] is not None)  # generation 0 is out
         path = f"/api/sessions/{session_id}/responses"
         for window in ([float("nan"), 200], [200, 50], [0, 1e9]):
             response = {"presentation_id": "p", "stimulus_id": "g0-e0", "counts": [1.0],
