@@ -47,6 +47,7 @@ from server.storage.catalog import (
     stored_path,
     stored_status,
 )
+from server.storage.disk import sync_path
 from server.storage.rebuild import journal_attributes, rebuild_from_journal
 from server.storage.records import ResumePoint, SessionFileError
 from server.storage.recovery import journal_path
@@ -202,7 +203,7 @@ class SessionManager:
                 raise
             store.close()
             os.replace(temporary, path)
-            _sync_folder(self.data_dir)  # the rename is durable before the creation is answered
+            sync_path(self.data_dir)  # the rename is durable before the creation is answered
             return SessionFile.reopen(path, journal=journal)
 
         try:
@@ -324,10 +325,14 @@ class SessionManager:
     def _reopen_repaired(
         self, path: Path, resume: bool, repair: bool = True
     ) -> tuple[SessionFile, list[str]]:
-        """The session file, repaired (unless its writer closed it: then there is nothing to
-        repair), or rebuilt from its journal if beyond repair; what was done (blocking). A
-        file only repaired (``resume`` False) gets no new journal."""
+        """The session file, ready to go on (blocking), and what was done to it. One its
+        writer closed is opened as it is. One a crash left unclosed is written anew from its
+        journal (only read: see :mod:`server.storage.rebuild` for why), or, without a whole
+        journal (lost, or begun at a resume of a session older than journals), repaired
+        where it lies. A file only repaired (``resume`` False) gets no new journal."""
         journal = journal_path(path)
+        if repair and _has_beginning(journal):
+            return self._rebuilt(path, journal, None)
         try:
             keep = journal if resume or journal.exists() else None
             store = SessionFile.reopen(path, journal=keep)
@@ -340,21 +345,37 @@ class SessionManager:
             return self._rebuilt(path, journal, SessionFileError(f"{path.name}: {exc}"))
 
     def _rebuilt(
-        self, path: Path, journal: Path, damage: SessionFileError
+        self, path: Path, journal: Path, damage: SessionFileError | None
     ) -> tuple[SessionFile, list[str]]:
-        """Write the file anew from its journal, the generator making the images again."""
+        """Write the file anew from its journal: the images from the old file where it still
+        holds them, the others made again by the generator (acquired only if needed). A
+        damaged file (``damage``) is kept beside the new one; an unclosed one replaced."""
         record = json.loads(journal_attributes(journal)["config"])
         config = SessionConfig.model_validate(record["config"])
         choice = config.confined(self.weights_roots, self.reference_roots).generator_choice(
             self.device
         )
-        generator = self.generators.acquire(choice, choice.build)
+        generator: PooledGenerator | None = None
+
+        def render(codes: np.ndarray) -> np.ndarray:
+            nonlocal generator
+            if generator is None:
+                generator = self.generators.acquire(choice, choice.build)
+            return generator.generate(codes)
+
         try:
-            aside = rebuild_from_journal(path, journal, generator.generate)
+            done = rebuild_from_journal(path, journal, render, keep_old=damage is not None)
         finally:
-            generator.close()
+            if generator is not None:
+                generator.close()
         store = SessionFile.reopen(path, journal=journal)
-        note = f"rebuilt from the journal ({damage}); the damaged file is {aside.name}"
+        why = "it was left unclosed" if damage is None else str(damage)
+        note = (
+            f"rebuilt from the journal ({why}); images of {done.reused} generations kept, "
+            f"{done.rendered} made again"
+        )
+        if done.aside is not None:
+            note += f"; the damaged file is {done.aside.name}"
         return store, [note, *store.repair()]
 
     def past(self) -> list[dict[str, Any]]:
@@ -396,6 +417,15 @@ class SessionManager:
             await session.close()
 
 
+def _has_beginning(journal: Path) -> bool:
+    """Whether ``journal`` holds the file's beginning, so that the file can be rebuilt."""
+    try:
+        journal_attributes(journal)
+    except SessionFileError:
+        return False
+    return True
+
+
 def _move_files(path: Path, folder: Path) -> None:
     """Move a session file and the files beside it (journal, damaged copies) to ``folder``:
     the others first, the session file last, so that until the end it is still listed."""
@@ -403,14 +433,5 @@ def _move_files(path: Path, folder: Path) -> None:
     beside = [p for p in path.parent.glob(f"{path.stem}.*") if p != path]
     for item in [*beside, path]:
         os.replace(item, folder / item.name)
-    _sync_folder(folder)
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder, so that a rename in it survives a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_path(folder)
+    sync_path(path.parent)

@@ -1,22 +1,35 @@
-"""Writing a session file anew from its journal, when a crash left it beyond repair.
+"""Writing a session file anew from its journal, whenever a crash left it unclosed.
+
+HDF5 is not crash-consistent, and writing on into a file a kill left mid-flush can make it
+worse: its superblock may record less space than its objects use, so new space is handed
+out over live data (a kill inside the start-up's repair, then a second repair, lost
+acknowledged responses that way; tests/server/test_fault_injection.py). So the file a crash
+left is only ever read, and a new one is written beside it and renamed over it in one step;
+a kill during the rebuild leaves the old file as it was, for the next start to rebuild from.
 
 The journal holds everything the file got, in order: its attributes, the reference images,
 every row, every status change and every complete generation (codes, scores, optimizer
-state; not the images, which the session's generator makes again from the codes, as it
-made them the first time). The damaged file is kept beside the new one for an expert.
+state; not the images). The images are taken from the old file for each generation whose
+stored codes are the journal's, and made again by the session's generator from the codes
+(as it made them the first time) for the others. A damaged old file is kept beside the new
+one for an expert; one that was only unclosed is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from server.engine.loop import GenerationResult
+from server.storage.disk import sync_path
 from server.storage.journal import read_journal
 from server.storage.records import SessionFileError
 from server.storage.recovery import unique_rows
@@ -38,8 +51,67 @@ def journal_attributes(journal: Path) -> dict[str, Any]:
     return attrs
 
 
-def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
-    """Write ``path`` anew from ``journal``; where the damaged file was moved."""
+@dataclass
+class Rebuilt:
+    """What a rebuild did."""
+
+    #: Where the old file was kept (None: it was replaced).
+    aside: Path | None
+    #: Generations whose images came from the old file, and those made again.
+    reused: int = 0
+    rendered: int = 0
+
+
+class _OldImages:
+    """The images of the generations a crash-left file still holds intact (read only);
+    ``damaged`` once the file, or a generation it holds, proved unreadable or not the
+    journal's."""
+
+    def __init__(self, path: Path) -> None:
+        self.damaged = False
+        self._by_generation: dict[int, tuple[np.ndarray, h5py.Dataset]] = {}
+        self._file: h5py.File | None = None
+        self._codes: h5py.Dataset | None = None
+        try:
+            self._file = h5py.File(path, "r")
+            g = self._file["generations"]
+            index, codes, images = g["index"][()], g["codes"], g["images"]
+            for generation in np.unique(index):
+                rows = np.flatnonzero(index == generation)
+                if rows[-1] < min(codes.shape[0], images.shape[0]):
+                    self._by_generation[int(generation)] = (rows, images)
+            self._codes = codes
+        except Exception:  # unreadable in any way: every image is made again
+            self._by_generation.clear()
+            self.damaged = True
+
+    def images(self, generation: int, codes: np.ndarray) -> np.ndarray | None:
+        """The stored images of ``generation`` if its stored codes are ``codes``."""
+        found = self._by_generation.get(generation)
+        if found is None or self._codes is None:
+            return None
+        rows, images = found
+        try:
+            stored = self._codes[rows[0] : rows[-1] + 1]
+            if stored.shape == codes.shape and np.array_equal(stored, codes):
+                return images[rows[0] : rows[-1] + 1]
+        except Exception:  # a chunk a crash tore: make it again
+            pass
+        self.damaged = True
+        return None
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+
+
+def rebuild_from_journal(
+    path: Path, journal: Path, render: Render, keep_old: bool = True
+) -> Rebuilt:
+    """Write ``path`` anew from ``journal`` (images from the old file where it still holds
+    them); the old file is kept beside it if it is damaged (``keep_old``: known to be, or
+    found so here), else replaced."""
     records, _ = read_journal(journal)
     journal_attributes(journal)  # refuses a journal without its beginning
     temporary = path.with_name(path.name + ".rebuilding")
@@ -55,6 +127,17 @@ def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
     # were built on that one's optimizer state.
     last = {r["generation"]["index"]: i for i, r in enumerate(records) if "generation" in r}
     seen: dict[str, set[str]] = {}
+    old = _OldImages(path) if path.exists() else None
+    done = Rebuilt(None)
+
+    def images(generation: int, codes: np.ndarray) -> np.ndarray:
+        stored = None if old is None else old.images(generation, codes)
+        if stored is not None:
+            done.reused += 1
+            return stored
+        done.rendered += 1
+        return render(codes)
+
     try:
         for i, record in enumerate(records[1:], start=1):
             if "generation" in record and last[record["generation"]["index"]] != i:
@@ -64,19 +147,27 @@ def rebuild_from_journal(path: Path, journal: Path, render: Render) -> Path:
                 for columns in unique_rows(record["table"], [record["columns"]], known):
                     store.append_rows(record["table"], columns)
                 continue
-            _replay(store, record, render)
+            _replay(store, record, images)
     except BaseException:
         store.close()
-        temporary.unlink(missing_ok=True)  # the damaged file stays where it was
+        temporary.unlink(missing_ok=True)  # the old file stays where it was
         raise
+    finally:
+        if old is not None:
+            old.close()
     store.close()
-    aside = _free_name(path.with_name(path.name + ".damaged"))
-    os.link(path, aside)  # the damaged file stays reachable under its new name ...
+    sync_path(temporary)  # on the disk before it takes the old file's place
+    if path.exists() and (keep_old or (old is not None and old.damaged)):
+        done.aside = _free_name(path.with_name(path.name + ".damaged"))
+        os.link(path, done.aside)  # the damaged file stays reachable under its new name ...
     os.replace(temporary, path)  # ... and the rebuilt one replaces it in one step
-    return aside
+    sync_path(path.parent)
+    return done
 
 
-def _replay(store: SessionFile, record: dict[str, Any], render: Render) -> None:
+def _replay(
+    store: SessionFile, record: dict[str, Any], images: Callable[[int, np.ndarray], np.ndarray]
+) -> None:
     if "status" in record:
         store.set_status(record["status"])
     elif "references" in record:
@@ -85,7 +176,12 @@ def _replay(store: SessionFile, record: dict[str, Any], render: Render) -> None:
         g = record["generation"]
         codes = np.asarray(g["codes"])
         result = GenerationResult(
-            g["index"], codes, render(codes), np.asarray(g["scores"]), g["timings"], g["extra"]
+            g["index"],
+            codes,
+            images(g["index"], codes),
+            np.asarray(g["scores"]),
+            g["timings"],
+            g["extra"],
         )
         store.write_generation(result, g["optimizer"], [tuple(r) for r in g["reference_scores"]])
 

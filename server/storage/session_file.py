@@ -146,7 +146,8 @@ class SessionFile:
         """Bring a file a crash left mid-write back to everything acknowledged; what was
         done (see :mod:`server.storage.recovery`). SessionFileError if beyond repair."""
         records = journal_records(self._journal.path if self._journal else None)
-        notes = recover_rows(self._file, records)
+        # A journal with no records (lost, and begun anew on this reopen) knows nothing.
+        notes = recover_rows(self._file, records) if records else []
         notes += cut_to_acknowledged(self._file)
         check_generations(self._file, records)
         if notes:

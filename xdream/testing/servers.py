@@ -30,17 +30,31 @@ def free_port() -> int:
 
 
 def xdream(
-    *args: str, threads: int | None = 1, env: dict[str, str] | None = None, **popen: Any
+    *args: str,
+    threads: int | None = 1,
+    env: dict[str, str] | None = None,
+    wrapper: tuple[str, ...] = (),
+    **popen: Any,
 ) -> subprocess.Popen[str]:
     """``xdream ARGS`` as a child process of this interpreter; ``threads`` torch threads
     (one by default, so that server and simulator do not oversubscribe the test machine;
-    None for torch's default, as benchmarks need); ``env``: variables to add."""
+    None for torch's default, as benchmarks need); ``env``: variables to add; ``wrapper``:
+    a command that runs it (e.g. strace and its options)."""
     variables = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if threads is not None:
         variables["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
-        [sys.executable, "-m", "xdream", *args], cwd=ROOT, env=variables, text=True, **popen
-    )
+        [*wrapper, sys.executable, "-m", "xdream", *args],
+        cwd=ROOT, env=variables, text=True, **popen,
+    )  # fmt: skip
+
+
+class ServerDidNotStart(RuntimeError):
+    """The server ended before it was ready; with its exit status (negative: a signal)."""
+
+    def __init__(self, returncode: int, message: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
 
 
 class Server:
@@ -56,6 +70,7 @@ class Server:
         threads: int | None = 1,
         http_host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
+        wrapper: tuple[str, ...] = (),
     ):
         self.data = data
         self.zmq_port = zmq_port or free_port()
@@ -64,20 +79,28 @@ class Server:
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.log = (data.parent / f"server-{self.zmq_port}.log").open("a")
         self.headers: dict[str, str] = {}  # sent with every api() request
+        self.wrapped = bool(wrapper)
         self.process = xdream(
             "serve", "--zmq", self.zmq, "--http", f"{http_host}:{self.http_port}",
             "--data", str(data), *options, threads=threads, stdout=subprocess.PIPE,
-            stderr=self.log, env=env,
+            stderr=self.log, env=env, wrapper=wrapper,
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"server did not start; see {self.log.name}")
+            returncode = self.process.wait(30)
+            self.log.close()
+            raise ServerDidNotStart(returncode, f"server did not start; see {self.log.name}")
         self.ready = json.loads(line)
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as in a crash."""
-        self.process.send_signal(signal.SIGKILL)
+        """SIGKILL: no clean-up at all, as in a crash. Under a wrapper the server itself is
+        killed (the wrapper's child), and the wrapper ends with it."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(p) for p in children.read_text().split()] if self.wrapped else []
+        for pid in pids or [self.process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self) -> int:

@@ -15,6 +15,7 @@ from protocol.errors import (
     SessionStateError,
 )
 from server.sessions.manager import SessionManager
+from server.storage.recovery import journal_path
 from tests.server.sessions.doubles import (
     FakeTransport,
     answer,
@@ -195,9 +196,11 @@ def test_a_failed_generation_pauses_the_session_logs_why_and_refuses_to_go_on(tm
     assert status == "running"  # a restart resumes it from the file
 
 
-def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
+@pytest.mark.parametrize("journal", ["kept", "lost"])
+def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path, journal):
     """A kill between the columns of one append leaves some columns longer: the restart
-    cuts them back to the rows that were acknowledged and carries on."""
+    writes the file anew from its journal, or without one cuts the columns back to the rows
+    that were acknowledged, and carries on."""
     ((session_id, _),) = crashed_sessions(tmp_path)
     path = tmp_path / f"{session_id}.h5"
     with h5py.File(path, "r+") as f:
@@ -205,6 +208,8 @@ def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
         for name, extra in (("responses/generation", 22), ("events/time", 1)):
             ds = f[name]
             ds.resize(ds.shape[0] + extra, axis=0)  # as if killed after this column
+    if journal == "lost":
+        journal_path(path).unlink()
 
     async def second_run():
         transport = FakeTransport()
@@ -223,9 +228,16 @@ def test_a_file_a_crash_left_mid_append_is_repaired_and_resumes(tmp_path):
     assert lengths == {18}  # 6 per generation, each once
     assert responses["presentation_id"].tolist()[: len(acknowledged)] == acknowledged
     (repaired,) = [e for e in events if e.kind == "repaired"]
-    n = len(acknowledged)
-    assert f"responses/generation: {n + 22} -> {n} rows" in repaired.detail["cut"]
-    assert any(c.startswith("events/time: ") for c in repaired.detail["cut"])
+    if journal == "kept":
+        assert repaired.detail["cut"] == [
+            "rebuilt from the journal (it was left unclosed); images of 1 generations kept, "
+            "0 made again"
+        ]
+        assert not list(tmp_path.glob("*.damaged"))  # only unclosed: nothing to keep
+    else:
+        n = len(acknowledged)
+        assert f"responses/generation: {n + 22} -> {n} rows" in repaired.detail["cut"]
+        assert any(c.startswith("events/time: ") for c in repaired.detail["cut"])
 
 
 def test_a_torn_file_is_rebuilt_from_its_journal_and_one_without_is_listed_damaged(tmp_path):

@@ -121,8 +121,9 @@ def test_a_file_beyond_repair_is_written_anew_from_its_journal(tmp_path):
         store.write_generation(result, {"generation": 1, "mean": np.ones(4)}, [(0, 5.0)])
     store.close()
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # beyond repair
-    aside = rebuild_from_journal(path, journal_path(path), _render)
-    assert aside.name == "s.h5.damaged" and aside.read_bytes().startswith(b"\x89HDF")
+    done = rebuild_from_journal(path, journal_path(path), _render)
+    assert done.aside.name == "s.h5.damaged" and done.aside.read_bytes().startswith(b"\x89HDF")
+    assert (done.reused, done.rendered) == (0, 1)
     again = SessionFile.reopen(path, mode="r")
     assert again.status == "running" and again.config == {"session_id": "s"}
     np.testing.assert_array_equal(again.references(), np.full((2, 4, 4, 3), 7))
@@ -133,6 +134,38 @@ def test_a_file_beyond_repair_is_written_anew_from_its_journal(tmp_path):
     assert again.generations_done() == 1 and again.optimizer_state()["mean"].tolist() == [1] * 4
     assert again.table("responses")["presentation_id"].tolist() == ["p"]
     assert again.table("references")["score"].tolist() == [5.0]
+    again.close()
+
+
+def test_an_unclosed_file_is_rewritten_with_its_own_images(tmp_path):
+    """The usual case after a kill: the old file is read, never written; its images are kept
+    where its codes are the journal's. Only an old file that proves damaged is kept."""
+    path = tmp_path / "s.h5"
+    store = SessionFile(path, {"session_id": "s"}, status="running", journal=journal_path(path))
+    codes = np.arange(12, dtype=np.float32).reshape(3, 4)
+    own = np.full((3, 4, 4, 3), 9, dtype=np.uint8)  # not what _render would make
+    for index in range(2):
+        result = GenerationResult(index, codes + index, own, np.ones(3), {})
+        store.write_generation(result, {"generation": index + 1, "mean": np.ones(4)})
+    store.close()
+
+    def no_render(codes):
+        raise AssertionError("the images were all in the old file")
+
+    before = path.stat().st_ino
+    done = rebuild_from_journal(path, journal_path(path), no_render, keep_old=False)
+    assert (done.aside, done.reused, done.rendered) == (None, 2, 0)
+    assert path.stat().st_ino != before  # a new file took the old one's place
+    assert sorted(tmp_path.iterdir()) == sorted([path, journal_path(path)])
+    with h5py.File(path, "r+") as f:  # now generation 1's stored codes are not the journal's
+        f["generations/codes"][3] = -1
+    done = rebuild_from_journal(path, journal_path(path), _render, keep_old=False)
+    assert (done.aside.name, done.reused, done.rendered) == ("s.h5.damaged", 1, 1)
+    again = SessionFile.reopen(path, mode="r")
+    generations = again.table("generations")
+    np.testing.assert_array_equal(generations["images"][:3], own)
+    np.testing.assert_array_equal(generations["images"][3:], _render(codes + 1))
+    np.testing.assert_array_equal(generations["codes"][3], codes[0] + 1)
     again.close()
 
 
