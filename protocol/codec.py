@@ -14,14 +14,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, ValidationError
 
 # ProtocolError and its kinds are re-exported: rig code written against 0.1 imports them here.
-from protocol.errors import (  # noqa: F401
+from protocol.errors import (
     MalformedMessage,
     MessageTooLarge,
     ProtocolError,
@@ -72,13 +72,15 @@ class _BufferSpec(BaseModel):
 
 
 class _Header(BaseModel):
+    """The header's fields past ``v`` and ``type`` (checked first, for their own codes):
+    ``id`` is required, the others optional (PROTOCOL.md, section 3). Types are strict: no
+    booleans as numbers, strings as numbers or bytes as strings."""
+
     model_config = ConfigDict(extra="ignore")
-    v: int
-    type: str
-    id: str = Field(min_length=1, max_length=128)
-    session: str | None = Field(default=None, max_length=128)
-    sent_at: float
-    reply_to: str | None = Field(default=None, max_length=128)
+    id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    session: Annotated[StrictStr, Field(max_length=128)] | None = None
+    sent_at: Annotated[float, Strict(), Field(allow_inf_nan=False)] | None = None
+    reply_to: Annotated[StrictStr, Field(max_length=128)] | None = None
     content: dict[str, Any] = Field(default_factory=dict)
     buffers: list[_BufferSpec] = Field(default_factory=list)
 
@@ -115,13 +117,12 @@ def decode(
     """Validate and decode frames (without the ROUTER identity) into a :class:`Message`
     whose header is at most ``max_header_bytes``.
 
-    Raises a :class:`ProtocolError` subclass naming the problem; never executes code.
+    Raises a :class:`ProtocolError` subclass naming the problem, carrying the message's
+    ``id`` and ``session`` where they could be read; never executes code.
     """
     raw = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
     if not raw:
         raise MalformedMessage("empty message")
-    if len(raw) - 1 > MAX_BUFFERS:
-        raise MessageTooLarge(f"{len(raw) - 1} raw frames; at most {MAX_BUFFERS}")
     if raw[0].nbytes > max_header_bytes:
         raise MessageTooLarge(f"header of {raw[0].nbytes} bytes; at most {max_header_bytes}")
     try:
@@ -130,26 +131,48 @@ def decode(
         raise MalformedMessage(f"header is not msgpack: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise MalformedMessage("header must be a msgpack map")
+    try:
+        return _decode_header(obj, raw)
+    except ProtocolError as exc:
+        exc.reply_to, exc.session = _readable(obj.get("id")), _readable(obj.get("session"))
+        raise
+
+
+def _readable(value: Any) -> str | None:
+    """``value`` if it is a valid id (a string of 1-128 characters), else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def _decode_header(obj: dict[str, Any], raw: list[memoryview]) -> Message:
     version = obj.get("v")
+    if type(version) is not int:  # missing, or not an integer (a boolean is not one)
+        got = type(version).__name__ if version is not None else "none"
+        raise MalformedMessage(f"header v: an integer protocol version is required, got {got}")
     if version != PROTOCOL_VERSION:
         raise UnsupportedVersion(
-            f"protocol version {version!r} not supported; this side speaks {PROTOCOL_VERSION}"
+            f"protocol version {version} not supported; this side speaks {PROTOCOL_VERSION}"
         )
     msg_type = obj.get("type")
-    if not isinstance(msg_type, str) or msg_type not in MESSAGE_TYPES:
-        raise UnknownMessageType(f"unknown message type {msg_type!r}")
+    if not isinstance(msg_type, str):
+        got = type(msg_type).__name__ if msg_type is not None else "none"
+        raise MalformedMessage(f"header type: a string is required, got {got}")
+    if msg_type not in MESSAGE_TYPES:
+        raise UnknownMessageType(f"unknown message type {msg_type[:64]!r}")
     try:
         header = _Header.model_validate(obj)
     except ValidationError as exc:
         raise MalformedMessage(f"header {_first_error(exc)}") from None
+    if len(raw) - 1 > MAX_BUFFERS:
+        raise MessageTooLarge(f"{len(raw) - 1} raw frames; at most {MAX_BUFFERS}")
     buffers = _buffers(header.buffers, raw[1:])
     try:
-        content = MESSAGE_TYPES[header.type].model_validate(header.content)
+        content = MESSAGE_TYPES[msg_type].model_validate(header.content)
     except ValidationError as exc:
-        raise MalformedMessage(f"{header.type}: {_first_error(exc)}") from None
+        raise MalformedMessage(f"{msg_type}: {_first_error(exc)}") from None
     if isinstance(content, Generation):
         _check_images(content, buffers)
-    return Message(content, header.session, buffers, header.id, header.sent_at, header.reply_to)
+    sent_at = time.time() if header.sent_at is None else header.sent_at
+    return Message(content, header.session, buffers, header.id, sent_at, header.reply_to)
 
 
 def _buffers(specs: list[_BufferSpec], frames: list[memoryview]) -> tuple[np.ndarray, ...]:

@@ -32,7 +32,12 @@ class XDreamError(Exception):
 
 # -- the message itself ----------------------------------------------------------------------
 class ProtocolError(XDreamError, ValueError):
-    """A message that cannot be decoded or taken as it is."""
+    """A message that cannot be decoded or taken as it is. ``reply_to`` and ``session``: the
+    message's ``id`` and ``session`` where they could be read, so that the error points at
+    the message even when the rest of it is wrong (PROTOCOL.md, section 5)."""
+
+    reply_to: str | None = None
+    session: str | None = None
 
 
 class MalformedMessage(ProtocolError):

@@ -11,17 +11,22 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, field_validator
 
 #: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
 PROTOCOL_VERSION = 1
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-Count = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Types are strict (PROTOCOL.md, section 3): a number is a number (an integer does for a
+# float), never a boolean or a string; a string is never bytes.
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Index = Annotated[int, Strict(), Field(ge=0)]
+Count = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 #: Degrees of visual angle from the fixation point.
-Degrees = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Degrees = Annotated[float, Strict(), Field(ge=-180, le=180, allow_inf_nan=False)]
 #: Milliseconds from stimulus onset.
-Millis = Annotated[float, Field(ge=-10_000, le=10_000, allow_inf_nan=False)]
+Millis = Annotated[float, Strict(), Field(ge=-10_000, le=10_000, allow_inf_nan=False)]
+#: Milliseconds of a presentation's timing.
+Duration = Annotated[float, Strict(), Field(ge=0, le=10_000, allow_inf_nan=False)]
 
 
 def _ordered(window: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -43,8 +48,8 @@ class Hello(Content):
     """Client -> server, first message and after every reconnect."""
 
     roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    software: Annotated[str, Field(max_length=128)] = ""
+    name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    software: Annotated[StrictStr, Field(max_length=128)] = ""
 
     @field_validator("roles")
     @classmethod
@@ -58,8 +63,8 @@ class Welcome(Content):
     """Server -> client, answer to ``hello``."""
 
     client_id: Id
-    heartbeat_s: Annotated[float, Field(gt=0)]
-    server: str = ""
+    heartbeat_s: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+    server: StrictStr = ""
 
 
 class Heartbeat(Content):
@@ -67,18 +72,18 @@ class Heartbeat(Content):
 
 
 class PresentationParams(Content):
-    on_ms: Annotated[float, Field(gt=0, le=10_000)] = 100.0
-    off_ms: Annotated[float, Field(ge=0, le=10_000)] = 150.0
-    size_deg: Annotated[float, Field(gt=0, le=180)] = 3.0
+    on_ms: Annotated[Duration, Field(gt=0)] = 100.0
+    off_ms: Duration = 150.0
+    size_deg: Annotated[float, Strict(), Field(gt=0, le=180, allow_inf_nan=False)] = 3.0
     position_deg: tuple[Degrees, Degrees] = (0.0, 0.0)
 
 
 class Stimulus(Content):
     stimulus_id: Id
     #: Index of the image among the message's raw buffers.
-    buffer: Annotated[int, Field(ge=0)]
+    buffer: Index
     kind: Literal["evolved", "reference"] = "evolved"
-    repeats: Annotated[int, Field(ge=1, le=100)] = 1
+    repeats: Annotated[int, Strict(), Field(ge=1, le=100)] = 1
 
 
 class Generation(Content):
@@ -87,8 +92,8 @@ class Generation(Content):
     Block 0 holds every stimulus; blocks 1, 2, ... re-present those still lacking responses.
     """
 
-    generation: Annotated[int, Field(ge=0)]
-    block: Annotated[int, Field(ge=0)] = 0
+    generation: Index
+    block: Index = 0
     stimuli: Annotated[list[Stimulus], Field(min_length=1, max_length=4096)]
     params: PresentationParams = PresentationParams()
 
@@ -96,21 +101,21 @@ class Generation(Content):
 class GenerationAck(Content):
     """Presenter -> server: the generation (block) arrived intact."""
 
-    generation: Annotated[int, Field(ge=0)]
-    block: Annotated[int, Field(ge=0)] = 0
+    generation: Index
+    block: Index = 0
 
 
 class Presentation(Content):
     presentation_id: Id
     stimulus_id: Id
-    onset: Annotated[float, Field(allow_inf_nan=False)]
+    onset: Annotated[float, Strict(), Field(allow_inf_nan=False)]
     outcome: Literal["ok", "aborted"]
 
 
 class Presented(Content):
     """Presenter -> server: what was shown (or aborted), with onsets in the rig's clock."""
 
-    generation: Annotated[int, Field(ge=0)]
+    generation: Index
     presentations: Annotated[list[Presentation], Field(min_length=1, max_length=100_000)]
 
 
@@ -129,20 +134,20 @@ class Response(Content):
 class Responses(Content):
     """Recorder -> server: spike counts per presentation. Acknowledged by ``responses_ack``."""
 
-    generation: Annotated[int, Field(ge=0)]
+    generation: Index
     responses: Annotated[list[Response], Field(min_length=1, max_length=100_000)]
 
 
 class ResponsesAck(Content):
-    accepted: Annotated[int, Field(ge=0)]
-    duplicates: Annotated[int, Field(ge=0)]
+    accepted: Index
+    duplicates: Index
 
 
 class Error(Content):
     """Reply to any message that could not be taken; ``code`` is a stable error name."""
 
-    code: Annotated[str, Field(min_length=1, max_length=64)]
-    message: Annotated[str, Field(max_length=2000)]
+    code: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    message: Annotated[StrictStr, Field(max_length=2000)]
 
 
 class Bye(Content):

@@ -4,7 +4,7 @@ and stays in the request's session (PROTOCOL.md, sections 3 and 5)."""
 from __future__ import annotations
 
 from protocol.codec import Message
-from protocol.errors import XDreamError
+from protocol.errors import ProtocolError, XDreamError
 from protocol.messages import Content, Error
 
 #: Longest error text sent; the full one stays in the sender's log.
@@ -17,6 +17,11 @@ def reply(request: Message, content: Content) -> Message:
 
 
 def error_reply(error: XDreamError, request: Message | None = None) -> Message:
-    """The ``error`` message answering ``request`` (None: a message that could not be read)."""
+    """The ``error`` message answering ``request`` (None: a message that could not be
+    decoded; the error then points at whatever of its id and session could be read)."""
     content = Error(code=error.code, message=str(error)[:MAX_ERROR_CHARS])
-    return Message(content) if request is None else reply(request, content)
+    if request is not None:
+        return reply(request, content)
+    if isinstance(error, ProtocolError):
+        return Message(content, session=error.session, reply_to=error.reply_to)
+    return Message(content)

@@ -16,6 +16,7 @@ from protocol.codec import Message, decode, encode
 from protocol.errors import (
     MalformedMessage,
     MessageTooLarge,
+    ProtocolError,
     UnknownMessageType,
     UnsupportedVersion,
 )
@@ -153,7 +154,15 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
         ([msgpack.packb([1, 2])], MalformedMessage, "map"),
         ([pickle.dumps({"v": 1})], MalformedMessage, "not msgpack"),
         (frames_of(valid_header(v=2)), UnsupportedVersion, "speaks 1"),
-        (frames_of(valid_header(v="1")), UnsupportedVersion, "'1'"),
+        (frames_of(valid_header(v="1")), MalformedMessage, "integer protocol version"),
+        (frames_of(valid_header(v=True)), MalformedMessage, "got bool"),
+        (
+            frames_of({k: v for k, v in valid_header().items() if k != "v"}),
+            MalformedMessage,
+            "got none",
+        ),
+        (frames_of(valid_header(id=b"abc")), MalformedMessage, "header id"),
+        (frames_of(valid_header(sent_at="now")), MalformedMessage, "header sent_at"),
         (frames_of(valid_header(type="teleport")), UnknownMessageType, "teleport"),
         (frames_of(valid_header(id="")), MalformedMessage, "id"),
         (frames_of(valid_header(sent_at="yesterday")), MalformedMessage, "sent_at"),
@@ -299,7 +308,7 @@ def test_size_limits(monkeypatch):
         decode(frames_of(valid_header(buffers=[{"dtype": "uint8", "shape": [11]}]), b"x" * 11))
     monkeypatch.setattr(codec, "MAX_BUFFERS", 2)
     with pytest.raises(MessageTooLarge, match="3 raw frames"):
-        decode([b"", b"", b"", b""])
+        decode([frames_of(valid_header())[0], b"", b"", b""])
 
 
 def test_error_reply_points_at_the_request():
@@ -351,9 +360,63 @@ def test_header_bytes_start_as_protocol_md_says():
 
 
 @pytest.mark.parametrize("bad_type", [[1, 2], {"a": 1}, 7, None])
-def test_a_non_string_type_is_an_unknown_type_not_a_crash(bad_type):
-    with pytest.raises(UnknownMessageType):
+def test_a_non_string_type_is_a_malformed_message_not_a_crash(bad_type):
+    with pytest.raises(MalformedMessage, match="header type: a string is required"):
         decode(frames_of(valid_header(type=bad_type)))
+
+
+def test_an_unknown_string_type_is_an_unknown_message_type():
+    with pytest.raises(UnknownMessageType, match="'teleport'"):
+        decode(frames_of(valid_header(type="teleport")))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"v": 1, "type": "heartbeat", "id": "m1", "session": "s1", "content": {"x": float("nan")},
+         "sent_at": "broken"},
+        {"v": 9, "type": "heartbeat", "id": "m1", "session": "s1"},
+        {"v": 1, "type": "teleport", "id": "m1", "session": "s1"},
+        {"v": 1, "type": "responses", "id": "m1", "session": "s1", "content": {"generation": -1}},
+    ],
+)  # fmt: skip
+def test_an_error_points_at_the_message_whenever_its_id_could_be_read(header):
+    with pytest.raises(ProtocolError) as caught:
+        decode(frames_of(header))
+    reply = error_reply(caught.value)
+    assert (reply.reply_to, reply.session) == ("m1", "s1")
+
+
+@pytest.mark.parametrize("bad_id", [None, b"m1", 7, "", "x" * 129])
+def test_an_unreadable_id_gets_an_error_pointing_nowhere(bad_id):
+    with pytest.raises(ProtocolError) as caught:
+        decode(frames_of(valid_header(id=bad_id, type="teleport")))
+    assert error_reply(caught.value).reply_to is None
+
+
+def test_only_id_v_and_type_are_required_in_a_header():
+    message = decode(frames_of({"v": 1, "type": "heartbeat", "id": "m1"}))
+    assert message.session is None and message.reply_to is None and message.buffers == ()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"generation": "0", "responses": [{"presentation_id": "p", "stimulus_id": "s",
+                                           "counts": [1]}]},
+        {"generation": True, "responses": [{"presentation_id": "p", "stimulus_id": "s",
+                                            "counts": [1]}]},
+        {"generation": 0, "responses": [{"presentation_id": "p", "stimulus_id": "s",
+                                         "counts": [True]}]},
+        {"generation": 0, "responses": [{"presentation_id": "p", "stimulus_id": "s",
+                                         "counts": ["3"]}]},
+        {"generation": 0, "responses": [{"presentation_id": b"p", "stimulus_id": "s",
+                                         "counts": [1]}]},
+    ],
+)  # fmt: skip
+def test_content_types_are_strict(content):
+    with pytest.raises(MalformedMessage, match="responses: "):
+        decode(frames_of(valid_header(type="responses", content=content)))
 
 
 def test_unknown_keys_in_a_buffer_description_are_ignored():
