@@ -35,7 +35,6 @@ from server.engine.pool import GeneratorPool, PooledGenerator
 from server.engine.statistics import History
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
-from server.sessions.memory import give_back
 from server.sessions.session import Session, Transport
 from server.sessions.states import SessionState
 from server.sessions.stored import EndedSession, StoredSession
@@ -234,7 +233,6 @@ class SessionManager:
         self.ended[session.id] = EndedSession.of(session)
         self.sessions.pop(session.id, None)
         self.changes.bump()
-        give_back()
 
     async def archive(self, session_id: str) -> None:
         """Move an ended (or damaged) session's files to ``DATA_DIR/archive/``; a live one

@@ -31,6 +31,7 @@ from server.engine.statistics import History, finite
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.intake import RigIntake
+from server.sessions.memory import give_back
 from server.sessions.rounds import RESEND_S, Round, open_round
 from server.sessions.states import SessionState, check_control, check_transition
 from server.sessions.warnings import Warnings
@@ -185,10 +186,12 @@ class Session(RigIntake):
         finally:  # even if closing the file failed, or this close was cancelled by another
             self._release()
         # Not in the finally: a close cancelled by a second close() leaves the threads to it.
-        self._workers.shutdown()
         if self.state.final:
             self._retire(self)
             self._let_go.set()
+            self._workers.shutdown(then=give_back)  # once a cancelled proposal has ended too
+        else:
+            self._workers.shutdown()
 
     async def retired(self) -> None:
         """Wait until this ended session has closed its file and been let go; between

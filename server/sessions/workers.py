@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,12 +57,20 @@ class Workers:
             return await asyncio.to_thread(read_closed, store.path, fn)
         return await self.io(on_io_thread)
 
-    def shutdown(self) -> None:
+    def shutdown(self, then: Callable[[], None] | None = None) -> None:
         """Stop both threads; a computation still running (a cancelled proposal) is not
-        waited for."""
+        waited for. ``then`` runs once both have ended (e.g. to give their memory back:
+        a cancelled proposal of a large session holds hundreds of MB until it ends)."""
         self._shut_down = True
         self._compute.shutdown(wait=False)
         self._io.shutdown(wait=False)
+        if then is not None:
+            threading.Thread(target=self._after_threads, args=(then,), daemon=True).start()
+
+    def _after_threads(self, then: Callable[[], None]) -> None:
+        self._compute.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+        then()
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

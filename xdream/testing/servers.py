@@ -120,6 +120,7 @@ class Server:
         body: Any = None,
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
     ):
         """(status, JSON body, or bytes if not JSON) of an HTTP request to the server."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
@@ -128,7 +129,7 @@ class Server:
             headers={"Content-Type": "application/json", **self.headers, **(headers or {})},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
                 payload = reply.read()
                 status = reply.status
                 kind = reply.headers.get("content-type", "")
