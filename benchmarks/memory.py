@@ -10,7 +10,8 @@
 
     python benchmarks/memory.py --out benchmarks/results/memory.json --plot docs/memory.png
 
-Resumable it is not (a soak is one run); ``--hours`` shortens it.
+Each phase runs on a fresh server; ``--phases`` runs one of them again (its result replaces
+the old one in ``--out``). Resumable a phase is not; ``--hours`` shortens the soak.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from protocol.messages import Role
-from rig_clients.connection import Connection, RequestFailed
+from rig_clients.connection import Connection, RequestFailed, ServerUnavailable
 from rig_clients.presenter import Presenter
 from rig_clients.recorder import Recorder
 from xdream.testing.servers import Server, brightness_responses
@@ -94,7 +95,9 @@ def rig(server: Server, stop: threading.Event) -> None:
             block = presenter.next_block(timeout_s=1)
             if block is None:
                 continue
-            with contextlib.suppress(RequestFailed):  # e.g. a block of a session just stopped
+            # Refused (e.g. a block of a session just stopped) or not acknowledged in time
+            # (a loaded server writing 1024-px generations): the block is sent again.
+            with contextlib.suppress(RequestFailed, ServerUnavailable):
                 recorder.send(
                     block.session, block.generation, brightness_responses(block).responses
                 )
@@ -147,26 +150,29 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=24.0, help="rig hours to compress")
     parser.add_argument("--out", type=Path, default=RESULTS / "memory.json")
     parser.add_argument("--plot", type=Path, help="PNG of the soak's curve")
+    phases = ["large", "soak"]
+    parser.add_argument("--phases", nargs="+", choices=phases, default=phases,
+                        help="run only these (merged into --out)")  # fmt: skip
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp) / "data", options=("--max-sessions", "8"))
-        stop = threading.Event()
-        answering = threading.Thread(target=rig, args=(server, stop), daemon=True)
-        answering.start()
-        try:
-            result = {
-                "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
-                "command": f"python benchmarks/memory.py --hours {args.hours}",
-                "large": large(server),
-            }
-            print(json.dumps(result["large"]), flush=True)
-            result["soak"] = soak(server, args.hours)
-        finally:
-            stop.set()
-            answering.join(10)
-            server.stop()
-    args.out.write_text(json.dumps(result, indent=1))
-    if args.plot:
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result.update(machine=f"{platform.platform()}, {platform.processor() or 'cpu'}")
+    for phase in args.phases:  # each on a fresh server: one's leftovers do not skew the other
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(Path(tmp) / "data", options=("--max-sessions", "8"))
+            stop = threading.Event()
+            answering = threading.Thread(target=rig, args=(server, stop), daemon=True)
+            answering.start()
+            try:
+                result[phase] = large(server) if phase == "large" else soak(server, args.hours)
+                result[f"{phase}_command"] = (
+                    f"python benchmarks/memory.py --phases {phase} --hours {args.hours}"
+                )
+            finally:
+                stop.set()
+                answering.join(10)
+                server.stop()
+        args.out.write_text(json.dumps(result, indent=1))
+    if args.plot and "soak" in result:
         plot(result["soak"], args.plot)
 
 

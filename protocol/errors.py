@@ -60,6 +60,10 @@ class NotRegistered(XDreamError, ValueError):
     """A client sent something other than ``hello`` before being welcomed."""
 
 
+class WrongRole(XDreamError, ValueError):
+    """A client sent a message that its roles (as it said ``hello``) do not cover."""
+
+
 # -- what the message refers to ----------------------------------------------------------------
 class UnknownSession(XDreamError, KeyError):
     """A message or request names a session this server does not have."""

@@ -21,6 +21,7 @@ from protocol.errors import (
     NotRegistered,
     ProtocolError,
     UnknownMessageType,
+    WrongRole,
     XDreamError,
 )
 from protocol.messages import (
@@ -114,7 +115,7 @@ class RigServer:
         if isinstance(content, Hello):
             self._register(identity, message, content)
         elif client is None:
-            if not isinstance(content, (Bye, Error)):
+            if not isinstance(content, Error):  # an error is never answered with one
                 self.link.send(identity, error_reply(NotRegistered("say hello first"), message))
         elif isinstance(content, Heartbeat):
             pass
@@ -123,6 +124,10 @@ class RigServer:
         elif isinstance(content, Error):
             log.warning("client %s reports %s: %s", client.name, content.code, content.message)
         elif isinstance(content, (GenerationAck, Presented, Responses)):
+            wrong = _wrong_role(client, message)
+            if wrong is not None:
+                self.link.send(identity, error_reply(wrong, message))
+                return
             task = asyncio.create_task(self._handle(client, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -142,16 +147,17 @@ class RigServer:
 
     async def _handle(self, client: Client, message: Message) -> None:
         content = message.content
+        sessions = self.sessions
         try:
-            session = self.sessions.get(message.session)
             if isinstance(content, GenerationAck):
-                session.on_ack(content, client.client_id)
+                sessions.get(message.session).on_ack(content, client.client_id)
                 return
             if isinstance(content, Presented):
-                await session.ingest_presented(content, "zmq", client.name)
+                await sessions.ingest_presented(message.session, content, "zmq", client.name)
                 return
             assert isinstance(content, Responses)
-            answer = reply(message, await session.ingest_responses(content, "zmq", client.name))
+            ack = await sessions.ingest_responses(message.session, content, "zmq", client.name)
+            answer = reply(message, ack)
         except XDreamError as exc:
             answer = error_reply(exc, message)
         except Exception as exc:  # never let one message take the server down
@@ -159,3 +165,13 @@ class RigServer:
             answer = error_reply(InternalError(f"internal error: {exc!r}"), message)
         with contextlib.suppress(KeyError):
             self.link.send(client.identity, answer)
+
+
+def _wrong_role(client: Client, message: Message) -> WrongRole | None:
+    """The error for a message that ``client``'s roles do not cover (None: they do):
+    ``responses`` come from a recorder, ``generation_ack`` and ``presented`` a presenter."""
+    needed = Role.recorder if isinstance(message.content, Responses) else Role.presenter
+    if needed in client.roles:
+        return None
+    said = " and ".join(role.value for role in client.roles)
+    return WrongRole(f"{message.type} comes from a {needed.value}; this client is a {said}")

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from protocol.errors import SessionLimit, SessionStateError, UnknownSession, XDreamError
+from protocol.messages import Presented, Responses, ResponsesAck
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
 from server.engine.loop import Engine
@@ -152,6 +153,57 @@ class SessionManager:
             return self.sessions[session_id or ""]
         except KeyError:
             raise UnknownSession(f"no session {session_id!r} on this server") from None
+
+    async def ingest_responses(
+        self, session_id: str | None, msg: Responses, source: str, client: str
+    ) -> ResponsesAck:
+        """Counts for a session, over ZeroMQ and HTTP alike. One that has ended takes
+        nothing more, but a resend of counts it already holds is answered as duplicates: a
+        rig whose acknowledgement was lost then stops resending."""
+        session = self.sessions.get(session_id or "")
+        if session is not None:
+            return await session.ingest_responses(msg, source, client)
+        ids = [r.presentation_id for r in msg.responses]
+        await self._all_stored(session_id, "responses", ids)
+        return ResponsesAck(accepted=0, duplicates=len(ids))
+
+    async def ingest_presented(
+        self, session_id: str | None, msg: Presented, source: str, client: str
+    ) -> int:
+        """Presentations for a session (how many were new), as :meth:`ingest_responses`."""
+        session = self.sessions.get(session_id or "")
+        if session is not None:
+            return await session.ingest_presented(msg, source, client)
+        ids = [p.presentation_id for p in msg.presentations]
+        await self._all_stored(session_id, "presentations", ids)
+        return 0
+
+    async def _all_stored(self, session_id: str | None, table: str, ids: list[str]) -> None:
+        """Nothing if the session, which is not live, holds every one of ``ids`` in
+        ``table``; else why it takes nothing (UnknownSession, SessionStateError)."""
+        path = stored_path(self.data_dir, session_id or "")
+
+        def stored() -> tuple[str, set[str]]:
+            status = stored_status(path)
+            if status is None:
+                return "damaged", set()
+            rows = read_closed(path, lambda s: s.table(table, columns=("presentation_id",)))
+            return status[0], set(rows.get("presentation_id", []))
+
+        ended = self.ended.get(session_id or "")
+        try:
+            state, held = await asyncio.to_thread(stored)
+        except Exception:  # damaged, or still being closed: nothing can be matched
+            state, held = "unreadable", set()
+        state = ended.state if ended is not None else state
+        if session_id in self.damaged:
+            state = "damaged"
+        missing = sum(1 for i in ids if i not in held)
+        if missing:
+            raise SessionStateError(
+                f"session {session_id} is {state}: it takes nothing more "
+                f"({missing} of these {len(ids)} {table} are not stored)"
+            )
 
     def watched(self, session_id: str) -> Session | EndedSession:
         """A session of this run, live or ended, for the dashboard's live view."""

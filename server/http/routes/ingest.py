@@ -20,7 +20,7 @@ ERRORS = documented(404, 409, 413, 422)
 async def post_responses(manager: Manager, session_id: SessionId, body: Responses) -> ResponsesAck:
     """Spike counts per presentation, acknowledged once they are on disk (repeats of
     counts already taken are counted as duplicates, not stored twice)."""
-    return await manager.get(session_id).ingest_responses(body, "http", "http")
+    return await manager.ingest_responses(session_id, body, "http", "http")
 
 
 @router.post("/presented", response_model=Accepted, responses=ERRORS)
@@ -29,4 +29,4 @@ async def post_presented(
 ) -> dict[str, int]:
     """What was shown (or aborted), with onsets in the rig's clock; answers how many of
     the presentations were new."""
-    return {"accepted": await manager.get(session_id).ingest_presented(body, "http", "http")}
+    return {"accepted": await manager.ingest_presented(session_id, body, "http", "http")}

@@ -24,8 +24,13 @@ import zmq
 from protocol.codec import Message, decode, encode
 from protocol.messages import (
     PROTOCOL_VERSION,
+    Bye,
+    Error,
+    GenerationAck,
     Heartbeat,
     Hello,
+    Presentation,
+    Presented,
     Response,
     Responses,
     Role,
@@ -164,6 +169,42 @@ def test_zmq_oversized_frame_is_refused(loop, dealer, unchanged):
 def test_zmq_message_before_hello_is_not_registered(loop, dealer, unchanged):
     reply = exchange(dealer, encode(Message(Heartbeat())))
     assert reply.content.code == "NotRegistered"
+
+
+def test_zmq_bye_before_hello_is_not_registered_and_an_error_is_not_answered(loop, dealer):
+    reply = exchange(dealer, encode(Message(Bye())))
+    assert reply.content.code == "NotRegistered"
+    dealer.send_multipart(encode(Message(Error(code="X", message="a client's error"))))
+    assert not dealer.poll(1500) or isinstance(decode(dealer.recv_multipart()).content, Heartbeat)
+
+
+def test_zmq_errors_point_at_the_message_whenever_its_id_can_be_read(loop, dealer, unchanged):
+    for broken in (header(v=True, id="m-1", session="s-1"), header(type=7, id="m-1",
+                   session="s-1"), header(type="responses", id="m-1", session="s-1",
+                   content={"generation": "0"})):  # fmt: skip
+        reply = exchange(dealer, [msgpack.packb(broken)])
+        assert reply.content.code == "MalformedMessage", reply.content
+        assert (reply.reply_to, reply.session) == ("m-1", "s-1")
+
+
+def test_zmq_messages_outside_a_clients_roles_are_refused(loop, dealer, unchanged):
+    _server, session_id, _answered, gen1 = loop
+    register(dealer)  # a recorder
+    for content in (GenerationAck(generation=1), Presented(generation=1, presentations=[
+        Presentation(presentation_id="x", stimulus_id="g1-e0", onset=1.0, outcome="ok")
+    ])):  # fmt: skip
+        reply = exchange(dealer, encode(Message(content, session=session_id)))
+        assert reply.content.code == "WrongRole" and "presenter" in reply.content.message
+    presenter = zmq.Context.instance().socket(zmq.DEALER)
+    presenter.setsockopt(zmq.LINGER, 0)
+    presenter.connect(loop[0].zmq)
+    try:
+        hello = Message(Hello(roles=[Role.presenter], name="screen-only"))
+        assert isinstance(exchange(presenter, encode(hello)).content, Welcome)
+        reply = exchange(presenter, responses_frames(session_id, brightness_responses(gen1)))
+        assert reply.content.code == "WrongRole" and "recorder" in reply.content.message
+    finally:
+        presenter.close()
 
 
 def test_zmq_unknown_session_stimulus_late_duplicate(loop, dealer, unchanged):

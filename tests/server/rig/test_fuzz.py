@@ -49,7 +49,7 @@ MESSAGES = 10_000
 ERROR_CODES = {
     "MalformedMessage", "UnsupportedVersion", "UnknownMessageType", "MessageTooLarge",
     "NotRegistered", "UnknownSession", "UnknownStimulus", "ChannelMismatch", "LateResponse",
-    "SessionStateError",
+    "SessionStateError", "WrongRole",
 }  # fmt: skip
 
 ODD_VALUES: list[Any] = [

@@ -10,9 +10,18 @@ import weakref
 import pytest
 
 from protocol.errors import SessionLimit, SessionStateError, UnknownSession
+from protocol.messages import Response, Responses
 from server.sessions.manager import ARCHIVE, SessionManager
 from server.sessions.stored import EndedSession
-from tests.server.sessions.doubles import FakeTransport, answer, config, manager_in, run
+from tests.server.sessions.doubles import (
+    FakeTransport,
+    answer,
+    config,
+    manager_in,
+    responses_for,
+    run,
+    wait_state,
+)
 
 
 def test_an_ended_session_is_let_go_with_its_engine_and_still_answered_for(tmp_path):
@@ -56,6 +65,51 @@ def test_a_stopped_session_is_let_go_too(tmp_path):
             assert manager.watched(session.id).state == "aborted"
 
     run(scenario())
+
+
+def test_an_ended_session_answers_a_resend_as_duplicates_and_new_counts_with_its_state(
+    tmp_path,
+):
+    """Over ZeroMQ and HTTP alike (both go through the manager): a rig whose ack was lost
+    stops resending; counts the session never took are refused, naming its state, in this
+    server run and in the next."""
+    new = Responses(generation=0, responses=[
+        Response(presentation_id="new", stimulus_id="g0-e0", counts=[1.0])
+    ])  # fmt: skip
+
+    async def scenario():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            finished = await manager.create(config(generations=1))
+            await finished.start()
+            block = await transport.next(0)
+            await answer(finished, block)
+            await wait_state(finished, "finished")
+            await finished.retired()
+            stopped = await manager.create(config())
+            await stopped.start()
+            await stopped.stop()
+            await check(manager, finished.id, stopped.id, responses_for(block))
+            return finished.id, stopped.id, responses_for(block)
+
+    async def check(manager, finished, stopped, resent):
+        ack = await manager.ingest_responses(finished, resent, "test", "rig")
+        assert (ack.accepted, ack.duplicates) == (0, len(resent.responses))
+        with pytest.raises(SessionStateError, match=r"finished: .*\(1 of these 1 responses"):
+            await manager.ingest_responses(finished, new, "test", "rig")
+        with pytest.raises(SessionStateError, match="aborted"):
+            await manager.ingest_responses(stopped, new, "test", "rig")
+        with pytest.raises(UnknownSession):
+            await manager.ingest_responses("deadbeef", new, "test", "rig")
+
+    finished, stopped, resent = run(scenario())
+
+    async def next_run():
+        async with manager_in(tmp_path) as manager:
+            await manager.restore()
+            await check(manager, finished, stopped, resent)
+
+    run(next_run())
 
 
 def test_live_sessions_are_capped_and_an_ended_one_frees_a_place(tmp_path):
