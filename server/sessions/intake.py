@@ -89,7 +89,7 @@ class RigIntake:
         """A presenter (re)registered: an undelivered or unacknowledged block goes now."""
         rnd = self.round
         if rnd is not None and not rnd.acked:
-            rnd.sent_at = 0.0
+            rnd.sent_at, rnd.resends = 0.0, 0
             rnd.changed.set()
 
     def _took(self, rnd: Round) -> None:

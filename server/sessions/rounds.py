@@ -21,8 +21,11 @@ from protocol.messages import Generation, PresentationParams, Stimulus
 from server.engine.loop import Proposal
 from server.sessions.book import GenerationBook, StimulusSlot
 
-#: A ``generation`` not acknowledged within this time is sent again (PROTOCOL.md 6).
+#: A ``generation`` not acknowledged within this time is sent again, then after twice as
+#: long each time, up to MAX_RESEND_S (PROTOCOL.md 6): a presenter that is connected but
+#: slow to acknowledge is not flooded with copies of a block's images.
 RESEND_S = 2.0
+MAX_RESEND_S = 30.0
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Round:
     presenter: str | None = None
     acked: bool = False
     sent_at: float = 0.0
+    #: Times the current block was sent again without an acknowledgement.
+    resends: int = 0
     last_activity: float = 0.0
     represented: int = 0
     presenter_lost: bool = False
@@ -80,7 +85,12 @@ class Round:
         self.acked = self.presenter_lost = False
         self.block_start = {sid: self.answered(sid) for sid in stimulus_ids}
         self.sent_at = self.last_activity = time.monotonic()
+        self.resends = 0
         return self.message
+
+    def resend_at(self) -> float:
+        """When the unacknowledged block is due to be sent again (monotonic seconds)."""
+        return self.sent_at + min(RESEND_S * 2**self.resends, MAX_RESEND_S)
 
     def block_over(self) -> bool:
         """Every stimulus of the block was answered or aborted as often as it was asked."""

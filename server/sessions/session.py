@@ -32,7 +32,7 @@ from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.intake import RigIntake
 from server.sessions.memory import give_back
-from server.sessions.rounds import RESEND_S, Round, open_round
+from server.sessions.rounds import Round, open_round
 from server.sessions.states import SessionState, check_control, check_transition
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
@@ -278,7 +278,7 @@ class Session(RigIntake):
         timeout = self.config.response_timeout_s
         while not rnd.book.complete:
             now = time.monotonic()
-            wake = rnd.sent_at + RESEND_S if not rnd.acked else rnd.last_activity + timeout
+            wake = rnd.resend_at() if not rnd.acked else rnd.last_activity + timeout
             rnd.changed.clear()
             await _wait_for_event(rnd.changed, max(wake - now, 0.01))
             if rnd.book.complete:
@@ -287,10 +287,13 @@ class Session(RigIntake):
             if rnd.presenter_lost:
                 self._send_block(rnd, "presenter lost")
             elif not rnd.acked:
-                if now - rnd.sent_at >= RESEND_S:  # same message, same id: harmless repeat
+                if now >= rnd.resend_at():  # same message, same id: harmless repeat
                     assert rnd.message is not None
+                    repeat = rnd.presenter is not None  # else it is the first delivery
                     rnd.presenter = self.transport.deliver(self.id, self.config.rig, rnd.message)
                     rnd.sent_at = now
+                    if repeat and rnd.presenter is not None:
+                        rnd.resends += 1
             elif rnd.block_over() or now - rnd.last_activity >= timeout:
                 if rnd.represented >= self.config.max_represent:
                     self._event("missing", rnd.index, stimuli=rnd.book.missing())

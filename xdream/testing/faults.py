@@ -287,7 +287,12 @@ def run_kill_point(
     try:
         if start_up_write is not None:
             result.killed_in_start_up = _killed_in_start_up(first, start_up_write)
-        again = Server(first.data, zmq_port=first.zmq_port, http_port=first.http_port)
+        try:
+            again = Server(first.data, zmq_port=first.zmq_port, http_port=first.http_port)
+        except ServerDidNotStart as exc:  # what the suite is for: say why, and go on
+            result.problems.append(f"the restart failed: {exc}: {exc.log_tail}")
+            result.trials = rig.trials
+            return result
         try:
             _, listing = again.api("GET", "/api/sessions")
             sessions = {s["id"]: s for s in listing["sessions"]}

@@ -50,11 +50,13 @@ def xdream(
 
 
 class ServerDidNotStart(RuntimeError):
-    """The server ended before it was ready; with its exit status (negative: a signal)."""
+    """The server ended before it was ready; with its exit status (negative: a signal) and
+    the end of its log."""
 
-    def __init__(self, returncode: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, returncode: int, log: Path) -> None:
+        super().__init__(f"server did not start (exit {returncode}); see {log}")
         self.returncode = returncode
+        self.log_tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
 
 
 class Server:
@@ -90,7 +92,7 @@ class Server:
         if not line:
             returncode = self.process.wait(30)
             self.log.close()
-            raise ServerDidNotStart(returncode, f"server did not start; see {self.log.name}")
+            raise ServerDidNotStart(returncode, Path(self.log.name))
         self.ready = json.loads(line)
 
     def kill(self) -> None:

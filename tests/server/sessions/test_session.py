@@ -9,6 +9,7 @@ failures in test_recovery.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import h5py
@@ -23,6 +24,7 @@ from protocol.errors import (
     UnknownStimulus,
 )
 from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
+from server.sessions import rounds
 from tests.server.sessions.doubles import (
     FakeTransport,
     answer,
@@ -239,6 +241,30 @@ def test_unacknowledged_block_is_resent_and_lost_presenter_gets_a_new_block(tmp_
             await wait_state(session, "finished")
 
     run(main())
+
+
+def test_resends_of_an_unacknowledged_block_back_off(tmp_path, monkeypatch):
+    """A presenter that is connected but never acknowledges gets the block again after
+    RESEND_S, then twice as long each time up to MAX_RESEND_S, not every RESEND_S."""
+    monkeypatch.setattr(rounds, "RESEND_S", 0.1)
+    monkeypatch.setattr(rounds, "MAX_RESEND_S", 0.8)
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(generations=1))
+            await session.start()
+            await transport.next(0)
+            sent_at = [time.monotonic()]
+            for n in range(1, 6):
+                await transport.next(n, timeout=5.0)
+                sent_at.append(time.monotonic())
+            await session.stop()
+        return np.diff(sent_at)
+
+    gaps = run(main())  # 0.1, 0.2, 0.4, 0.8, 0.8 s, plus the loop's slack
+    assert all(later >= 1.5 * earlier for earlier, later in itertools.pairwise(gaps[:4]))
+    assert 0.7 < gaps[4] / gaps[3] < 1.4  # capped: no longer doubling
 
 
 def test_controls_follow_the_state_machine(tmp_path):
