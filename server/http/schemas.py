@@ -136,9 +136,11 @@ class SessionList(Answer):
 
 
 class Accepted(Answer):
-    """How many of the posted presentations were new."""
+    """How many of the posted presentations were new, and how many repeats of ones already
+    taken (counted, not stored again), as ``responses_ack`` counts responses."""
 
     accepted: int
+    duplicates: int
 
 
 # -- the server --------------------------------------------------------------------------------

@@ -28,5 +28,6 @@ async def post_presented(
     manager: Manager, session_id: SessionId, body: Presented
 ) -> dict[str, int]:
     """What was shown (or aborted), with onsets in the rig's clock; answers how many of
-    the presentations were new."""
-    return {"accepted": await manager.ingest_presented(session_id, body, "http", "http")}
+    the presentations were new and how many were repeats."""
+    new = await manager.ingest_presented(session_id, body, "http", "http")
+    return {"accepted": new, "duplicates": len(body.presentations) - new}

@@ -327,7 +327,9 @@ def test_http_responses_are_taken_like_zmq_ones(loop):
         ],
     }  # fmt: skip
     status, body = server.api("POST", f"/api/sessions/{session_id}/presented", presented)
-    assert status == 200 and body == {"accepted": 4}
+    assert status == 200 and body == {"accepted": 4, "duplicates": 0}
+    status, body = server.api("POST", f"/api/sessions/{session_id}/presented", presented)
+    assert status == 200 and body == {"accepted": 0, "duplicates": 4}  # a resend
     body = brightness_responses(gen1).model_dump(mode="json")
     status, ack = server.api("POST", f"/api/sessions/{session_id}/responses", body)
     assert status == 200 and ack == {"accepted": 4, "duplicates": 0}
