@@ -50,6 +50,9 @@ class Hello(Content):
     roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
     name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     software: Annotated[StrictStr, Field(max_length=128)] = ""
+    #: The ``client_id`` an earlier ``welcome`` gave this client, sent again on every
+    #: reconnect: the server then knows it is the same client (not a lost one and a new one).
+    client_id: Id | None = None
 
     @field_validator("roles")
     @classmethod

@@ -65,6 +65,8 @@ class Connection:
         self._socket: zmq.Socket | None = None
         self._inbox: collections.deque[Message] = collections.deque()
         self.welcome: Welcome | None = None
+        #: The id the server gave this client (kept across reconnects).
+        self.client_id: str | None = None
         self.reconnects = 0
         self._last_sent = self._last_heard = 0.0
 
@@ -96,12 +98,14 @@ class Connection:
         while True:
             self._close_socket()
             self._open()
-            hello = Message(self.hello)
+            # Once welcomed, every reconnect names the id the server gave: the same client.
+            hello = Message(self.hello.model_copy(update={"client_id": self.client_id}))
             self._send(hello)
             wait = min(max(self.liveness * self.heartbeat_s, delay), deadline - self._clock())
             reply = self._wait_for(lambda m: isinstance(m.content, Welcome), wait)
             if reply is not None and isinstance(reply.content, Welcome):
                 self.welcome = reply.content
+                self.client_id = reply.content.client_id
                 self.heartbeat_s = reply.content.heartbeat_s
                 return reply.content
             if self._clock() >= deadline:

@@ -92,13 +92,30 @@ class RigLink:
 
     # -- clients -----------------------------------------------------------------------------
     def register(self, identity: bytes, hello: Hello) -> Client:
-        """A new client for ``identity`` (one that registers again is dropped first)."""
-        self.drop(identity, "registered again")
+        """The client for ``identity``. One that names the ``client_id`` it was given (a
+        reconnect, on a new socket or the same) keeps it and is not dropped: nothing of
+        what it was sent is lost with it. Any other is new (one that registers again
+        without its id is dropped first)."""
+        known = self._known(hello.client_id)
         now = time.monotonic()
-        client = Client(f"c{next(self._ids)}", identity, hello.name, hello.roles, now, now)
+        if known is not None:
+            del self.clients[known.identity]
+            if known.identity != identity:  # whatever else held this socket is gone
+                self.drop(identity, "registered again")
+            client = Client(known.client_id, identity, hello.name, hello.roles, now, now)
+            log.info("client %s (%s) reconnected", client.client_id, hello.name)
+        else:
+            self.drop(identity, "registered again")
+            client = Client(f"c{next(self._ids)}", identity, hello.name, hello.roles, now, now)
+            log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
         self.clients[identity] = client
-        log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
         return client
+
+    def _known(self, client_id: str | None) -> Client | None:
+        """The registered client of ``client_id`` (None: none, e.g. after a restart)."""
+        if client_id is None:
+            return None
+        return next((c for c in self.clients.values() if c.client_id == client_id), None)
 
     def drop(self, identity: bytes, why: str) -> None:
         client = self.clients.pop(identity, None)
