@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictStr, field_validator
 
 #: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
 PROTOCOL_VERSION = 1
@@ -53,6 +53,9 @@ class Hello(Content):
     #: The ``client_id`` an earlier ``welcome`` gave this client, sent again on every
     #: reconnect: the server then knows it is the same client (not a lost one and a new one).
     client_id: Id | None = None
+    #: A recorder that does not present (a separate recording PC) asks for every new
+    #: presentation of its rig's sessions, as ``presented`` messages from the server.
+    presentations: StrictBool = False
 
     @field_validator("roles")
     @classmethod

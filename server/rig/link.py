@@ -35,6 +35,8 @@ class Client:
     roles: list[Role]
     last_heard: float
     last_sent: float
+    #: A recorder that asked for every new presentation of its rig's sessions.
+    follows: bool = False
 
 
 class RigLink:
@@ -98,15 +100,17 @@ class RigLink:
         without its id is dropped first)."""
         known = self._known(hello.client_id)
         now = time.monotonic()
+        follows = hello.presentations and Role.recorder in hello.roles
         if known is not None:
             del self.clients[known.identity]
             if known.identity != identity:  # whatever else held this socket is gone
                 self.drop(identity, "registered again")
-            client = Client(known.client_id, identity, hello.name, hello.roles, now, now)
+            client = Client(known.client_id, identity, hello.name, hello.roles, now, now, follows)
             log.info("client %s (%s) reconnected", client.client_id, hello.name)
         else:
             self.drop(identity, "registered again")
-            client = Client(f"c{next(self._ids)}", identity, hello.name, hello.roles, now, now)
+            client_id = f"c{next(self._ids)}"
+            client = Client(client_id, identity, hello.name, hello.roles, now, now, follows)
             log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
         self.clients[identity] = client
         return client
@@ -159,6 +163,13 @@ class RigLink:
     def _unreachable(self, identity: bytes, exc: BaseException | None) -> None:
         log.info("peer %r unreachable: %s", identity, exc)
         self.drop(identity, "unreachable")
+
+    def tell_recorders(self, rig: str | None, message: Message) -> None:
+        """Send ``message`` to every recorder of rig ``rig`` (None: any) that asked for
+        presentations in its ``hello``."""
+        for client in list(self.clients.values()):
+            if client.follows and (rig is None or client.name == rig):
+                self.send(client.identity, message)
 
     def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
         """Send a generation block to the session's presenter (the newest of that name); its

@@ -13,12 +13,14 @@ import contextlib
 import time
 from typing import Any
 
+from protocol.codec import Message
 from protocol.errors import ChannelMismatch, LateResponse, SessionStateError, UnknownStimulus
 from protocol.messages import GenerationAck, Presented, Responses, ResponsesAck
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.rounds import Round
 from server.sessions.states import SessionState
+from server.sessions.transport import Transport
 from server.sessions.workers import Workers
 from server.storage.session_file import SessionFile
 
@@ -39,6 +41,7 @@ class RigIntake:
     round: Round | None
     n_channels: int | None
     changes: Changes
+    transport: Transport
     _workers: Workers
     _seen: set[str]
     _collected: int
@@ -113,6 +116,8 @@ class RigIntake:
                 )
                 rnd.book.record_presented(fresh)
                 self._took(rnd)
+                told = Presented(generation=msg.generation, presentations=fresh)
+                self.transport.tell_recorders(self.config.rig, Message(told, session=self.id))
             return len(fresh)
 
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:

@@ -36,9 +36,10 @@ from server.engine.pool import GeneratorPool, PooledGenerator
 from server.engine.statistics import History
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
-from server.sessions.session import Session, Transport
+from server.sessions.session import Session
 from server.sessions.states import SessionState
 from server.sessions.stored import EndedSession, StoredSession
+from server.sessions.transport import Transport
 from server.storage.catalog import (
     creating_path,
     list_stored,

@@ -20,11 +20,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from protocol.codec import Message
 from protocol.errors import SessionStateError
 from server.engine.loop import Engine, GenerationResult, Proposal
 from server.engine.statistics import History, finite
@@ -34,6 +33,7 @@ from server.sessions.intake import RigIntake
 from server.sessions.memory import give_back
 from server.sessions.rounds import Round, open_round
 from server.sessions.states import SessionState, check_control, check_transition
+from server.sessions.transport import Transport
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
 from server.storage.records import ResumePoint
@@ -42,14 +42,6 @@ from server.storage.session_file import SessionFile
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = SessionState
-
-
-class Transport(Protocol):
-    """How a session reaches its presenter (the ZeroMQ link implements this)."""
-
-    def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
-        """Send ``message`` to the session's presenter; its client id, or None if none is
-        connected (the session then tries again)."""
 
 
 class Session(RigIntake):

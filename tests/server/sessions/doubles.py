@@ -21,6 +21,8 @@ class FakeTransport:
 
     def __init__(self) -> None:
         self.sent: list[Message] = []
+        #: What recorders following the rig were told: (rig, message).
+        self.told: list[tuple[str | None, Message]] = []
         self.connected = True
         self.arrived = asyncio.Event()
 
@@ -30,6 +32,9 @@ class FakeTransport:
         self.sent.append(message)
         self.arrived.set()
         return "c1"
+
+    def tell_recorders(self, rig: str | None, message: Message) -> None:
+        self.told.append((rig, message))
 
     async def next(self, after: int, timeout: float = 20.0) -> Message:
         """The first block sent after the first ``after`` ones."""
