@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictStr
 
 #: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
 PROTOCOL_VERSION = 1
+#: The minor version: what it added is sent only to clients that say they speak it.
+PROTOCOL_MINOR = 1
 
 # Types are strict (PROTOCOL.md, section 3): a number is a number (an integer does for a
 # float), never a boolean or a string; a string is never bytes.
@@ -53,6 +55,9 @@ class Hello(Content):
     #: The ``client_id`` an earlier ``welcome`` gave this client, sent again on every
     #: reconnect: the server then knows it is the same client (not a lost one and a new one).
     client_id: Id | None = None
+    #: The protocol version the client speaks, ``"1.<minor>"``: the server sends what a
+    #: later minor version added (e.g. ``presented_ack``) only to clients that speak it.
+    protocol: Annotated[StrictStr, Field(pattern=r"^1\.[0-9]{1,3}$")] = "1.0"
     #: A recorder that does not present (a separate recording PC) asks for every new
     #: presentation of its rig's sessions, as ``presented`` messages from the server.
     presentations: StrictBool = False
@@ -145,8 +150,15 @@ class Responses(Content):
 
 
 class ResponsesAck(Content):
+    """Server -> recorder: how many of a ``responses`` message's counts were new, and how
+    many repeats of counts already taken (counted, not stored again)."""
+
     accepted: Index
     duplicates: Index
+
+
+class PresentedAck(ResponsesAck):
+    """Server -> presenter (protocol 1.1 clients): the same for a ``presented`` message."""
 
 
 class Error(Content):
@@ -170,6 +182,7 @@ MESSAGE_TYPES: dict[str, type[Content]] = {
     "presented": Presented,
     "responses": Responses,
     "responses_ack": ResponsesAck,
+    "presented_ack": PresentedAck,
     "error": Error,
     "bye": Bye,
 }

@@ -37,6 +37,8 @@ class Client:
     last_sent: float
     #: A recorder that asked for every new presentation of its rig's sessions.
     follows: bool = False
+    #: The minor protocol version it speaks (``hello.protocol`` 1.1: 1).
+    minor: int = 0
 
 
 class RigLink:
@@ -100,18 +102,19 @@ class RigLink:
         without its id is dropped first)."""
         known = self._known(hello.client_id)
         now = time.monotonic()
-        follows = hello.presentations and Role.recorder in hello.roles
         if known is not None:
             del self.clients[known.identity]
             if known.identity != identity:  # whatever else held this socket is gone
                 self.drop(identity, "registered again")
-            client = Client(known.client_id, identity, hello.name, hello.roles, now, now, follows)
+            client = Client(known.client_id, identity, hello.name, hello.roles, now, now)
             log.info("client %s (%s) reconnected", client.client_id, hello.name)
         else:
             self.drop(identity, "registered again")
             client_id = f"c{next(self._ids)}"
-            client = Client(client_id, identity, hello.name, hello.roles, now, now, follows)
+            client = Client(client_id, identity, hello.name, hello.roles, now, now)
             log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
+        client.follows = hello.presentations and Role.recorder in hello.roles
+        client.minor = int(hello.protocol.split(".")[1])
         self.clients[identity] = client
         return client
 

@@ -31,6 +31,7 @@ from protocol.messages import (
     Heartbeat,
     Hello,
     Presented,
+    PresentedAck,
     Responses,
     Role,
     Welcome,
@@ -146,25 +147,33 @@ class RigServer:
         self.sessions.changes.bump()
 
     async def _handle(self, client: Client, message: Message) -> None:
-        content = message.content
-        sessions = self.sessions
         try:
-            if isinstance(content, GenerationAck):
-                sessions.get(message.session).on_ack(content, client.client_id)
-                return
-            if isinstance(content, Presented):
-                await sessions.ingest_presented(message.session, content, "zmq", client.name)
-                return
-            assert isinstance(content, Responses)
-            ack = await sessions.ingest_responses(message.session, content, "zmq", client.name)
-            answer = reply(message, ack)
+            answer = await self._answer(client, message)
         except XDreamError as exc:
             answer = error_reply(exc, message)
         except Exception as exc:  # never let one message take the server down
             log.exception("handling %s from %s", message.type, client.name)
             answer = error_reply(InternalError(f"internal error: {exc!r}"), message)
-        with contextlib.suppress(KeyError):
-            self.link.send(client.identity, answer)
+        if answer is not None:
+            with contextlib.suppress(KeyError):
+                self.link.send(client.identity, answer)
+
+    async def _answer(self, client: Client, message: Message) -> Message | None:
+        """Take an acknowledgement, presentations or counts; the reply, if any."""
+        content, sessions = message.content, self.sessions
+        if isinstance(content, GenerationAck):
+            sessions.get(message.session).on_ack(content, client.client_id)
+            return None
+        if isinstance(content, Presented):
+            new = await sessions.ingest_presented(message.session, content, "zmq", client.name)
+            if client.minor < 1:  # protocol 1.0 has no presented_ack
+                return None
+            return reply(
+                message, PresentedAck(accepted=new, duplicates=len(content.presentations) - new)
+            )
+        assert isinstance(content, Responses)
+        ack = await sessions.ingest_responses(message.session, content, "zmq", client.name)
+        return reply(message, ack)
 
 
 def _wrong_role(client: Client, message: Message) -> WrongRole | None:

@@ -31,6 +31,7 @@ from protocol.messages import (
     Hello,
     Presentation,
     Presented,
+    PresentedAck,
     Response,
     Responses,
     ResponsesAck,
@@ -76,8 +77,14 @@ EXAMPLES = [
         session="s1",
     ),
     Message(ResponsesAck(accepted=1, duplicates=0), session="s1", reply_to="abc"),
+    Message(PresentedAck(accepted=0, duplicates=1), session="s1", reply_to="abd"),
     Message(Error(code="UnknownSession", message="no session s9")),
     Message(Bye()),
+    Message(
+        Hello(
+            roles=[Role.recorder], name="rig-1", protocol="1.1", client_id="c4", presentations=True
+        )
+    ),
 ]
 
 
