@@ -81,8 +81,8 @@ class _Header(BaseModel):
     session: Annotated[StrictStr, Field(max_length=128)] | None = None
     sent_at: Annotated[float, Strict(), Field(allow_inf_nan=False)] | None = None
     reply_to: Annotated[StrictStr, Field(max_length=128)] | None = None
-    content: dict[str, Any] = Field(default_factory=dict)
-    buffers: list[_BufferSpec] = Field(default_factory=list)
+    content: Annotated[dict[str, Any], Strict()] = Field(default_factory=dict)
+    buffers: Annotated[list[_BufferSpec], Strict()] = Field(default_factory=list)
 
 
 def encode(message: Message) -> list[bytes | memoryview]:
