@@ -15,7 +15,7 @@ from server.http import dashboard, errors
 from server.http.access import TokenGuard
 from server.http.deps import ClientsFn
 from server.http.limits import BodyLimit
-from server.http.routes import files, ingest, live, sessions, system
+from server.http.routes import files, ingest, live, rig, sessions, system
 from server.sessions.manager import SessionManager
 
 
@@ -39,7 +39,7 @@ def create_app(
     app.add_middleware(BodyLimit)  # outside the guard: an oversized body is 413 unread
     # ingest before sessions: its .../responses and .../presented must match before the
     # control route .../{action} does.
-    for module in (system, ingest, sessions, files, live):
+    for module in (system, ingest, sessions, files, live, rig):
         app.include_router(module.router)
     dashboard.mount(app)
     return app

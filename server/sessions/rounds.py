@@ -92,6 +92,13 @@ class Round:
         """When the unacknowledged block is due to be sent again (monotonic seconds)."""
         return self.sent_at + min(RESEND_S * 2**self.resends, MAX_RESEND_S)
 
+    def image(self, stimulus_id: str) -> np.ndarray | None:
+        """The image of stimulus ``stimulus_id`` of this generation (None: not one of it)."""
+        for row, sid in enumerate(self.book.slots):
+            if sid == stimulus_id:
+                return self.images[row]
+        return None
+
     def block_over(self) -> bool:
         """Every stimulus of the block was answered or aborted as often as it was asked."""
         assert self.message is not None

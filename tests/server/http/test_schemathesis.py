@@ -3,7 +3,8 @@
 5xx. The server holds a finished session whose id, generation and image position are given
 to Schemathesis, so the routes behind them are reached, not only their 404s.
 
-The live stream (``/api/live``) is left out: it is an endless answer by design.
+The live stream (``/api/live``) is left out: it is an endless answer by design; the rig's
+long poll (``/api/rig/{rig}/next``) is given ``wait_s = 0``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path):
         session_id = finished_session(server)
         config = tmp_path / "schemathesis.toml"
         config.write_text(
-            f'parameters = {{ session_id = "{session_id}", generation = 0, position = 0 }}\n'
+            f'parameters = {{ session_id = "{session_id}", generation = 0, position = 0, '
+            "wait_s = 0 }\n"  # the rig's long poll answers at once: nothing is in flight
         )
         run = subprocess.run(
             [
