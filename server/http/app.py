@@ -14,6 +14,7 @@ import server
 from server.http import dashboard, errors
 from server.http.access import TokenGuard
 from server.http.deps import ClientsFn
+from server.http.form_json import FormJson
 from server.http.limits import BodyLimit
 from server.http.routes import files, ingest, live, rig, sessions, system
 from server.sessions.manager import SessionManager
@@ -36,6 +37,7 @@ def create_app(
     if token is not None:
         app.add_middleware(TokenGuard, token=token)
     errors.install(app)
+    app.add_middleware(FormJson)  # Octave's form-encoded JSON, as JSON
     app.add_middleware(BodyLimit)  # outside the guard: an oversized body is 413 unread
     # ingest before sessions: its .../responses and .../presented must match before the
     # control route .../{action} does.

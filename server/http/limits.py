@@ -54,7 +54,7 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, replay(bytes(body), receive), send)
 
     @staticmethod
     async def _refuse(exc: MessageTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,7 +63,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands out ``body`` once, then waits on the real one (for the
     disconnect a streaming answer listens for)."""
     pending = True

@@ -5,6 +5,8 @@ the counts; the stored scores are the counts the rig computed from the bytes it 
 from __future__ import annotations
 
 import io
+import json
+import urllib.parse
 
 import h5py
 import numpy as np
@@ -65,3 +67,23 @@ def test_a_session_runs_to_its_end_over_http_alone(tmp_path):
         rows = np.arange(len(index)) - np.searchsorted(index, index)  # position in generation
         wanted = [scores[f"g{g}-e{i}"] for g, i in zip(index, rows, strict=True)]
         np.testing.assert_allclose(stored, wanted)  # what the rig computed, stored
+
+
+def test_a_json_body_sent_as_the_one_form_field_json_is_taken_as_json(tmp_path):
+    """What GNU Octave's webwrite sends (it form-encodes every body)."""
+    with running_server(tmp_path / "data") as server:
+        session_id = create_session(server, generator="pixel", image_size=16, population=2,
+                                    generations=1, rig="octave")  # fmt: skip
+        status, block = server.api("GET", "/api/rig/octave/next?wait_s=20")
+        assert status == 200
+        shown = {"generation": 0, "presentations": [
+            {"presentation_id": f"p{i}", "stimulus_id": s["stimulus_id"], "onset": 1.0,
+             "outcome": "ok"} for i, s in enumerate(block["stimuli"])]}  # fmt: skip
+        form = urllib.parse.urlencode({"json": json.dumps(shown)}).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        path = f"/api/sessions/{session_id}/presented"
+        status, ack = server.api("POST", path, raw=form, headers=headers)
+        assert status == 200 and ack == {"accepted": 2, "duplicates": 0}
+        other = urllib.parse.urlencode({"json": "{}", "more": "1"}).encode()
+        status, refused = server.api("POST", path, raw=other, headers=headers)
+        assert status == 422 and refused["code"] == "MalformedMessage"  # not taken for JSON
