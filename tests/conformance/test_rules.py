@@ -68,6 +68,39 @@ def test_a_recorder_on_another_pc_learns_the_presentations_and_answers(server):
         recorder.close()
 
 
+def test_replies_are_matched_by_reply_to_whatever_their_order(server):
+    """Section 6, "Order": messages sent back to back get their replies in any order; each
+    reply names its message."""
+    session = server.session(rig="rig-order")
+    peer = Peer(server.zmq)
+    try:
+        peer.hello(["presenter", "recorder"], "rig-order", protocol="1.1")
+        block, frames = peer.next_of("generation", session)
+        peer.send("generation_ack", {"generation": 0, "block": 0}, session=session)
+        responses = counts_for(block, frames)
+        shown = [{"presentation_id": r["presentation_id"], "stimulus_id": r["stimulus_id"],
+                  "onset": 1.0, "outcome": "ok"} for r in responses]  # fmt: skip
+        sent = {
+            peer.send("presented", {"generation": 0, "presentations": shown}, session=session):
+                "presented_ack",
+            peer.send("responses", {"generation": 0, "responses": responses[:1]},
+                      session=session): "responses_ack",
+            peer.send("responses", {"generation": 0, "responses": [{**responses[1],
+                      "stimulus_id": "g0-e99"}]}, session=session): "error",
+            peer.send("responses", {"generation": 0, "responses": responses[1:]},
+                      session=session): "responses_ack",
+        }  # fmt: skip
+        replies = {}
+        while len(replies) < len(sent):
+            got = peer.receive(10.0)
+            assert got is not None, f"replies to {set(sent) - set(replies)} missing"
+            if got[0]["reply_to"] in sent:
+                replies[got[0]["reply_to"]] = got[0]["type"]
+        assert replies == sent
+    finally:
+        peer.close()
+
+
 def test_the_suite_imports_nothing_of_xdream_rig():
     own = {"protocol", "server", "rig_clients", "simulator", "xdream"}
     for path in Path(__file__).parent.glob("*.py"):

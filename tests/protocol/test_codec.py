@@ -22,6 +22,7 @@ from protocol.errors import (
 )
 from protocol.messages import (
     MESSAGE_TYPES,
+    PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     Bye,
     Error,
@@ -357,6 +358,7 @@ def test_over_real_zeromq_sockets_on_loopback():
 def test_protocol_md_states_the_version_and_every_type():
     text = (ROOT / "PROTOCOL.md").read_text()
     assert re.search(rf"Protocol version: \*\*{PROTOCOL_VERSION}\*\*", text)
+    assert f"minor version {PROTOCOL_VERSION}.{PROTOCOL_MINOR}" in text
     for name in MESSAGE_TYPES:
         assert f"### `{name}`" in text
 
