@@ -7,6 +7,7 @@ function blocks = xdream_run_rig(server, rig, session, present, count, max_block
 if nargin < 6
   max_blocks = Inf;
 end
+CHUNK = 20;  % presentations per body: 20 of 96 channels, form-encoded, fit in 64 KiB
 after = '';
 blocks = 0;
 while blocks < max_blocks
@@ -34,10 +35,13 @@ while blocks < max_blocks
     end
   end
   path = ['/api/sessions/' block.session];
-  xdream_post(server, [path '/presented'], struct('generation', block.generation, ...
-              'presentations', {shown}));
-  xdream_post(server, [path '/responses'], struct('generation', block.generation, ...
-              'responses', {counted}));
+  for first = 1:CHUNK:numel(shown)  % bodies stay under the server's 64 KiB limit
+    part = first:min(first + CHUNK - 1, numel(shown));
+    xdream_post(server, [path '/presented'], struct('generation', block.generation, ...
+                'presentations', {shown(part)}));
+    xdream_post(server, [path '/responses'], struct('generation', block.generation, ...
+                'responses', {counted(part)}));
+  end
   blocks = blocks + 1;
 end
 end

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,9 @@ class RigLink:
         #: Ids of clients dropped since the rig server last looked.
         self.gone: asyncio.Queue[str] = asyncio.Queue()
         self._ids = itertools.count(1)
+        #: Ends every client id of this server run: an id a client names after a restart
+        #: (from the run before) is then unknown, never another client's.
+        self._run = secrets.token_hex(3)
         self._context = zmq.asyncio.Context()
         self.socket: zmq.asyncio.Socket | None = None
         self._auth: Any = None
@@ -110,7 +114,7 @@ class RigLink:
             log.info("client %s (%s) reconnected", client.client_id, hello.name)
         else:
             self.drop(identity, "registered again")
-            client_id = f"c{next(self._ids)}"
+            client_id = f"c{next(self._ids)}-{self._run}"
             client = Client(client_id, identity, hello.name, hello.roles, now, now)
             log.info("client %s registered as %s %s", hello.name, client.client_id, hello.roles)
         client.follows = hello.presentations and Role.recorder in hello.roles

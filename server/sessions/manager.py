@@ -296,7 +296,7 @@ class SessionManager:
                 raise SessionStateError(f"session {session_id} is {session.state}: stop it first")
             try:  # it ended a moment ago and is closing its file
                 await asyncio.wait_for(session.retired(), RETIRE_WAIT_S)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 raise SessionStateError(
                     f"session {session_id} is still closing its file; try again"
                 ) from None
@@ -401,16 +401,15 @@ class SessionManager:
         """Write the file anew from its journal: the images from the old file where it still
         holds them, the others made again by the generator (acquired only if needed). A
         damaged file (``damage``) is kept beside the new one; an unclosed one replaced."""
-        record = json.loads(journal_attributes(journal)["config"])
-        config = SessionConfig.model_validate(record["config"])
-        choice = config.confined(self.weights_roots, self.reference_roots).generator_choice(
-            self.device
-        )
         generator: PooledGenerator | None = None
 
         def render(codes: np.ndarray) -> np.ndarray:
             nonlocal generator
-            if generator is None:
+            if generator is None:  # only now: with every image kept, no weights are needed
+                record = json.loads(journal_attributes(journal)["config"])
+                config = SessionConfig.model_validate(record["config"])
+                confined = config.confined(self.weights_roots, self.reference_roots)
+                choice = confined.generator_choice(self.device)
                 generator = self.generators.acquire(choice, choice.build)
             return generator.generate(codes)
 

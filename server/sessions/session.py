@@ -172,12 +172,21 @@ class Session(RigIntake):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._pending_write
         self._closed = True
+        cancelled = False
         try:
             if self.store.is_open:
                 await self._workers.io(self.store.close)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:  # even if closing the file failed, or this close was cancelled by another
             self._release()
-        # Not in the finally: a close cancelled by a second close() leaves the threads to it.
+            if not cancelled:  # a close cancelled by a second close() leaves this to it
+                self._let_go_of()
+
+    def _let_go_of(self) -> None:
+        """Stop the threads, and let go of an ended session (even one whose file failed to
+        close: it takes nothing more, and an archive must not wait for it forever)."""
         if self.state.final:
             self._retire(self)
             self._let_go.set()

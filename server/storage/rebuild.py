@@ -75,6 +75,8 @@ class _OldImages:
         try:
             self._file = h5py.File(path, "r")
             g = self._file["generations"]
+            if "index" not in g:  # killed before its first generation: nothing to keep
+                return
             index, codes, images = g["index"][()], g["codes"], g["images"]
             for generation in np.unique(index):
                 rows = np.flatnonzero(index == generation)
@@ -93,7 +95,8 @@ class _OldImages:
         rows, images = found
         try:
             stored = self._codes[rows[0] : rows[-1] + 1]
-            if stored.shape == codes.shape and np.array_equal(stored, codes):
+            same = stored.shape == codes.shape and np.array_equal(stored, codes)
+            if same and _written(images, rows[0], rows[-1]):
                 return images[rows[0] : rows[-1] + 1]
         except Exception:  # a chunk a crash tore: make it again
             pass
@@ -104,6 +107,19 @@ class _OldImages:
         if self._file is not None:
             with contextlib.suppress(Exception):
                 self._file.close()
+
+
+def _written(images: h5py.Dataset, first: int, last: int) -> bool:
+    """Whether rows ``first``..``last`` of ``images`` are on the disk: a kill inside a flush
+    can leave a chunk unallocated, which HDF5 reads back as zeros without an error."""
+    if images.chunks is None:
+        return True
+    step = images.chunks[0]
+    rest = (0,) * (images.ndim - 1)
+    for start in range(first - first % step, last + 1, step):
+        if images.id.get_chunk_info_by_coord((start, *rest)).byte_offset is None:
+            return False
+    return True
 
 
 def rebuild_from_journal(

@@ -28,6 +28,15 @@ def test_the_link_keeps_a_client_that_names_its_id_and_drops_nobody():
             assert link.gone.empty()
             stale = Hello(roles=[Role.presenter], name="rig", client_id="c999")  # a restart ago
             assert link.register(b"socket-3", stale).client_id not in ("c999", first.client_id)
+            after_restart = RigLink("tcp://127.0.0.1:*")  # the next server run counts anew,
+            try:  # but its ids are not this run's: an old id is never another client's
+                assert after_restart._known(first.client_id) is None
+                after_restart.bind()
+                again = after_restart.register(b"socket-1", Hello(roles=[Role.recorder],
+                                                                  name="rec"))  # fmt: skip
+                assert again.client_id != first.client_id
+            finally:
+                after_restart.close()
         finally:
             link.close()
 

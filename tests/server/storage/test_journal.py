@@ -12,7 +12,7 @@ import pytest
 from protocol.messages import Response
 from server.engine.loop import GenerationResult
 from server.storage.journal import Journal, read_journal
-from server.storage.rebuild import rebuild_from_journal
+from server.storage.rebuild import _written, rebuild_from_journal
 from server.storage.recovery import journal_path
 from server.storage.rows import response_rows
 from server.storage.session_file import SessionFile
@@ -167,6 +167,18 @@ def test_an_unclosed_file_is_rewritten_with_its_own_images(tmp_path):
     np.testing.assert_array_equal(generations["images"][3:], _render(codes + 1))
     np.testing.assert_array_equal(generations["codes"][3], codes[0] + 1)
     again.close()
+
+
+def test_images_a_kill_left_unwritten_are_not_taken_for_written(tmp_path):
+    """HDF5 reads an unallocated chunk back as zeros without an error: the rebuild checks
+    that a generation's image chunks are on the disk before it keeps them."""
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        images = f.create_dataset("images", shape=(3, 4, 4, 3), maxshape=(None, 4, 4, 3),
+                                  chunks=(1, 4, 4, 3), dtype="u1", compression="gzip")  # fmt: skip
+        images[0:3] = 7
+        images.resize(6, axis=0)  # rows 3-5 announced, never written
+        assert _written(images, 0, 2) and not _written(images, 3, 5)
+        assert not np.any(images[3:6])  # what a reader would have kept: zeros
 
 
 def _render(codes: np.ndarray) -> np.ndarray:
