@@ -184,17 +184,14 @@ class SessionManager:
         ``table``; else why it takes nothing (UnknownSession, SessionStateError)."""
         path = stored_path(self.data_dir, session_id or "")
 
-        def stored() -> tuple[str, set[str]]:
-            status = stored_status(path)
-            if status is None:
-                return "damaged", set()
-            rows = read_closed(path, lambda s: s.table(table, columns=("presentation_id",)))
-            return status[0], set(rows.get("presentation_id", []))
+        def stored(store: SessionFile) -> tuple[str, set[str]]:
+            rows = store.table(table, columns=("presentation_id",))
+            return store.status, set(rows.get("presentation_id", []))
 
         ended = self.ended.get(session_id or "")
         try:
-            state, held = await asyncio.to_thread(stored)
-        except Exception:  # damaged, or still being closed: nothing can be matched
+            state, held = await asyncio.to_thread(read_closed, path, stored)
+        except Exception:  # not a session file, damaged, or still being closed: no match
             state, held = "unreadable", set()
         state = ended.state if ended is not None else state
         if session_id in self.damaged:

@@ -39,12 +39,17 @@ from server.storage.session_file import SessionFile
 Render = Callable[[np.ndarray], np.ndarray]
 
 
+def _beginning(records: list[dict[str, Any]], journal: Path) -> dict[str, Any]:
+    """The file attributes ``journal``'s records begin with (SessionFileError: none)."""
+    if not records or "attrs" not in records[0]:
+        raise SessionFileError(f"{journal.name}: no journal to rebuild the session file from")
+    return dict(records[0]["attrs"])
+
+
 def journal_attributes(journal: Path) -> dict[str, Any]:
     """The file attributes a journal began with, with the last status it recorded."""
     records = read_journal(journal)[0] if journal.exists() else []
-    if not records or "attrs" not in records[0]:
-        raise SessionFileError(f"{journal.name}: no journal to rebuild the session file from")
-    attrs = dict(records[0]["attrs"])
+    attrs = _beginning(records, journal)
     for record in records:
         if "status" in record:
             attrs["status"] = record["status"]
@@ -129,9 +134,8 @@ def rebuild_from_journal(
     them); the old file is kept beside it if it is damaged (``keep_old``: known to be, or
     found so here), else replaced."""
     records, _ = read_journal(journal)
-    journal_attributes(journal)  # refuses a journal without its beginning
+    first = _beginning(records, journal)  # refuses a journal without its beginning
     temporary = path.with_name(path.name + ".rebuilding")
-    first = records[0]["attrs"]
     store = SessionFile(
         temporary,
         json.loads(first["config"]),
