@@ -23,10 +23,20 @@ from protocol.messages import Response, Responses
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Ports free_port has handed out in this process: the kernel may offer a closed one again
+#: at once, and two servers' (or one server's two) ports must differ.
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on loopback, never one this process was given before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed:
+            _handed.add(port)
+            return port
 
 
 def xdream(
