@@ -178,7 +178,8 @@ def test_loads_weights_and_generates(loaded, variant):
     with torch.no_grad():
         want = reference_render(state, variant, codes).clamp(0, 255).permute(0, 2, 3, 1)
     diff = np.abs(images.astype(float) - want.numpy())
-    assert diff.max() <= 0.5 + 1e-3  # only float noise at a rounding boundary
+    # Only float noise at a rounding boundary (the sum order differs with thread count).
+    assert diff.max() <= 0.5 + 0.02
     # the synthetic weights make varied images, so this comparison has teeth
     mean_rgb = torch.tensor([123.0, 117.0, 104.0])
     assert (want - mean_rgb).std() > 15
