@@ -46,13 +46,32 @@ class CurrentGeneration(Answer):
     missing: int
 
 
+class SessionAlarm(Answer):
+    """A condition the operator must act on (server/sessions/alarms.py); active until its
+    cause is gone, acknowledged once an operator has seen it."""
+
+    id: int
+    #: stall, nan_generation, responses_refused, client_lost, no_presenter or error.
+    kind: str
+    key: str
+    severity: str
+    cause: str
+    action: str
+    generation: int
+    raised: float
+    count: int
+    acknowledged: float | None = None
+    cleared: float | None = None
+    active: bool
+
+
 class SessionBase(Answer):
     """The keys a session summary and a session detail share (``Session.summary()``,
     ``StoredSession.summary()``)."""
 
     id: str
     name: str = ""
-    #: created, running, paused, finished or aborted (a string, or a str enum).
+    #: created, running, pausing, paused, finished or aborted (a string, or a str enum).
     state: str
     rig: str | None = None
     generations_done: int = 0
@@ -64,6 +83,10 @@ class SessionBase(Answer):
     #: None in files from before the device was recorded.
     device: str | None = None
     current: CurrentGeneration | None = None
+    #: The active alarms, newest first.
+    alarms: list[SessionAlarm] = []
+    #: Why it is pausing or paused: "operator", or the kind of alarm that paused it.
+    pause_reason: str | None = None
     failure: str | None = None
     data_file: str | None = None
     #: Creation time (Unix seconds); given for past sessions only.
@@ -104,6 +127,8 @@ class SessionWarning(Answer):
     time: float
     generation: int
     kind: str
+    #: critical, warning or info.
+    severity: str
     message: str
 
 
@@ -113,6 +138,8 @@ class SessionDetail(SessionBase):
     config: SessionConfig
     history: SessionHistory
     warnings: list[SessionWarning] = []
+    #: Every alarm the session raised (the last 100), active ones first.
+    alarm_log: list[SessionAlarm] = []
 
 
 class PastSession(Answer):

@@ -61,7 +61,7 @@ class RigLink:
         self._curve = (curve_secret, curve_clients)
         self.clients: dict[bytes, Client] = {}
         #: Ids of clients dropped since the rig server last looked.
-        self.gone: asyncio.Queue[str] = asyncio.Queue()
+        self.gone: asyncio.Queue[Client] = asyncio.Queue()
         self._ids = itertools.count(1)
         #: Ends every client id of this server run: an id a client names after a restart
         #: (from the run before) is then unknown, never another client's.
@@ -132,7 +132,7 @@ class RigLink:
         client = self.clients.pop(identity, None)
         if client is not None:
             log.info("client %s (%s) %s", client.client_id, client.name, why)
-            self.gone.put_nowait(client.client_id)
+            self.gone.put_nowait(client)
 
     def connected(self) -> list[dict[str, Any]]:
         """The registered clients, for the dashboard: who, in which roles, heard how long ago."""
@@ -177,6 +177,9 @@ class RigLink:
         for client in list(self.clients.values()):
             if client.follows and (rig is None or client.name == rig):
                 self.send(client.identity, message)
+
+    def presenters(self) -> list[str]:
+        return sorted({c.name for c in self.clients.values() if Role.presenter in c.roles})
 
     def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
         """Send a generation block to the session's presenter (the newest of that name); its

@@ -83,12 +83,13 @@ class RigServer:
     async def _losses(self) -> None:
         """Tell the sessions about every client the link dropped."""
         while True:
-            client_id = await self.link.gone.get()
+            client = await self.link.gone.get()
             try:
-                self.sessions.on_client_lost(client_id)
+                roles = [role.value for role in client.roles]
+                self.sessions.on_client_lost(client.client_id, client.name, roles)
                 self.sessions.changes.bump()
             except Exception:  # a bug must not stop the next losses from being passed on
-                log.exception("passing on the loss of client %s", client_id)
+                log.exception("passing on the loss of client %s", client.client_id)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -142,6 +143,7 @@ class RigServer:
             client_id=client.client_id, heartbeat_s=self.heartbeat_s, server=SERVER_NAME
         )
         self.link.send(identity, reply(message, welcome))
+        self.sessions.on_client_back(client.name)
         if Role.presenter in hello.roles:
             self.sessions.on_presenter_ready()
         self.sessions.changes.bump()

@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 from protocol.codec import Message
-from protocol.errors import ChannelMismatch, LateResponse, SessionStateError, UnknownStimulus
+from protocol.errors import (
+    ChannelMismatch,
+    LateResponse,
+    SessionStateError,
+    UnknownStimulus,
+)
 from protocol.messages import GenerationAck, Presented, Responses, ResponsesAck
-from server.sessions.changes import Changes
-from server.sessions.config import SessionConfig
 from server.sessions.rounds import Round
+from server.sessions.safety import Safety
 from server.sessions.states import SessionState
-from server.sessions.transport import Transport
-from server.sessions.workers import Workers
 from server.storage.session_file import SessionFile
 
 S = SessionState
@@ -29,27 +30,16 @@ S = SessionState
 ROUND_WAIT_S = 30.0
 
 
-class RigIntake:
+class RigIntake(Safety):
     """The rig-facing half of :class:`~server.sessions.session.Session` (a mixin: the
-    attributes below are the session's)."""
+    attributes below are the session's), raising the alarms of :class:`Safety`."""
 
-    id: str
-    config: SessionConfig
-    state: SessionState
     store: SessionFile
-    done: int
-    round: Round | None
     n_channels: int | None
-    changes: Changes
-    transport: Transport
-    _workers: Workers
     _seen: set[str]
     _collected: int
     _ingest_lock: asyncio.Lock
     _round_open: asyncio.Event
-
-    def _event(self, kind: str, generation: int = -1, **detail: Any) -> None:
-        raise NotImplementedError
 
     # -- what the rig reports --------------------------------------------------------------
     async def _current(self, generation: int, what: str) -> Round:
@@ -77,16 +67,7 @@ class RigIntake:
             if not rnd.acked:
                 self._event("block_acknowledged", rnd.index, block=rnd.block, client=client_id)
             rnd.acked, rnd.presenter = True, client_id
-            rnd.last_activity = time.monotonic()
-            rnd.changed.set()
-            self.changes.bump()
-
-    def on_client_lost(self, client_id: str) -> None:
-        rnd = self.round
-        if rnd is not None and rnd.presenter == client_id and not rnd.book.complete:
-            rnd.presenter_lost = True
-            self._event("presenter_lost", rnd.index, client=client_id, block=rnd.block)
-            rnd.changed.set()
+            self._took(rnd)
 
     def on_presenter_ready(self) -> None:
         """A presenter (re)registered: an undelivered or unacknowledged block goes now."""
@@ -99,6 +80,7 @@ class RigIntake:
         """Something arrived for ``rnd``: the timeout starts again and the loop looks."""
         rnd.last_activity = time.monotonic()
         rnd.changed.set()
+        self._rig_heard()
         self.changes.bump()
 
     async def ingest_presented(self, msg: Presented, source: str, client: str) -> int:
@@ -121,7 +103,18 @@ class RigIntake:
             return len(fresh)
 
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
-        """Store and count spike counts; acknowledged only once they are on disk."""
+        """Store and count spike counts; acknowledged only once they are on disk. Counts
+        refused for what they are (the wrong channels, stimuli the generation does not
+        have) raise an alarm: the recorder will send the same again."""
+        try:
+            ack = await self._take_responses(msg, source, client)
+        except (ChannelMismatch, UnknownStimulus) as exc:
+            await self._refused(exc, client, msg.generation)
+            raise
+        self._clear("responses_refused")
+        return ack
+
+    async def _take_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
         async with self._ingest_lock:
             recorded = len(msg.responses[0].counts)
             if max(self.config.channels) >= recorded:

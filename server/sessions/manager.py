@@ -450,9 +450,14 @@ class SessionManager:
         except (XDreamError, OSError, KeyError, ValueError) as exc:
             raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
-    def on_client_lost(self, client_id: str) -> None:
+    def on_client_lost(self, client_id: str, name: str = "", roles: Sequence[str] = ()) -> None:
+        """Rig client ``client_id``, named ``name``, in ``roles``, is gone."""
         for session in list(self.sessions.values()):
-            session.on_client_lost(client_id)
+            session.on_client_lost(client_id, name, " and ".join(roles))
+
+    def on_client_back(self, name: str) -> None:
+        for session in list(self.sessions.values()):
+            session.on_client_back(name)
 
     def on_presenter_ready(self) -> None:
         for session in list(self.sessions.values()):

@@ -50,6 +50,10 @@ class Round:
     presenter_lost: bool = False
     #: Answers each stimulus of the current block had when the block was sent.
     block_start: dict[str, int] = field(default_factory=dict)
+    #: Presentations the generation had when the current block was sent.
+    presented_start: int = 0
+    #: The ``last_activity`` a stall was raised at (a stall is raised once per silence).
+    stalled_at: float | None = None
     #: perf_counter when the round opened, and when its last needed response arrived.
     started_at: float = field(default_factory=time.perf_counter)
     completed_at: float | None = None
@@ -84,6 +88,7 @@ class Round:
         self.message = Message(content, session=session_id, buffers=tuple(buffers))
         self.acked = self.presenter_lost = False
         self.block_start = {sid: self.answered(sid) for sid in stimulus_ids}
+        self.presented_start = self.book.presented
         self.sent_at = self.last_activity = time.monotonic()
         self.resends = 0
         return self.message
@@ -91,6 +96,23 @@ class Round:
     def resend_at(self) -> float:
         """When the unacknowledged block is due to be sent again (monotonic seconds)."""
         return self.sent_at + min(RESEND_S * 2**self.resends, MAX_RESEND_S)
+
+    def block_seconds(self) -> float:
+        """How long the rig needs to show the current block (on + off time per trial)."""
+        content = self.message.content if self.message is not None else None
+        if not isinstance(content, Generation):
+            return 0.0
+        trial_s = (content.params.on_ms + content.params.off_ms) / 1000
+        return trial_s * sum(s.repeats for s in content.stimuli)
+
+    def block_shown(self) -> bool:
+        """The rig reported as many presentations as the current block asks for (whether
+        or not their counts were taken)."""
+        content = self.message.content if self.message is not None else None
+        if not isinstance(content, Generation):
+            return False
+        wanted = sum(s.repeats for s in content.stimuli)
+        return self.book.presented - self.presented_start >= wanted
 
     def image(self, stimulus_id: str) -> np.ndarray | None:
         """The image of stimulus ``stimulus_id`` of this generation (None: not one of it)."""

@@ -27,11 +27,13 @@ import numpy as np
 from protocol.errors import SessionStateError
 from server.engine.loop import Engine, GenerationResult, Proposal
 from server.engine.statistics import History, finite
+from server.sessions.alarms import Alarms
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.intake import RigIntake
 from server.sessions.memory import give_back
 from server.sessions.rounds import Round, open_round
+from server.sessions.safety import mostly_missing, stall_limit
 from server.sessions.states import SessionState, check_control, check_transition
 from server.sessions.transport import Transport
 from server.sessions.warnings import Warnings
@@ -46,7 +48,8 @@ S = SessionState
 
 class Session(RigIntake):
     """A session's state and its generation loop; what the rig reports comes in through
-    :class:`~server.sessions.intake.RigIntake`."""
+    :class:`~server.sessions.intake.RigIntake`, alarms and auto-pause are
+    :class:`~server.sessions.safety.Safety`'s."""
 
     def __init__(
         self,
@@ -78,6 +81,12 @@ class Session(RigIntake):
         self.changes = changes or Changes()
         #: Recent warnings for the operator (all events stay in the file).
         self.warnings = Warnings()
+        #: Conditions the operator must act on (they clear when the cause is gone).
+        self.alarms = Alarms()
+        #: Why the session is pausing or paused: "operator", or the alarm that paused it.
+        self.pause_reason: str | None = None
+        #: An auto-pause holds the generation on the rig: not re-presented, not completed.
+        self._hold = False
         #: Why the session failed, if it did.
         self.failure: str | None = None
         self._release = release  # gives back the shared generator
@@ -131,11 +140,19 @@ class Session(RigIntake):
         self._task = asyncio.create_task(self._run(), name=f"session-{self.id}")
 
     async def pause(self) -> None:
-        """Stop proposing generations; the one in flight still collects its responses."""
+        """Stop proposing generations; the one in flight still collects its responses (the
+        session is ``pausing`` until it is complete)."""
         async with self._control_lock:
             check_control(self.id, "pause", self.state)
             self._running.clear()
-            await self._set_state(S.paused)
+            self.pause_reason = "operator"
+            await self._set_state(S.pausing if self.round else S.paused, reason="operator")
+
+    async def _settle_pause(self) -> None:
+        """``pausing`` becomes ``paused``: what was on the rig is over."""
+        async with self._control_lock:
+            if self.state is S.pausing:
+                await self._set_state(S.paused, reason=self.pause_reason)
 
     async def resume(self) -> None:
         async with self._control_lock:
@@ -147,6 +164,7 @@ class Session(RigIntake):
                 )
             await self._set_state(S.running)
             self._last_completed_at = None  # the pause is not loop latency
+            self.pause_reason, self._hold = None, False
             self._running.set()
 
     async def stop(self) -> None:
@@ -158,7 +176,8 @@ class Session(RigIntake):
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self.round = None
-            await self._set_state(S.aborted)
+            await self._set_state(S.aborted, by="operator")
+            self._clear()  # nothing is wasted any more
             await self.close()
 
     async def close(self) -> None:
@@ -206,6 +225,7 @@ class Session(RigIntake):
             while self.done < self.generations:
                 if proposal is None:
                     proposal = await self._workers.compute(self.engine.propose)
+                await self._settle_pause()
                 await self._running.wait()
                 rnd = await self._open_round(proposal)
                 await self._collect(rnd)
@@ -213,6 +233,7 @@ class Session(RigIntake):
             if self._pending_write is not None:
                 await asyncio.shield(self._pending_write)
             await self._set_state(S.finished)
+            self._clear()
             await self.close()
         except asyncio.CancelledError:
             raise
@@ -221,11 +242,12 @@ class Session(RigIntake):
             # generation not stored): continuing needs a restart, which resumes from the file.
             log.exception("session %s failed", self.id)
             self.failure = repr(exc)
-            if self.state is S.running:  # paused in memory only: the file says running,
-                self.state = S.paused  # so a restart resumes it
+            if self.state in (S.running, S.pausing):  # paused in memory only: the file says
+                self.state = S.paused  # running, so a restart resumes it
             self._running.clear()
             self.round = None
             self.warnings.add("error", self.done, {"message": self.failure})
+            self._alarm("error", "error", self.done, message=self.failure)
             self.changes.bump()
             with contextlib.suppress(Exception):
                 failure, done = self.failure, self.done
@@ -259,6 +281,7 @@ class Session(RigIntake):
         missing = rnd.book.missing()
         message = rnd.next_block(self.id, missing, self.config.params)
         rnd.presenter = self.transport.deliver(self.id, self.config.rig, message)
+        self._check_presenter(rnd, time.monotonic())
         latency = None
         if rnd.block == 0 and self._last_completed_at is not None:
             latency = time.perf_counter() - self._last_completed_at
@@ -278,14 +301,22 @@ class Session(RigIntake):
             self._send_block(rnd, "first" if rnd.block < 0 else "resumed")
         timeout = self.config.response_timeout_s
         while not rnd.book.complete:
+            if self._hold and self._rig_idle(rnd):
+                await self._hold_until_resumed(rnd)
+                continue
             now = time.monotonic()
             wake = rnd.resend_at() if not rnd.acked else rnd.last_activity + timeout
             rnd.changed.clear()
-            await _wait_for_event(rnd.changed, max(wake - now, 0.01))
+            due = min(wake, self._stall_due(rnd))
+            await _wait_for_event(rnd.changed, timeout=max(due - now, 0.01))
             if rnd.book.complete:
                 break
             now = time.monotonic()
-            if rnd.presenter_lost:
+            if now >= self._stall_due(rnd):
+                await self._stalled(rnd, now)
+            elif self._hold:  # held: shown again only after resume
+                continue
+            elif rnd.presenter_lost:
                 self._send_block(rnd, "presenter lost")
             elif not rnd.acked:
                 if now >= rnd.resend_at():  # same message, same id: harmless repeat
@@ -295,18 +326,48 @@ class Session(RigIntake):
                     rnd.sent_at = now
                     if repeat and rnd.presenter is not None:
                         rnd.resends += 1
+                    self._check_presenter(rnd, now)
             elif rnd.block_over() or now - rnd.last_activity >= timeout:
-                if rnd.represented >= self.config.max_represent:
+                if rnd.represented < self.config.max_represent:
+                    rnd.represented += 1
+                    reason = "aborted or unanswered" if rnd.block_over() else "timeout"
+                    self._send_block(rnd, reason)
+                    continue
+                unanswered = mostly_missing(rnd)
+                if unanswered is None:
                     self._event("missing", rnd.index, stimuli=rnd.book.missing())
                     break
-                rnd.represented += 1
-                self._send_block(rnd, "aborted or unanswered" if rnd.block_over() else "timeout")
+                # Never told to the optimizer: held (auto-pause), or else shown again.
+                if not await self._unanswered(rnd, *unanswered):
+                    rnd.represented = 0
+                    self._send_block(rnd, "mostly unanswered")
         rnd.completed_at = time.perf_counter()
+        self._clear("stall", "nan_generation", "no_presenter")  # the generation is complete
         # From here on, counts for this generation are late, and resends duplicates.
         self._collected = rnd.index
         self._seen.update(p for s in rnd.book.slots.values() for p in s.answered)
         self.round = None
         self._round_open.clear()
+
+    def _rig_idle(self, rnd: Round) -> bool:
+        """Whether the rig is done with the block it was given (or never took it)."""
+        quiet = time.monotonic() - rnd.last_activity
+        limit = min(self.config.response_timeout_s, stall_limit(self.config, rnd))
+        return (
+            rnd.presenter is None or rnd.presenter_lost or not rnd.acked or quiet >= limit
+            or rnd.block_over() or rnd.block_shown()
+        )  # fmt: skip
+
+    async def _hold_until_resumed(self, rnd: Round) -> None:
+        """The rig is done with the held block: paused until an operator resumes (or the
+        rig's late reports complete the generation); then the rig shows what it lacks."""
+        await self._settle_pause()
+        while not self._running.is_set() and not rnd.book.complete:
+            rnd.changed.clear()
+            await _wait_for_event(self._running, rnd.changed)
+        if self._running.is_set() and not rnd.book.complete:
+            rnd.represented = 0
+            self._send_block(rnd, "resumed")
 
     async def _close_round(self, rnd: Round) -> Proposal | None:
         """Tell the optimizer, propose the next generation, and store this one meanwhile."""
@@ -345,6 +406,8 @@ class Session(RigIntake):
         self.history, self.done = history, point.done
         self._seen, self.n_channels = point.seen, point.n_channels
         self._reload_round = True
+        if self.state is S.pausing:  # what was on the rig ended with the server
+            self.state = S.paused
         if self.state is S.running:
             self._launch()
         elif self.state is S.paused:
@@ -375,6 +438,8 @@ class Session(RigIntake):
             "device": str(self.engine.generator.device),
             "current": current,
             "warnings": self.warnings.count,
+            "alarms": self.alarms.as_json(active_only=True),
+            "pause_reason": self.pause_reason,
             "failure": self.failure,
             "data_file": str(self.store.path),
         }
@@ -394,12 +459,13 @@ def shared_summary(
     }
 
 
-async def _wait_for_event(event: asyncio.Event, timeout: float) -> None:
-    """Wait until ``event`` is set or ``timeout`` passes. (``asyncio.wait_for`` can swallow a
-    cancellation that races with the event on Python 3.11, leaving a stopped session
-    running; ``asyncio.wait`` never does.)"""
-    waiter = asyncio.ensure_future(event.wait())
+async def _wait_for_event(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Wait until one of ``events`` is set or ``timeout`` passes. (``asyncio.wait_for`` can
+    swallow a cancellation that races with the event on Python 3.11, leaving a stopped
+    session running; ``asyncio.wait`` never does.)"""
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
     try:
-        await asyncio.wait({waiter}, timeout=timeout)
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
+        for waiter in waiters:
+            waiter.cancel()

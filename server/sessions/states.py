@@ -2,11 +2,15 @@
 
 ::
 
-    created --start--> running --pause--> paused --resume--> running
-       |                  |  \\                 |
-       +------stop--------+---\\-----stop-------+--> aborted
-                              \\--last generation stored--> finished (from paused too)
+    created --start--> running --pause--> pausing --block over--> paused --resume--> running
+       |                  |                  |                       |
+       +------stop--------+-------stop-------+---------stop----------+--> aborted
+                          \\--last generation stored--> finished (from pausing, paused too)
 
+``pausing`` means a pause is asked for while a generation is still on the rig: the animal
+is still working. An operator's pause becomes ``paused`` once that generation is complete;
+an auto-pause (an alarm: :mod:`.alarms`) once the block on the rig is over, holding the
+generation for the rig to finish after resume. Resume from ``pausing`` cancels the pause.
 A session that fails on an error is paused, so that an operator sees it and a server
 restart resumes it from its file. Finished and aborted are final.
 """
@@ -21,6 +25,7 @@ from protocol.errors import SessionStateError
 class SessionState(str, Enum):
     created = "created"
     running = "running"
+    pausing = "pausing"
     paused = "paused"
     finished = "finished"
     aborted = "aborted"
@@ -37,7 +42,8 @@ S = SessionState
 #: The states each state may change to.
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     S.created: frozenset({S.running, S.aborted}),
-    S.running: frozenset({S.paused, S.finished, S.aborted}),
+    S.running: frozenset({S.pausing, S.paused, S.finished, S.aborted}),
+    S.pausing: frozenset({S.paused, S.running, S.finished, S.aborted}),
     S.paused: frozenset({S.running, S.finished, S.aborted}),
     S.finished: frozenset(),
     S.aborted: frozenset(),
@@ -50,8 +56,8 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 CONTROLS: dict[str, frozenset[SessionState]] = {
     "start": frozenset({S.created}),
     "pause": frozenset({S.running}),
-    "resume": frozenset({S.paused}),
-    "stop": frozenset({S.created, S.running, S.paused}),
+    "resume": frozenset({S.pausing, S.paused}),
+    "stop": frozenset({S.created, S.running, S.pausing, S.paused}),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.engine.statistics import History
+from server.sessions.alarms import Alarms
 from server.sessions.config import SessionConfig
 from server.sessions.session import shared_summary
 from server.sessions.states import SessionState
@@ -39,7 +40,10 @@ class StoredSession:
             self.history = History.of(store.generation_scores(self.done))
             self.created = store.created
             #: The warnings the session showed while it ran, re-derived from its event log.
-            self.warnings = Warnings.from_events(store.events())
+            events = store.events()
+            self.warnings = Warnings.from_events(events)
+            #: The alarms it raised, acknowledged and cleared.
+            self.alarms = Alarms.replay(events)
         finally:
             store.close()
         self.config = SessionConfig.model_validate(record["config"])
@@ -56,6 +60,8 @@ class StoredSession:
             "device": self._record.get("device"),  # None in files from before it was recorded
             "current": None,
             "warnings": self.warnings.count,
+            "alarms": self.alarms.as_json(active_only=True),
+            "pause_reason": None,
             "failure": None,
             "created": self.created,
             "data_file": str(self.path),
@@ -71,13 +77,14 @@ class EndedSession:
     config: SessionConfig
     history: History
     warnings: Warnings
+    alarms: Alarms
     last_summary: dict[str, Any]
 
     @classmethod
     def of(cls, session: Session) -> EndedSession:
         return cls(
             session.id, session.state, session.config, session.history, session.warnings,
-            {**session.summary(), "current": None},
+            session.alarms, {**session.summary(), "current": None},
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:

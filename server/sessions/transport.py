@@ -15,6 +15,9 @@ class Transport(Protocol):
         """Send ``message`` to the session's presenter; its client id, or None if none is
         connected (the session then tries again)."""
 
+    def presenters(self) -> list[str]:
+        """The names of the presenters connected now (for an operator looking for one)."""
+
     def tell_recorders(self, rig: str | None, message: Message) -> None:
         """Send ``message`` (new presentations) to the recorders of rig ``rig`` (None: of
         any rig) that asked for them; best effort, nothing waits for them."""

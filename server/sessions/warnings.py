@@ -14,12 +14,25 @@ from server.storage.records import Event
 WARNINGS_KEPT = 100
 
 
+#: Re-presentation reasons worth a warning (``block_sent`` events).
+REPRESENTED = ("timeout", "aborted or unanswered", "presenter lost", "mostly unanswered")
+#: How much each warning matters: info (routine trouble the session handles), warning (it
+#: costs trials), critical (the session cannot go on by itself).
+SEVERITY = {
+    "block_sent": "info",
+    "presenter_lost": "warning",
+    "missing": "warning",
+    "late_responses": "info",
+    "error": "critical",
+}
+
+
 def warning_for(kind: str, detail: dict[str, Any]) -> str | None:
     """The operator-facing text for a session event that needs attention (None: routine)."""
     if kind == "block_sent":
         if not detail.get("delivered", True):
             return "no presenter is connected for this session; the block waits for one"
-        if detail.get("reason") in ("timeout", "aborted or unanswered", "presenter lost"):
+        if detail.get("reason") in REPRESENTED:
             return f"block {detail.get('block')} re-presents {detail.get('stimuli')} stimuli " \
                 f"({detail.get('reason')})"  # fmt: skip
         return None
@@ -58,7 +71,8 @@ class Warnings:
             self.count += 1
             self._kept.append(
                 {"seq": self.count, "time": time.time() if when is None else when,
-                 "generation": generation, "kind": kind, "message": text}
+                 "generation": generation, "kind": kind, "severity": SEVERITY[kind],
+                 "message": text}
             )  # fmt: skip
 
     def since(self, seq: int) -> list[dict[str, Any]]:

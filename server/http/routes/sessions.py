@@ -8,13 +8,13 @@ answer's keys exactly those the session layer gave.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from server.http.deps import Manager, SessionId
 from server.http.errors import documented
-from server.http.schemas import SessionDetail, SessionList, SessionSummary
+from server.http.schemas import SessionAlarm, SessionDetail, SessionList, SessionSummary
 from server.sessions.config import SessionConfig
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -60,7 +60,21 @@ async def get_session(manager: Manager, session_id: SessionId) -> dict[str, Any]
         "config": session.config.model_dump(mode="json"),
         "history": session.history.as_json(),
         "warnings": list(session.warnings),
+        "alarm_log": session.alarms.as_json(),
     }
+
+
+@router.post(
+    "/{session_id}/alarms/{alarm_id}/acknowledge",
+    response_model=SessionAlarm,
+    responses=documented(404, 409, 422),
+)
+async def acknowledge_alarm(
+    manager: Manager, session_id: SessionId, alarm_id: Annotated[int, Path(ge=1)]
+) -> dict[str, Any]:
+    """An operator has seen this alarm: the page stops sounding it. It stays active (and
+    shown) until its cause is gone; the acknowledgement is stored with the session."""
+    return manager.get(session_id).acknowledge(alarm_id)
 
 
 @router.post(

@@ -33,6 +33,9 @@ class FakeTransport:
         self.arrived.set()
         return "c1"
 
+    def presenters(self) -> list[str]:
+        return ["rig"] if self.connected else []
+
     def tell_recorders(self, rig: str | None, message: Message) -> None:
         self.told.append((rig, message))
 

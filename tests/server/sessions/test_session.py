@@ -281,10 +281,12 @@ def test_controls_follow_the_state_machine(tmp_path):
             await answer(session, await transport.next(0))
             gen1 = await transport.next(1)
             await session.pause()  # the generation in flight still collects its responses
+            assert (session.state, session.pause_reason) == ("pausing", "operator")
             for refused in (session.start, session.pause):  # start is not resume
-                with pytest.raises(SessionStateError, match="it is paused"):
+                with pytest.raises(SessionStateError, match="it is pausing"):
                     await refused()
             await answer(session, gen1)
+            await wait_state(session, "paused")  # only once the rig is done with it
             await asyncio.sleep(0.3)
             assert len(transport.sent) == 2 and session.done == 2  # nothing new while paused
             await session.resume()

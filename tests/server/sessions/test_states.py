@@ -22,7 +22,10 @@ def test_the_table_allows_exactly_the_documented_transitions():
     allowed = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
     assert allowed == {
         (S.created, S.running), (S.created, S.aborted),
-        (S.running, S.paused), (S.running, S.finished), (S.running, S.aborted),
+        (S.running, S.pausing), (S.running, S.paused), (S.running, S.finished),
+        (S.running, S.aborted),
+        (S.pausing, S.paused), (S.pausing, S.running), (S.pausing, S.finished),
+        (S.pausing, S.aborted),
         (S.paused, S.running), (S.paused, S.finished), (S.paused, S.aborted),
     }  # fmt: skip
     assert set(TRANSITIONS) == set(S)
@@ -49,8 +52,8 @@ def test_final_states_allow_nothing_and_states_read_as_their_values():
 def test_each_control_is_allowed_in_its_own_states_only(action, current):
     """Checked by what it does: start and resume both lead to running, from different
     states (a start on a paused session would run a second loop)."""
-    allowed = {"start": {S.created}, "pause": {S.running}, "resume": {S.paused},
-               "stop": {S.created, S.running, S.paused}}[action]  # fmt: skip
+    allowed = {"start": {S.created}, "pause": {S.running}, "resume": {S.pausing, S.paused},
+               "stop": {S.created, S.running, S.pausing, S.paused}}[action]  # fmt: skip
     if current in allowed:
         check_control("s1", action, current)
         return

@@ -1,0 +1,276 @@
+"""Alarms and auto-pause, in process: a stalled rig, a mostly unanswered generation,
+refused responses, a lost client and a missing presenter each raise an alarm with a cause
+and an action, pause the session (when it auto-pauses) before the optimizer sees bad
+scores, clear when the cause is gone, and are stored with the session.
+
+The browser's view of the same alarms is tests/server/http/test_dashboard_alarms.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from protocol.errors import ChannelMismatch, NotFound
+from protocol.messages import GenerationAck, Presentation, Presented
+from server.sessions import rounds, safety
+from server.sessions.alarms import Alarms
+from server.sessions.stored import StoredSession
+from server.storage.records import Event
+from tests.server.sessions.doubles import (
+    FakeTransport,
+    answer,
+    config,
+    manager_in,
+    responses_for,
+    run,
+    wait_state,
+)
+
+
+def active(session) -> dict[str, dict]:
+    return {a["kind"]: a for a in session.summary()["alarms"]}
+
+
+async def wait_alarm(session, kind: str, timeout: float = 10.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while kind not in active(session):
+            await asyncio.sleep(0.01)
+    return active(session)[kind]
+
+
+def ack(session, message) -> None:
+    content = message.content
+    session.on_ack(GenerationAck(generation=content.generation, block=content.block), "c1")
+
+
+def presented(message) -> Presented:
+    content = message.content
+    return Presented(
+        generation=content.generation,
+        presentations=[
+            Presentation(
+                presentation_id=f"{s.stimulus_id}-b{content.block}-r0",
+                stimulus_id=s.stimulus_id,
+                onset=float(i),
+                outcome="ok",
+            )
+            for i, s in enumerate(content.stimuli)
+        ],
+    )
+
+
+def test_a_stalled_rig_pauses_the_session_and_holds_its_generation(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(stall_timeout_s=0.3))
+            await session.start()
+            block0 = await transport.next(0)
+            ack(session, block0)  # on the rig ... and then nothing more from it
+            alarm = await wait_alarm(session, "stall")
+            assert alarm["severity"] == "critical" and "No message from the rig" in alarm["cause"]
+            assert "presenter and the recorder" in alarm["action"]
+            await wait_state(session, "paused")
+            assert session.pause_reason == "stall" and session.summary()["pause_reason"] == "stall"
+            await asyncio.sleep(0.5)  # held: neither shown again nor given to the optimizer
+            assert len(transport.sent) == 1 and session.done == 0
+
+            # The rig answers at last: the stall clears, the generation completes, the
+            # session stays paused until the operator resumes it.
+            await answer(session, block0, only=[s.stimulus_id for s in block0.content.stimuli[:2]])
+            assert "stall" not in active(session)
+            await session.resume()
+            block1 = await transport.next(1)  # the rest of generation 0, not generation 1
+            assert (block1.content.generation, block1.content.block) == (0, 1)
+            assert len(block1.content.stimuli) == 4
+            await answer(session, block1)
+            gen1 = await transport.next(2)
+            assert gen1.content.generation == 1 and session.done == 1
+            await session.stop()
+            return session.store.path
+
+    path = run(main())
+    log = StoredSession(path).alarms.as_json()
+    assert [a["kind"] for a in log] == ["stall"] and not log[0]["active"]
+    assert log[0]["cleared"] >= log[0]["raised"]
+
+
+def test_without_auto_pause_a_stall_only_alarms(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(
+                config(stall_timeout_s=0.2, response_timeout_s=0.5, auto_pause=False)
+            )
+            await session.start()
+            ack(session, await transport.next(0))
+            alarm = await wait_alarm(session, "stall")
+            assert "Auto-pause is off" in alarm["action"]
+            block1 = await transport.next(1, timeout=5)  # re-presented on the timeout
+            assert session.state == "running" and block1.content.block == 1
+            await session.stop()
+            assert session.summary()["alarms"] == []  # a stopped session wastes nothing
+
+    run(main())
+
+
+def test_a_mostly_unanswered_generation_is_held_not_given_to_the_optimizer(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(
+                config(max_represent=1, response_timeout_s=0.2, stall_timeout_s=30)
+            )
+            await session.start()
+            for n in range(2):  # block 0 and its one re-presentation: 2 of 6 answered
+                block = await transport.next(n)
+                ids = [s.stimulus_id for s in block.content.stimuli]
+                await answer(session, block, only=ids[:1])
+            alarm = await wait_alarm(session, "nan_generation")
+            assert alarm["cause"].startswith("4 of 6 images of generation 0")
+            await wait_state(session, "paused")
+            assert session.pause_reason == "nan_generation"
+            assert session.done == 0 and session.history.maxima == []
+            await session.resume()
+            block = await transport.next(2)
+            assert (block.content.generation, len(block.content.stimuli)) == (0, 4)
+            await answer(session, block)
+            await transport.next(3)  # generation 1: generation 0 was complete
+            assert "nan_generation" not in active(session)
+            assert session.history.last_scores and all(s == s for s in session.history.last_scores)
+            await session.stop()
+
+    run(main())
+
+
+def test_without_auto_pause_a_mostly_unanswered_generation_is_shown_again(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(
+                config(
+                    max_represent=0, response_timeout_s=0.2, stall_timeout_s=30, auto_pause=False
+                )
+            )
+            await session.start()
+            ack(session, await transport.next(0))
+            again = await transport.next(1, timeout=5)
+            await wait_alarm(session, "nan_generation")
+            assert again.content.generation == 0 and session.state == "running"
+            assert session.done == 0  # never told to the optimizer
+            await session.stop()
+
+    run(main())
+
+
+def test_a_few_missing_images_still_complete_the_generation(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(max_represent=0, response_timeout_s=0.2))
+            await session.start()
+            block = await transport.next(0)
+            await answer(session, block, only=[s.stimulus_id for s in block.content.stimuli[:5]])
+            gen1 = await transport.next(1)
+            assert gen1.content.generation == 1 and active(session) == {}
+            await session.stop()
+
+    run(main())
+
+
+def test_refused_responses_alarm_with_their_reason_and_pause_after_the_block(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(channels=[3], stall_timeout_s=30))
+            await session.start()
+            block = await transport.next(0)
+            ack(session, block)
+            for _ in range(2):
+                with pytest.raises(ChannelMismatch):
+                    await session.ingest_responses(responses_for(block), "zmq", "rig-A")
+            alarm = active(session)["responses_refused"]
+            assert "2 response message(s) from rig-A: ChannelMismatch" in alarm["cause"]
+            assert session.state == "pausing"  # the block is still on the rig
+            await session.ingest_presented(presented(block), "zmq", "rig-A")
+            await wait_state(session, "paused")
+            assert session.pause_reason == "responses_refused" and session.done == 0
+            ok = await session.ingest_responses(responses_for(block, channels=4), "zmq", "rig-A")
+            assert ok.accepted == 6 and "responses_refused" not in active(session)
+            await session.stop()
+
+    run(main())
+
+
+def test_a_lost_rig_client_alarms_until_it_is_back_and_alarms_can_be_acknowledged(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(rig="rig-A"))
+            other = await manager.create(config(rig="rig-B"))
+            await session.start()
+            await transport.next(0)
+            manager.on_client_lost("c7", "rig-A", ["presenter", "recorder"])
+            alarm = active(session)["client_lost"]
+            assert alarm["severity"] == "warning" and alarm["acknowledged"] is None
+            assert "rig-A (presenter and recorder) stopped answering" in alarm["cause"]
+            assert active(other) == {}  # another rig's session is not concerned
+            seen = session.acknowledge(alarm["id"])
+            assert seen["acknowledged"] is not None and seen["active"]
+            with pytest.raises(NotFound):
+                session.acknowledge(99)
+            manager.on_client_back("rig-A")
+            assert active(session) == {}
+            await session.stop()
+            return session.store.path
+
+    log = StoredSession(run(main())).alarms.as_json()
+    assert [(a["kind"], a["active"]) for a in log] == [("client_lost", False)]
+    assert log[0]["acknowledged"] is not None
+
+
+def test_a_block_no_presenter_takes_raises_an_alarm_naming_the_connected_ones(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(rounds, "RESEND_S", 0.05)
+    monkeypatch.setattr(safety, "NO_PRESENTER_S", 0.1)
+
+    async def main():
+        transport = FakeTransport()
+        transport.connected = False
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(rig="rig-A"))
+            await session.start()
+            alarm = await wait_alarm(session, "no_presenter")
+            assert "No presenter named rig-A is connected" in alarm["cause"]
+            assert "Connected presenters: none" in alarm["cause"]
+            assert session.state == "running"  # nothing is wasted: no pause
+            transport.connected = True
+            session.on_presenter_ready()
+            await transport.next(0)
+            assert "no_presenter" not in active(session)
+            await session.stop()
+
+    run(main())
+
+
+def test_one_condition_is_one_alarm_and_the_log_replays_it():
+    alarms = Alarms()
+    first = alarms.raise_("client_lost", "client_lost:a", 0, name="a", roles="presenter")
+    again = alarms.raise_("client_lost", "client_lost:a", 2, name="a", roles="presenter")
+    assert first is again and again.count == 2 and again.generation == 2
+    alarms.raise_("client_lost", "client_lost:b", 2, name="b", roles="recorder")
+    events = [Alarms.event(first, "raised")]
+    alarms.acknowledge(first.id)
+    events.append(Alarms.event(first, "acknowledged"))
+    assert [a.key for a in alarms.clear("client_lost:a")] == ["client_lost:a"]
+    events.append(Alarms.event(first, "cleared"))
+    assert [a["key"] for a in alarms.as_json()] == ["client_lost:b", "client_lost:a"]
+    assert [a["key"] for a in alarms.as_json(active_only=True)] == ["client_lost:b"]
+
+    replayed = Alarms.replay(Event(10.0 + i, 2, kind, detail) for i, (kind, detail) in
+                             enumerate(events))  # fmt: skip
+    (alarm,) = replayed.as_json()
+    assert (alarm["count"], alarm["acknowledged"], alarm["cleared"]) == (2, 11.0, 12.0)
