@@ -45,14 +45,24 @@ def encode(image: np.ndarray | Picture, size: int | None = None, kind: Kind = "p
     return buffer.getvalue()
 
 
-def image_response(data: bytes, kind: Kind = "png", cache: bool = False) -> Response:
-    """``data`` as an image answer; ``cache`` for images that can never change."""
+def image_response(
+    data: bytes, kind: Kind = "png", cache: bool = False, filename: str | None = None
+) -> Response:
+    """``data`` as an image answer; ``cache`` for images that can never change;
+    ``filename``: the name a browser saves it under (shown inline all the same)."""
     headers = {"Cache-Control": IMAGE_CACHE if cache else "no-store"}
+    if filename is not None:
+        headers["Content-Disposition"] = f'inline; filename="{filename}"'
     return Response(data, media_type=f"image/{kind}", headers=headers)
 
 
 async def respond(
-    image: np.ndarray | Picture, size: int | None = None, kind: Kind = "png", cache: bool = False
+    image: np.ndarray | Picture,
+    size: int | None = None,
+    kind: Kind = "png",
+    cache: bool = False,
+    filename: str | None = None,
 ) -> Response:
     """``image`` encoded off the event loop, as an answer."""
-    return image_response(await asyncio.to_thread(encode, image, size, kind), kind, cache)
+    data = await asyncio.to_thread(encode, image, size, kind)
+    return image_response(data, kind, cache, filename)

@@ -48,9 +48,9 @@ async def stream(
 class View:
     """What one dashboard connection is sent, remembering what it already has, so each push
     carries only new generations and new warnings. Duck-typed over the manager and session
-    (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``, ``config``) to stay
-    import-free. The watched session is looked up on every push, by id: once it ends, the
-    manager lets go of it and the view shows what is left of it."""
+    (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``, ``alarms``,
+    ``config``) to stay import-free. The watched session is looked up on every push, by id:
+    once it ends, the manager lets go of it and the view shows what is left of it."""
 
     def __init__(
         self,
@@ -81,6 +81,7 @@ class View:
             "summary": session.summary(),
             "history": history.as_json(self._generations_sent),
             "warnings": session.warnings.since(self._warnings_sent),
+            "alarm_log": session.alarms.as_json(),  # a few at most: sent whole
         }
         if full:
             detail["config"] = session.config.model_dump(mode="json")

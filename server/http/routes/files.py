@@ -85,9 +85,10 @@ async def thumbnail(
 
 @router.get("/best.png", response_class=Response, responses=IMAGE)
 async def best(manager: Manager, session_id: SessionId) -> Response:
-    """The best-scored image so far (changes as the session runs: not cached)."""
-    _, _, picture = await _scored(manager, session_id, SessionFile.best)
-    return await respond(picture)
+    """The best-scored image so far (changes as the session runs: not cached), named
+    ``<session>-g<generation>-best.png`` when saved."""
+    generation, _, picture = await _scored(manager, session_id, SessionFile.best)
+    return await respond(picture, filename=f"{session_id}-g{generation}-best.png")
 
 
 @router.get("/montage.png", response_class=Response, responses=IMAGE)
@@ -99,7 +100,8 @@ async def montage_png(manager: Manager, session_id: SessionId) -> Response:
     def draw() -> bytes:  # composing the montage is as slow as encoding it
         return encode(montage([picture for _, _, picture in rows], labels))
 
-    return image_response(await asyncio.to_thread(draw))
+    name = f"{session_id}-montage-g{rows[0][0]}-g{rows[-1][0]}.png"
+    return image_response(await asyncio.to_thread(draw), filename=name)
 
 
 @router.get(

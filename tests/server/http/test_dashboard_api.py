@@ -21,6 +21,7 @@ from rig_clients.connection import Connection
 from rig_clients.presenter import Presenter
 from server.engine.statistics import History
 from server.http.live import View, sse
+from server.sessions.alarms import Alarms
 from server.sessions.changes import Changes
 from server.sessions.warnings import Warnings, warning_for
 from server.storage.catalog import stored_path
@@ -98,9 +99,11 @@ def test_view_sends_each_warning_and_generation_once():
     history = History()
     warnings = Warnings()
     warnings.add("presenter_lost", 0, {"client": "c1"})
+    alarms = Alarms()
     session = SimpleNamespace(
         history=history,
         warnings=warnings,
+        alarms=alarms,
         config=SimpleNamespace(model_dump=lambda mode: {"name": "x"}),
         summary=lambda: {"id": "s"},
     )
@@ -108,9 +111,12 @@ def test_view_sends_each_warning_and_generation_once():
     view = View(manager, list, "s")
     first = view.snapshot(True)["session"]
     assert first["config"] == {"name": "x"} and len(first["warnings"]) == 1
+    assert first["warnings"][0]["severity"] == "warning" and first["alarm_log"] == []
+    alarms.raise_("client_lost", "client_lost:rig-A", 0, name="rig-A", roles="presenter")
     history.record(np.array([2.0]), np.array([]))
     second = view.snapshot(False)["session"]
     assert "config" not in second and second["warnings"] == []
+    assert [a["kind"] for a in second["alarm_log"]] == ["client_lost"]  # sent whole
     assert second["history"]["start"] == 0 and second["history"]["max"] == [2.0]
     assert view.snapshot(False)["session"]["history"]["max"] == []
     assert view.snapshot(True)["session"]["history"]["max"] == [2.0]  # a reconnect: all

@@ -44,13 +44,15 @@ def browser():
 
 def generations_done(page) -> int:
     text = page.inner_text("#stat-generation")
-    match = re.search(r"\((\d+) done\)|^(\d+) of", text)
+    match = re.search(r"\((\d+) of \d+ done\)", text)
     assert match, text
-    return int(match.group(1) or match.group(2))
+    return int(match.group(1))
 
 
-def wait_state(page, state: str) -> None:
-    page.wait_for_function("s => document.querySelector('#state').textContent === s", arg=state)
+def wait_state(page, state: str, timeout: float = TIMEOUT_MS) -> None:
+    page.wait_for_function(
+        "s => document.querySelector('#state').dataset.state === s", arg=state, timeout=timeout
+    )
 
 
 def wait_generations(page, at_least: int) -> None:
@@ -133,10 +135,11 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
             # Stop asks first; Escape keeps the session running.
             page.get_by_role("button", name="Stop…").click()
             page.keyboard.press("Escape")
-            assert page.text_content("#state") == "running"
+            assert page.get_attribute("#state", "data-state") == "running"
             page.get_by_role("button", name="Stop…").click()
             page.get_by_role("button", name="Stop session").click()
             wait_state(page, "aborted")
+            assert page.text_content("#state") == "stopped"  # by the operator: no failure
             assert page.get_by_role("button", name="Resume").is_hidden()
             # The server lets go of it: it leaves the live list for the past ones.
             page.locator("#past-list").get_by_text("V4 site 3, unit 12").wait_for()

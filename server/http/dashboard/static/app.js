@@ -1,7 +1,7 @@
-// xdream-rig dashboard: plain browser JavaScript, no build step and no packages.
+// xdream-rig dashboard: plain browser JavaScript modules, no build step and no packages.
 // It reads the REST API and listens to the server-sent-event stream /api/live, which pushes
 // the session list, the rig clients and (for the open session) its progress on every change.
-"use strict";
+import { AlarmBoard } from "./alarms.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -23,11 +23,23 @@ const state = {
   shownGeneration: -1,
   curveDrawn: -1,     // generations in the curve as drawn
   warningsShown: -1,  // newest warning in the list as drawn
+  alarmLogShown: null, // the alarm log as drawn
   imagesBusy: false,
   imagesAt: 0,        // when the last grid of thumbnails was started
   imagesTimer: null,
   imagesGrid: 0,      // counts grids, so loads of a replaced grid are ignored
   bestShown: null,
+  lastUpdate: Date.now(),  // when the stream last pushed anything
+  clients: [],             // rig clients as last pushed
+  board: null,             // the AlarmBoard
+};
+// The words for a session state on the page (an operator's stop is not a failure).
+const STATE_WORDS = { aborted: "stopped" };
+const PAUSE_WORDS = {
+  operator: "the operator",
+  stall: "a stall alarm",
+  nan_generation: "a mostly unanswered generation",
+  responses_refused: "refused responses",
 };
 
 // -- small helpers --------------------------------------------------------------------------
@@ -96,13 +108,16 @@ function setConnection(text, ok) {
 }
 
 function onUpdate(update) {
+  state.lastUpdate = Date.now();
   // A session that ended leaves the live list: the list of past sessions now holds it.
   const now = new Set(update.sessions.map((s) => s.id));
   const ended = state.sessions.some((s) => !now.has(s.id));
   state.sessions = update.sessions;
   if (ended) loadPast().catch(() => {});
   renderLiveList();
-  renderClients(update.clients);
+  state.clients = update.clients;
+  renderClients(0);
+  state.board.setSessions(update.sessions);
   if (update.session && update.session.summary.id === state.openId) {
     applyDetail(update.session, update.full);
   }
@@ -119,6 +134,21 @@ function applyDetail(detail, full) {
   state.lastScores = h.last_scores;
   state.warnings = detail.warnings.slice().reverse().concat(state.warnings).slice(0, 100);
   renderSession(detail.summary, h.loop_latency_s);
+  renderAlarmLog(detail.alarm_log || []);
+}
+
+// Staleness, once a second: the server pushes at least that often, so a longer silence means
+// it is frozen or out of reach, and every age and number shown is older than it says.
+function checkStale() {
+  const age = (Date.now() - state.lastUpdate) / 1000;
+  state.board.setStale(age);
+  const node = $("connection");
+  if (age >= 2) {
+    setConnection(`no update for ${Math.floor(age)} s`, false);
+    renderClients(age);
+  } else if (node.classList.contains("bad") && state.source?.readyState === EventSource.OPEN) {
+    setConnection("live", true);
+  }
 }
 
 // -- session list and clients ---------------------------------------------------------------
@@ -161,14 +191,17 @@ function renderPastList() {
     (s) => s.problem || new Date(s.created * 1000).toLocaleString(), "None.");
 }
 
-function renderClients(clients) {
+// ``stale``: seconds since these ages were pushed, added so they never look fresher than they are.
+function renderClients(stale) {
+  const clients = state.clients;
   const body = $("clients").tBodies[0];
   body.replaceChildren(...clients.map((c) => {
-    const late = c.heard_s_ago > 2.5;
+    const heard = c.heard_s_ago + stale;
+    const late = heard > 2.5;
     return el("tr", {},
       el("td", { text: `${c.name} (${c.client_id})` }),
       el("td", { text: c.roles.join(", ") }),
-      el("td", { class: late ? "warn" : "", text: `${fmt(c.heard_s_ago, 1)} s ago` }));
+      el("td", { class: late ? "warn" : "", text: `${fmt(heard, 1)} s ago` }));
   }));
   if (!clients.length) body.append(el("tr", {}, el("td", { colspan: "3", class: "empty", text: "None connected." })));
 }
@@ -293,6 +326,7 @@ async function openSession(id) {
   state.warnings = [];
   state.shownGeneration = state.curveDrawn = state.warningsShown = -1;
   state.bestShown = null;
+  state.alarmLogShown = null;
   state.imagesBusy = false;
   state.imagesAt = 0;
   state.imagesGrid += 1;
@@ -311,7 +345,8 @@ async function openSession(id) {
     listen(null);
     try {
       const detail = await api(`/api/sessions/${encodeURIComponent(id)}`);
-      applyDetail({ summary: detail, history: detail.history, warnings: detail.warnings }, true);
+      applyDetail({ summary: detail, history: detail.history, warnings: detail.warnings,
+        alarm_log: detail.alarm_log }, true);
     } catch (error) {
       $("failure").textContent = error.message;
       $("failure").hidden = false;
@@ -331,8 +366,16 @@ async function refreshSessions() {
 function renderSession(s, latency) {
   const base = `/api/sessions/${encodeURIComponent(s.id)}`;
   $("session-title").textContent = s.name || `Session ${s.id}`;
-  $("state").textContent = s.state;
+  $("state").textContent = STATE_WORDS[s.state] || s.state;
   $("state").className = `state ${s.state}`;
+  $("state").dataset.state = s.state;
+  $("pause-info").hidden = !["pausing", "paused"].includes(s.state) || Boolean(s.failure);
+  const by = PAUSE_WORDS[s.pause_reason] || "the operator or a restart";
+  $("pause-info").textContent = s.state === "pausing"
+    ? `Pausing (asked by ${by}): the rig finishes the block it has, then the session pauses. ` +
+      "Keep the animal working until it says paused."
+    : `Paused by ${by}. Nothing is on the rig: the animal can rest. Resume goes on with the ` +
+      (s.pause_reason && s.pause_reason !== "operator" ? "held generation." : "next generation.");
   $("session-info").textContent =
     `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
     (s.rig ? ` · presenter ${s.rig}` : "") + ` · ${s.data_file}`;
@@ -340,13 +383,15 @@ function renderSession(s, latency) {
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
 
   showControls(s);
+  // Saved under the server's names: <session>-g<generation>-best.png, <session>-montage-....png.
   $("download-data").href = `${base}/data`;
   $("download-best").href = `${base}/best.png`;
   $("download-montage").href = `${base}/montage.png`;
   for (const id of ["download-best", "download-montage"]) $(id).hidden = s.best_score === null;
 
+  // Generations are numbered from 0, as in the files, the montage, the logs and the API.
   const c = s.current;
-  $("stat-generation").textContent = c ? `${c.generation + 1} of ${s.generations} (${s.generations_done} done)` : `${s.generations_done} of ${s.generations} done`;
+  $("stat-generation").textContent = `${c ? c.generation : "–"} (${s.generations_done} of ${s.generations} done)`;
   $("stat-presented").textContent = c ? `${c.presented} / ${c.responses} of ${c.responses_wanted}` : "–";
   $("stat-block").textContent = c ? `${c.block}${c.acknowledged ? ", acknowledged" : ", not acknowledged"}${c.missing ? ` · ${c.missing} missing` : ""}` : "–";
   $("stat-best").textContent = fmt(s.best_score);
@@ -358,6 +403,7 @@ function renderSession(s, latency) {
   if (state.history.max.length !== state.curveDrawn) drawCurve();
   if ((state.warnings[0]?.seq ?? 0) !== state.warningsShown) renderWarnings();
   if (s.generations_done - 1 !== state.shownGeneration) renderImages(s);
+  $("best").hidden = s.best_score === null;  // no image yet: no broken-image icon either
   if (s.best_score !== state.bestShown && s.best_score !== null) {
     state.bestShown = s.best_score;
     $("best").src = `${base}/best.png?score=${s.best_score}`;
@@ -370,8 +416,9 @@ function showControls(s) {
   const editable = state.live;
   $("start").hidden = !(editable && s.state === "created");
   $("pause").hidden = !(editable && s.state === "running");
-  $("resume").hidden = !(editable && s.state === "paused" && !s.failure);  // needs a restart
-  $("stop").hidden = !(editable && ["created", "running", "paused"].includes(s.state));
+  // Resume needs a restart after a failure; while pausing it cancels the pause.
+  $("resume").hidden = !(editable && ["pausing", "paused"].includes(s.state) && !s.failure);
+  $("stop").hidden = !(editable && ["created", "running", "pausing", "paused"].includes(s.state));
   showArchive(s.id, s.state);
 }
 
@@ -423,7 +470,7 @@ function renderImages(s) {
       if (latest && latest.generations_done - 1 !== state.shownGeneration) renderImages(latest);
     }
   };
-  $("images-title").textContent = `Last complete generation (${generation + 1}), best first`;
+  $("images-title").textContent = `Last complete generation (${generation}), best first`;
   $("images").replaceChildren(...scores.map(({ score, position }) => {
     const img = el("img", {
       src: `${base}/${position}.jpg?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
@@ -438,10 +485,24 @@ function renderImages(s) {
 function renderWarnings() {
   state.warningsShown = state.warnings[0]?.seq ?? 0;
   const list = $("warnings");
-  list.replaceChildren(...state.warnings.map((w) => el("li", {},
+  list.replaceChildren(...state.warnings.map((w) => el("li", { class: w.severity || "info" },
     el("time", { text: new Date(w.time * 1000).toLocaleTimeString() }),
-    ` gen ${w.generation + 1}: ${w.message}`)));
+    ` ${w.severity || "info"} · gen ${w.generation}: ${w.message}`)));
   if (!state.warnings.length) list.append(el("li", { class: "empty", text: "None." }));
+}
+
+// Every alarm of the open session, active or cleared: what happened while no one looked.
+function renderAlarmLog(log) {
+  const key = JSON.stringify(log.map((a) => [a.id, a.count, a.acknowledged, a.cleared]));
+  if (key === state.alarmLogShown) return;
+  state.alarmLogShown = key;
+  const time = (t) => new Date(t * 1000).toLocaleTimeString();
+  $("alarm-log").replaceChildren(...log.map((a) => el("li", { class: a.active ? a.severity : "cleared" },
+    el("time", { text: time(a.raised) }),
+    ` ${a.severity} · gen ${a.generation}: ${a.cause}`,
+    el("span", { class: "muted", text: (a.acknowledged ? ` · acknowledged ${time(a.acknowledged)}` : "") +
+      (a.cleared ? ` · cleared ${time(a.cleared)}` : " · active") }))));
+  if (!log.length) $("alarm-log").append(el("li", { class: "empty", text: "None." }));
 }
 
 function drawCurve() {
@@ -473,7 +534,7 @@ function drawCurve() {
   }
   const every = Math.max(1, Math.ceil(n / 8));
   for (let i = 0; i < n; i += every) {
-    add("text", { x: x(i), y: H - B + 16, class: "tick", "text-anchor": "middle" }).textContent = String(i + 1);
+    add("text", { x: x(i), y: H - B + 16, class: "tick", "text-anchor": "middle" }).textContent = String(i);
   }
   add("text", { x: (L + W - R) / 2, y: H - 4, class: "axis", "text-anchor": "middle" }).textContent = "generation";
   const line = (series, cls) => {
@@ -526,7 +587,13 @@ async function route() {
   }
 }
 
+async function acknowledge(sessionId, alarmId) {
+  await api(`/api/sessions/${encodeURIComponent(sessionId)}/alarms/${alarmId}/acknowledge`, { method: "POST" });
+}
+
 async function main() {
+  state.board = new AlarmBoard($("alarms"), $("sound"), acknowledge);
+  setInterval(checkStale, 1000);
   $("new-form").addEventListener("submit", submitForm);
   $("f-optimizer").addEventListener("change", describeOptimizer);
   for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => control(action));
