@@ -15,52 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from xdream.testing.browser import CHROMIUM_ARGS, find_chromium
-from xdream.testing.servers import ROOT, running_server, xdream
+from tests.server.http.pages import (
+    SCREENSHOTS,
+    TIMEOUT_MS,
+    generations_done,
+    playwright,
+    wait_generations,
+    wait_state,
+)
+from xdream.testing.servers import running_server, xdream
 
-playwright = pytest.importorskip("playwright.sync_api", reason="dev extra not installed")
 expect = playwright.expect
-
-SCREENSHOTS = ROOT / "out" / "screenshots"
-TIMEOUT_MS = 90_000
-
-
-def chromium_path() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.fail("Debian's chromium is not installed: run `make tools` (apt-get install)")
-    return path
-
-
-@pytest.fixture()
-def browser():
-    with playwright.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-def generations_done(page) -> int:
-    text = page.inner_text("#stat-generation")
-    match = re.search(r"\((\d+) of \d+ done\)", text)
-    assert match, text
-    return int(match.group(1))
-
-
-def wait_state(page, state: str, timeout: float = TIMEOUT_MS) -> None:
-    page.wait_for_function(
-        "s => document.querySelector('#state').dataset.state === s", arg=state, timeout=timeout
-    )
-
-
-def wait_generations(page, at_least: int) -> None:
-    page.wait_for_function(
-        """n => Number(document.querySelector('#curve').dataset.generations || 0) >= n""",
-        arg=at_least,
-        timeout=TIMEOUT_MS,
-    )
 
 
 @pytest.mark.slow
