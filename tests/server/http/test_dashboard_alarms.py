@@ -40,7 +40,7 @@ def above_the_fold(page, kind: str) -> None:
     """The alarm is on screen without scrolling, and the tab's title says so."""
     box = alarm(page, kind).bounding_box()
     height = page.viewport_size["height"]
-    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, box
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, box
     assert "ALARM" in page.title()
 
 
