@@ -65,6 +65,29 @@ class SessionAlarm(Answer):
     active: bool
 
 
+class Progress(Answer):
+    """How far and how fast a session goes (server/sessions/progress.py)."""
+
+    #: Wall time of its first start (None: never started).
+    started: float | None = None
+    #: Seconds spent running, pauses and server downtime left out.
+    running_s: float = 0.0
+    #: Median seconds per generation of the last 10 (None: fewer than 2 done).
+    s_per_generation: float | None = None
+    #: Estimated seconds to the last generation (None: not known, or not running).
+    eta_s: float | None = None
+    #: Responses accepted per second over the last 10 s.
+    responses_per_s: float = 0.0
+
+
+class SessionNote(Answer):
+    """An operator's note, stored in the session file."""
+
+    time: float
+    generation: int
+    text: str
+
+
 class SessionBase(Answer):
     """The keys a session summary and a session detail share (``Session.summary()``,
     ``StoredSession.summary()``)."""
@@ -87,6 +110,7 @@ class SessionBase(Answer):
     alarms: list[SessionAlarm] = []
     #: Why it is pausing or paused: "operator", or the kind of alarm that paused it.
     pause_reason: str | None = None
+    progress: Progress | None = None
     failure: str | None = None
     data_file: str | None = None
     #: Creation time (Unix seconds); given for past sessions only.
@@ -140,6 +164,7 @@ class SessionDetail(SessionBase):
     warnings: list[SessionWarning] = []
     #: Every alarm the session raised (the last 100), active ones first.
     alarm_log: list[SessionAlarm] = []
+    notes: list[SessionNote] = []
 
 
 class PastSession(Answer):

@@ -34,7 +34,7 @@ TEXTS: dict[str, tuple[Severity, str, str]] = {
     "nan_generation": (
         "critical",
         "{missing} of {total} images of generation {generation} got no response after "
-        "{represented} re-presentations.",
+        "{represented} re-presentation(s).",
         "Check that the recorder is running and sends counts for this session. The "
         "generation is held, not given to the optimizer. {then}",
     ),

@@ -20,6 +20,7 @@ from protocol.errors import (
     UnknownStimulus,
 )
 from protocol.messages import GenerationAck, Presented, Responses, ResponsesAck
+from server.sessions.progress import Progress
 from server.sessions.rounds import Round
 from server.sessions.safety import Safety
 from server.sessions.states import SessionState
@@ -36,6 +37,7 @@ class RigIntake(Safety):
 
     store: SessionFile
     n_channels: int | None
+    progress: Progress
     _seen: set[str]
     _collected: int
     _ingest_lock: asyncio.Lock
@@ -134,6 +136,7 @@ class RigIntake(Safety):
                 )
                 rnd.book.record_responses(fresh)
                 self.n_channels = rnd.book.n_channels
+                self.progress.took(len(fresh))
                 self._took(rnd)
             return ResponsesAck(accepted=len(fresh), duplicates=len(msg.responses) - len(fresh))
 

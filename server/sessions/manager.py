@@ -50,7 +50,7 @@ from server.storage.catalog import (
 )
 from server.storage.disk import sync_path
 from server.storage.rebuild import journal_attributes, rebuild_from_journal
-from server.storage.records import ResumePoint, SessionFileError
+from server.storage.records import Event, ResumePoint, SessionFileError
 from server.storage.recovery import journal_path
 from server.storage.session_file import SessionFile
 
@@ -321,7 +321,9 @@ class SessionManager:
         return restored
 
     async def _restore(self, path: Path) -> Session | None:
-        def open_parts() -> tuple[SessionFile, _Parts, ResumePoint, History, str] | None:
+        def open_parts() -> (
+            tuple[SessionFile, _Parts, ResumePoint, History, str, list[Event]] | None
+        ):
             stored = self._stored_status(path)
             if stored is None:
                 return None
@@ -346,7 +348,7 @@ class SessionManager:
                 store.log_event("server_restarted", point.done)
                 history = History.of(store.generation_scores(point.done))
                 session_id = str(store.config["session_id"])
-                return store, parts, point, history, session_id
+                return store, parts, point, history, session_id, store.events()
             except BaseException:
                 store.abandon()  # whatever went wrong, the file does not read as closed
                 if parts is not None:
@@ -356,9 +358,9 @@ class SessionManager:
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, parts, point, history, session_id = opened
+        store, parts, point, history, session_id, events = opened
         session = self._add(session_id, parts, store, SessionState(store.status))
-        session.restore(history, point)
+        session.restore(history, point, events)
         return session
 
     @staticmethod

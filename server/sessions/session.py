@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,13 +32,15 @@ from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
 from server.sessions.intake import RigIntake
 from server.sessions.memory import give_back
+from server.sessions.progress import Progress
+from server.sessions.replay import Logged, note
 from server.sessions.rounds import Round, open_round
 from server.sessions.safety import mostly_missing, stall_limit
 from server.sessions.states import SessionState, check_control, check_transition
 from server.sessions.transport import Transport
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
-from server.storage.records import ResumePoint
+from server.storage.records import Event, ResumePoint
 from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class Session(RigIntake):
         self.pause_reason: str | None = None
         #: An auto-pause holds the generation on the rig: not re-presented, not completed.
         self._hold = False
+        self.progress = Progress()
+        #: The operator's notes, oldest first (each also an event in the file).
+        self.notes: list[dict[str, Any]] = []
         #: Why the session failed, if it did.
         self.failure: str | None = None
         self._release = release  # gives back the shared generator
@@ -116,6 +121,16 @@ class Session(RigIntake):
         self.warnings.add(kind, generation, detail)
         self.changes.bump()
 
+    async def add_note(self, text: str) -> dict[str, Any]:
+        """Keep an operator's note, timestamped, in the session file (answered once stored)."""
+        if self._closed:
+            raise SessionStateError(f"session {self.id} is {self.state}: it takes no notes")
+        when, generation = time.time(), self.done
+        await self._workers.io(lambda: self.store.log_event("note", generation, text=text))
+        self.notes.append(note(when, generation, text))
+        self.changes.bump()
+        return self.notes[-1]
+
     async def read(self, fn: Callable[[SessionFile], T]) -> T:
         """``fn(store)`` off the event loop (see :meth:`Workers.read`)."""
         return await self._workers.read(fn)
@@ -127,6 +142,7 @@ class Session(RigIntake):
         # finds it on disk too.
         await self._workers.io(self.store.set_status, state.value)
         self.state = state
+        self.progress.state(state.value)
         self._event(state.value, self.done, **detail)
 
     async def start(self) -> None:
@@ -394,16 +410,23 @@ class Session(RigIntake):
             self._workers.io(self.store.write_generation, result, state, refs)
         )
         self._last_completed_at = rnd.completed_at
+        self.progress.completed()
         self.done += 1
         self.history.record(scores, ref_scores)
         self.changes.bump()
         return proposal
 
     # -- restoring after a restart ---------------------------------------------------------
-    def restore(self, history: History, point: ResumePoint) -> None:
+    def restore(self, history: History, point: ResumePoint, events: Sequence[Event]) -> None:
         """Continue from the file: ``point.done`` generations complete (the optimizer already
-        holds their state), so the next proposal is the generation that was in flight."""
+        holds their state), so the next proposal is the generation that was in flight.
+        What the operator was shown comes back from the event log; the alarms of before
+        the restart are cleared, their conditions are looked at anew."""
         self.history, self.done = history, point.done
+        logged = Logged.of(events)
+        self.warnings, self.alarms = logged.warnings, logged.alarms
+        self.progress, self.notes = logged.progress, logged.notes
+        self._clear()
         self._seen, self.n_channels = point.seen, point.n_channels
         self._reload_round = True
         if self.state is S.pausing:  # what was on the rig ended with the server
@@ -440,6 +463,7 @@ class Session(RigIntake):
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),
             "pause_reason": self.pause_reason,
+            "progress": self.progress.as_json(self.done, self.generations),
             "failure": self.failure,
             "data_file": str(self.store.path),
         }

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from server.engine.statistics import History
 from server.sessions.alarms import Alarms
 from server.sessions.config import SessionConfig
+from server.sessions.progress import Progress
+from server.sessions.replay import Logged
 from server.sessions.session import shared_summary
 from server.sessions.states import SessionState
 from server.sessions.warnings import Warnings
@@ -40,10 +42,12 @@ class StoredSession:
             self.history = History.of(store.generation_scores(self.done))
             self.created = store.created
             #: The warnings the session showed while it ran, re-derived from its event log.
-            events = store.events()
-            self.warnings = Warnings.from_events(events)
+            logged = Logged.of(store.events())
+            self.warnings = logged.warnings
             #: The alarms it raised, acknowledged and cleared.
-            self.alarms = Alarms.replay(events)
+            self.alarms = logged.alarms
+            self.progress = logged.progress
+            self.notes = logged.notes
         finally:
             store.close()
         self.config = SessionConfig.model_validate(record["config"])
@@ -62,6 +66,10 @@ class StoredSession:
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),
             "pause_reason": None,
+            "progress": {
+                **self.progress.as_json(self.done, self._record["generations"]),
+                "eta_s": None,  # it runs no more
+            },
             "failure": None,
             "created": self.created,
             "data_file": str(self.path),
@@ -78,13 +86,16 @@ class EndedSession:
     history: History
     warnings: Warnings
     alarms: Alarms
+    progress: Progress
+    notes: list[dict[str, Any]]
     last_summary: dict[str, Any]
 
     @classmethod
     def of(cls, session: Session) -> EndedSession:
         return cls(
             session.id, session.state, session.config, session.history, session.warnings,
-            session.alarms, {**session.summary(), "current": None},
+            session.alarms, session.progress, session.notes,
+            {**session.summary(), "current": None},
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:

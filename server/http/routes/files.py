@@ -9,6 +9,8 @@ An image that is not stored answers 404 NotFound, like a session that does not e
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -102,6 +104,52 @@ async def montage_png(manager: Manager, session_id: SessionId) -> Response:
 
     name = f"{session_id}-montage-g{rows[0][0]}-g{rows[-1][0]}.png"
     return image_response(await asyncio.to_thread(draw), filename=name)
+
+
+@router.get(
+    "/scores.csv",
+    response_class=Response,
+    responses={**binary("text/csv"), **documented(404, 422)},
+)
+async def scores_csv(manager: Manager, session_id: SessionId) -> Response:
+    """Every scored image of the complete generations, one row each, evolved then reference
+    images per generation: ``generation, stimulus_id, kind, index, score`` (index: the row
+    among the generation's images, or the reference image's number; score: the mean over
+    its presentations, empty where none was answered)."""
+    rows = await manager.read(session_id, score_rows)
+
+    def text() -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["generation", "stimulus_id", "kind", "index", "score"])
+        writer.writerows(rows)
+        return out.getvalue()
+
+    return Response(
+        await asyncio.to_thread(text),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{session_id}-scores.csv"'},
+    )
+
+
+def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str]]:
+    """The rows of :func:`scores_csv`, from the file's generation and reference tables."""
+    out: list[tuple[int, str, str, int, str]] = []
+    done = store.generations_done()
+    gens = store.table("generations", columns=("index", "scores"))
+    refs = store.table("references", columns=("generation", "index", "score"))
+    empty = np.array([])
+
+    def score(value: float) -> str:
+        return "" if np.isnan(value) else repr(float(value))
+
+    for g in range(done):
+        evolved = gens.get("scores", empty)[gens.get("index", empty) == g]
+        out += [(g, f"g{g}-e{i}", "evolved", i, score(s)) for i, s in enumerate(evolved)]
+        mine = refs.get("generation", empty) == g
+        pairs = zip(refs.get("index", empty)[mine], refs.get("score", empty)[mine], strict=True)
+        out += [(g, f"g{g}-r{k}", "reference", int(i), score(s)) for k, (i, s) in enumerate(pairs)]
+    return out
 
 
 @router.get(

@@ -11,11 +11,19 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.http.deps import Manager, SessionId
 from server.http.errors import documented
-from server.http.schemas import SessionAlarm, SessionDetail, SessionList, SessionSummary
+from server.http.schemas import (
+    SessionAlarm,
+    SessionDetail,
+    SessionList,
+    SessionNote,
+    SessionSummary,
+)
 from server.sessions.config import SessionConfig
+from server.sessions.replay import MAX_NOTE
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -61,6 +69,7 @@ async def get_session(manager: Manager, session_id: SessionId) -> dict[str, Any]
         "history": session.history.as_json(),
         "warnings": list(session.warnings),
         "alarm_log": session.alarms.as_json(),
+        "notes": session.notes,
     }
 
 
@@ -90,6 +99,27 @@ async def archive_session(manager: Manager, session_id: SessionId) -> Response:
     return Response(status_code=204)
 
 
+class NewNote(BaseModel):
+    """An operator's note: free text, stored with the time and the generation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[str, Field(min_length=1, max_length=MAX_NOTE)]
+
+
+@router.post(
+    "/{session_id}/notes",
+    status_code=201,
+    response_model=SessionNote,
+    responses=documented(404, 409, 422),
+)
+async def add_note(manager: Manager, session_id: SessionId, body: NewNote) -> dict[str, Any]:
+    """Keep a timestamped note in a live session's file ("unit lost its isolation at
+    generation 40"); answered once it is on disk. An ended session takes none (409)."""
+    return await manager.get(session_id).add_note(body.text)
+
+
+# Declared after the routes above, which it would shadow.
 # Matches any POST /api/sessions/{id}/{word}: create_app includes the ingest router first,
 # so .../responses and .../presented reach their own routes.
 @router.post(

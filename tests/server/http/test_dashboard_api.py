@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -209,6 +211,12 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
             block = presenter.next_block(timeout_s=30)
             assert block.generation == generation
             blocks.append(block)
+            if generation == 0:  # an operator's note, stored with the time and generation
+                note = {"text": "unit well isolated"}
+                notes = f"/api/sessions/{session_id}/notes"
+                status, kept = server.api("POST", notes, note)
+                assert status == 201 and (kept["text"], kept["generation"]) == (note["text"], 0)
+                assert server.api("POST", notes, {"text": ""})[0] == 422
             if generation == 1:  # a warning for certain: counts after their generation closed
                 late = brightness_responses(blocks[0]).model_dump(mode="json")
                 late["responses"][0]["presentation_id"] = "late-1"
@@ -221,6 +229,9 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
             )
         live = server.wait_for(session_id, lambda s: s["state"] == "finished", 30)
         assert any("late" in w["message"] for w in live["warnings"]), live["warnings"]
+        assert live["progress"]["running_s"] > 0 and live["progress"]["s_per_generation"] > 0
+        ended = server.api("POST", f"/api/sessions/{session_id}/notes", {"text": "too late"})
+        assert ended[0] == 409  # an ended session's file is closed
         connection.close()
     # A file whose name is no session id cannot be opened, so it is not listed.
     (data / "run.1.h5").write_bytes((data / f"{session_id}.h5").read_bytes())
@@ -231,6 +242,16 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert past["id"] == session_id and past["name"] == "done yesterday"
         assert past["state"] == "finished"
         stored = server.session(session_id)
+        assert [n["text"] for n in stored["notes"]] == ["unit well isolated"]
+        assert 0 < stored["progress"]["running_s"] <= live["progress"]["running_s"] + 1
+        assert stored["progress"]["eta_s"] is None
+        status, table = server.api("GET", f"/api/sessions/{session_id}/scores.csv")
+        lines = table.decode().splitlines()
+        assert status == 200 and lines[0] == "generation,stimulus_id,kind,index,score"
+        with h5py.File(data / f"{session_id}.h5", "r") as f:
+            scores = f["generations/scores"][()]
+        assert [float(line.split(",")[4]) for line in lines[1:]] == scores.tolist()
+        assert lines[1].startswith("0,g0-e0,evolved,0,")
         assert stored["history"]["max"] == live["history"]["max"]
         assert stored["generations_done"] == 2 and stored["best_score"] == live["best_score"]
         assert [w["message"] for w in stored["warnings"]] == [
@@ -240,6 +261,9 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert status == 200 and png_size(montage) == (6 * 128, 128 + 14)
         status, best = server.api("GET", f"/api/sessions/{session_id}/best.png")
         assert status == 200 and png_size(best) == (32, 32)
+        with urllib.request.urlopen(f"{server.http}/api/sessions/{session_id}/best.png") as r:
+            named = r.headers["Content-Disposition"]
+        assert re.fullmatch(rf'inline; filename="{session_id}-g[01]-best.png"', named), named
         status, image = server.api("GET", f"/api/sessions/{session_id}/generations/1/images/3.png")
         assert status == 200 and png_size(image) == (32, 32)
         path = f"/api/sessions/{session_id}/generations/1/thumbnails/3.jpg"
