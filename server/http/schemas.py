@@ -131,6 +131,14 @@ class LoopLatency(Answer):
     median: float | None = None
 
 
+class ReferenceScore(Answer):
+    """A natural reference image's mean score, over ``showings`` generations."""
+
+    image: int
+    mean: float
+    showings: int
+
+
 class SessionHistory(Answer):
     """Per-generation numbers from generation ``start`` on (``History.as_json``); None
     where a generation had no valid score."""
@@ -141,6 +149,14 @@ class SessionHistory(Answer):
     reference_mean: list[float | None] = []
     #: The evolved images' scores in the last complete generation.
     last_scores: list[float | None] = []
+    #: Per generation: the position of its best image (None: none scored).
+    best_positions: list[int | None] = []
+    #: Per generation: mean count per recorded channel of the evolved (``channels``) and
+    #: the reference images (None: no response), every channel the recorder sent.
+    channels: list[list[float | None] | None] = []
+    reference_channels: list[list[float | None] | None] = []
+    #: Each reference image shown: its mean score over the generations that scored it.
+    references: list[ReferenceScore] = []
     loop_latency_s: LoopLatency = LoopLatency()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
 from protocol.messages import Presentation, Response
+from server.engine.statistics import channel_means
 
 
 @dataclass
@@ -174,6 +175,15 @@ class GenerationBook:
     @property
     def complete(self) -> bool:
         return not self.missing()
+
+    def channel_means(self, kind: str) -> np.ndarray | None:
+        """Mean count per recorded channel of the stimuli of ``kind`` (see
+        :func:`~server.engine.statistics.channel_means`); None if none was answered."""
+        slots = [s for s in self.slots.values() if s.kind == kind and s.responses]
+        if not slots:
+            return None
+        ids = [s.stimulus_id for s in slots for _ in s.responses]
+        return channel_means(ids, np.stack([r for s in slots for r in s.responses]))
 
     def scores(
         self, kind: str, channels: Sequence[int], weights: Sequence[float] | None = None

@@ -26,7 +26,7 @@ import numpy as np
 
 from protocol.errors import SessionStateError
 from server.engine.loop import Engine, GenerationResult, Proposal
-from server.engine.statistics import History, finite
+from server.engine.statistics import History, Scored, finite
 from server.sessions.alarms import Alarms
 from server.sessions.changes import Changes
 from server.sessions.config import SessionConfig
@@ -412,7 +412,10 @@ class Session(RigIntake):
         self._last_completed_at = rnd.completed_at
         self.progress.completed()
         self.done += 1
-        self.history.record(scores, ref_scores)
+        self.history.add(
+            Scored(scores, ref_scores, rnd.references, rnd.book.channel_means("evolved"),
+                   rnd.book.channel_means("reference"))
+        )  # fmt: skip
         self.changes.bump()
         return proposal
 

@@ -43,6 +43,7 @@ import numpy as np
 from protocol.errors import ConfigError, NotFound
 from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
+from server.engine.statistics import Scored, channel_means
 from server.storage.journal import Journal
 from server.storage.records import Event, ResumePoint, SessionFileError, StoredRound
 from server.storage.recovery import (
@@ -332,13 +333,35 @@ class SessionFile:
         counts = responses.get("counts")
         return ResumePoint(done, seen, None if counts is None else int(counts.shape[1]))
 
-    def generation_scores(self, done: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Evolved and reference scores of each of the first ``done`` generations."""
+    def generation_scores(self, done: int) -> list[Scored]:
+        """The first ``done`` generations: evolved and reference scores, which reference
+        image each is, and the mean count per channel of the responses that were scored
+        (those of aborted presentations are not)."""
+        empty = np.array([])
         gens = self.table("generations", columns=("index", "scores"))
-        index, scores = gens.get("index", np.array([])), gens.get("scores", np.array([]))
-        refs = self.table("references", columns=("generation", "score"))
-        ref_gen, ref_score = refs.get("generation", np.array([])), refs.get("score", np.array([]))
-        return [(scores[index == g], ref_score[ref_gen == g]) for g in range(done)]
+        index, scores = gens.get("index", empty), gens.get("scores", empty)
+        refs = self.table("references", columns=("generation", "index", "score"))
+        ref_gen, ref_score = refs.get("generation", empty), refs.get("score", empty)
+        ref_image = refs.get("index", empty)
+        answers = self.table("responses", columns=("generation", "presentation_id", "stimulus_id",
+                                                   "counts"))  # fmt: skip
+        shown = self.table("presentations", columns=("presentation_id", "outcome"))
+        aborted = {p for p, o in rows(shown, "presentation_id", "outcome") if o == "aborted"}
+        scored = np.array([p not in aborted for p in answers.get("presentation_id", [])], bool)
+        stimulus = np.asarray(answers.get("stimulus_id", []), dtype=str)
+        evolved = np.char.find(stimulus, "-e") >= 0
+
+        def channels(g: int, kind: np.ndarray) -> np.ndarray | None:
+            mine = scored & kind & (answers.get("generation", empty) == g)
+            return (
+                channel_means(list(stimulus[mine]), answers["counts"][mine]) if mine.any() else None
+            )
+
+        return [
+            Scored(scores[index == g], ref_score[ref_gen == g], ref_image[ref_gen == g].astype(int),
+                   channels(g, evolved), channels(g, ~evolved))
+            for g in range(done)
+        ]  # fmt: skip
 
     def timings(self) -> dict[str, np.ndarray]:
         """Seconds per complete generation of each timed step (ask_s, generate_s, ...)."""

@@ -85,6 +85,24 @@ async def thumbnail(
     return await respond(found, size, "jpeg", cache=True)
 
 
+@router.get("/references/{image}.jpg", response_class=Response, responses=THUMBNAIL)
+async def reference_thumbnail(
+    manager: Manager,
+    session_id: SessionId,
+    image: int,
+    size: Annotated[int, Query(ge=16, le=1024, description="side in px")] = 112,
+) -> Response:
+    """A small JPEG of the session's natural reference image number ``image``."""
+
+    def read(store: SessionFile) -> np.ndarray:
+        references = store.references()
+        if references is None or not 0 <= image < len(references):
+            raise NotFound(f"session {session_id} has no reference image {image}")
+        return references[image]
+
+    return await respond(await manager.read(session_id, read), size, "jpeg", cache=True)
+
+
 @router.get("/best.png", response_class=Response, responses=IMAGE)
 async def best(manager: Manager, session_id: SessionId) -> Response:
     """The best-scored image so far (changes as the session runs: not cached), named

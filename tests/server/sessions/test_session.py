@@ -25,6 +25,7 @@ from protocol.errors import (
 )
 from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
 from server.sessions import rounds
+from server.sessions.stored import StoredSession
 from tests.server.sessions.doubles import (
     FakeTransport,
     answer,
@@ -365,3 +366,49 @@ def test_stopped_session_refuses_counts_and_ignores_lost_clients(tmp_path):
                 await session.ingest_responses(responses_for(block, channels=2), "t", "r")
 
     run(main())
+
+
+def test_channel_means_and_reference_scores_read_the_same_from_the_file(tmp_path):
+    """What the page plots per recorded channel and per reference image, live and from the
+    stored file: every channel the recorder sends is kept, aborted trials count for nothing."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(references_per_generation=2, generations=2))
+            await session.start()
+            for g in range(2):
+                message = await transport.next(g)
+                session.on_ack(GenerationAck(generation=g, block=0), "c1")
+                first = message.content.stimuli[0].stimulus_id
+                aborted = Presented(
+                    generation=g,
+                    presentations=[
+                        Presentation(
+                            presentation_id="bad", stimulus_id=first, onset=0.0, outcome="aborted"
+                        )
+                    ],
+                )
+                await session.ingest_presented(aborted, "test", "rig")
+                stray = Response(presentation_id="bad", stimulus_id=first, counts=[999.0] * 3)
+                await session.ingest_responses(Responses(generation=g, responses=[stray]),
+                                               "test", "rig")  # fmt: skip
+                await answer(session, message, channels=3)
+            await wait_state(session, "finished")
+            return session.store.path, session.history
+
+    path, live = run(main())
+    stored = StoredSession(path).history
+    assert len(live.channel_means) == 2 and len(live.channel_means[0]) == 3
+    assert max(live.channel_means[0]) < 999  # the aborted trial's counts are not in it
+    np.testing.assert_allclose(stored.channel_means, live.channel_means)
+    np.testing.assert_allclose(stored.reference_channel_means, live.reference_channel_means)
+    assert stored.references() == live.references()
+    assert [(r["image"], r["showings"]) for r in live.references()] == [
+        (0, 1),
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
+    assert stored.best_positions == live.best_positions
+    assert live.as_json()["channels"] == live.channel_means
