@@ -47,9 +47,9 @@ async def stream(
 
 class View:
     """What one dashboard connection is sent, remembering what it already has, so each push
-    carries only new generations and new warnings. Duck-typed over the manager and session
+    carries only new generations, warnings and notes. Duck-typed over the manager and session
     (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``, ``alarms``,
-    ``config``) to stay import-free. The watched session is looked up on every push, by id:
+    ``notes``, ``config``) to stay import-free. The watched session is looked up on every push, by id:
     once it ends, the manager lets go of it and the view shows what is left of it."""
 
     def __init__(
@@ -63,6 +63,7 @@ class View:
         self.session_id = session_id
         self._generations_sent = 0
         self._warnings_sent = 0
+        self._notes_sent = 0
 
     def snapshot(self, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -75,17 +76,19 @@ class View:
             return out
         session = self.manager.watched(self.session_id)
         if full:
-            self._generations_sent = self._warnings_sent = 0
+            self._generations_sent = self._warnings_sent = self._notes_sent = 0
         history = session.history
         detail = {
             "summary": session.summary(),
             "history": history.as_json(self._generations_sent),
             "warnings": session.warnings.since(self._warnings_sent),
             "alarm_log": session.alarms.as_json(),  # a few at most: sent whole
+            "notes": session.notes[self._notes_sent :],
         }
         if full:
             detail["config"] = session.config.model_dump(mode="json")
         self._generations_sent = len(history.maxima)
         self._warnings_sent = session.warnings.count
+        self._notes_sent = len(session.notes)
         out["session"] = detail
         return out

@@ -106,6 +106,7 @@ def test_view_sends_each_warning_and_generation_once():
         history=history,
         warnings=warnings,
         alarms=alarms,
+        notes=[],
         config=SimpleNamespace(model_dump=lambda mode: {"name": "x"}),
         summary=lambda: {"id": "s"},
     )

@@ -76,6 +76,27 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
             )
             page.screenshot(path=SCREENSHOTS / "dashboard-live.png")
 
+            # At a glance: time, rate, the best reference beside the best image, the
+            # references' own scores, each generation's best, a readout under the pointer.
+            assert re.fullmatch(
+                r"\d+:\d\d · (\d+:\d\d left|left: –)", page.inner_text("#stat-time")
+            ), page.inner_text("#stat-time")
+            assert re.match(r"\d+\.\d\d \(image \d+, \d+×\)", page.inner_text("#stat-reference"))
+            assert page.locator("#references img").count() >= 2
+            assert page.locator("#best-strip img").count() >= 2
+            box = page.locator("#curve").bounding_box()
+            page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+            expect(page.locator("#curve-readout")).to_contain_text("generation ")
+            assert "best reference image" in page.inner_text("#legend")
+            page.get_by_label("Show").select_option("0")  # one recorded channel's counts
+            expect(page.locator("#legend")).to_contain_text("channel 0, evolved (mean)")
+            assert page.locator("#curve path.mean").count() == 1
+            page.get_by_label("Show").select_option("score")
+            page.get_by_label("New note").fill("electrode moved 50 um")
+            page.get_by_role("button", name="Add note").click()
+            page.locator("#notes").get_by_text("electrode moved 50 um").wait_for()
+            assert page.get_by_role("link", name="Scores (CSV)").is_visible()
+
             # Pause: after the generation in flight, nothing more is proposed.
             page.get_by_role("button", name="Pause after this generation").click()
             wait_state(page, "paused")

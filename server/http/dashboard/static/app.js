@@ -2,9 +2,9 @@
 // It reads the REST API and listens to the server-sent-event stream /api/live, which pushes
 // the session list, the rig clients and (for the open session) its progress on every change.
 import { AlarmBoard } from "./alarms.js";
+import { drawCurve, fmt, followPointer } from "./curve.js";
 
 const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 const THUMB_PX = 112;
 // At most one new grid of thumbnails this often: a fast in-silico run finishes a generation
 // every second or two, and drawing each would cost the loop CPU for no one's benefit.
@@ -16,7 +16,13 @@ const state = {
   past: [],           // session files of earlier runs
   openId: null,       // session shown in the session panel
   live: false,        // whether the open session is held by this run (else: a past file)
-  history: { max: [], mean: [], reference_mean: [] },
+  history: emptyHistory(),
+  references: [],     // each reference image's mean score (whole list on every push)
+  notes: [],
+  config: null,       // the open session's settings
+  curvePick: "score", // what the curve showed when last drawn
+  channelsListed: -1, // channels in the picker
+  bestStrip: "",      // the best-of-generation strip as drawn
   lastScores: [],
   warnings: [],
   source: null,       // the EventSource
@@ -42,6 +48,10 @@ const PAUSE_WORDS = {
   responses_refused: "refused responses",
 };
 
+function emptyHistory() {
+  return { max: [], mean: [], reference_mean: [], channels: [], reference_channels: [], best_positions: [] };
+}
+
 // -- small helpers --------------------------------------------------------------------------
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -54,8 +64,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function fmt(value, digits = 2) {
-  return value === null || value === undefined || Number.isNaN(value) ? "–" : Number(value).toFixed(digits);
+// Seconds as h:mm:ss (or m:ss).
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.round(seconds);
+  const [h, m, r] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const two = (v) => String(v).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(r)}` : `${m}:${two(r)}`;
 }
 
 async function api(path, options = {}) {
@@ -128,13 +143,18 @@ function applyDetail(detail, full) {
   if (full) {
     state.warnings = [];
   }
-  for (const key of ["max", "mean", "reference_mean"]) {
-    state.history[key] = state.history[key].slice(0, h.start).concat(h[key]);
+  for (const key of Object.keys(state.history)) {
+    state.history[key] = state.history[key].slice(0, h.start).concat(h[key] || []);
   }
+  state.references = h.references || [];
+  if (detail.config) state.config = detail.config;
+  if (full) state.notes = [];
+  state.notes = state.notes.concat(detail.notes || []);
   state.lastScores = h.last_scores;
   state.warnings = detail.warnings.slice().reverse().concat(state.warnings).slice(0, 100);
   renderSession(detail.summary, h.loop_latency_s);
   renderAlarmLog(detail.alarm_log || []);
+  renderNotes();
 }
 
 // Staleness, once a second: the server pushes at least that often, so a longer silence means
@@ -321,7 +341,14 @@ function focusFirstError() {
 // -- one session ----------------------------------------------------------------------------
 async function openSession(id) {
   state.openId = id;
-  state.history = { max: [], mean: [], reference_mean: [] };
+  state.history = emptyHistory();
+  state.references = [];
+  state.notes = [];
+  state.config = null;
+  state.channelsListed = -1;
+  state.bestStrip = "";
+  state.referencesShown = "";
+  $("channel").value = "score";
   state.lastScores = [];
   state.warnings = [];
   state.shownGeneration = state.curveDrawn = state.warningsShown = -1;
@@ -346,7 +373,7 @@ async function openSession(id) {
     try {
       const detail = await api(`/api/sessions/${encodeURIComponent(id)}`);
       applyDetail({ summary: detail, history: detail.history, warnings: detail.warnings,
-        alarm_log: detail.alarm_log }, true);
+        alarm_log: detail.alarm_log, notes: detail.notes, config: detail.config }, true);
     } catch (error) {
       $("failure").textContent = error.message;
       $("failure").hidden = false;
@@ -387,7 +414,9 @@ function renderSession(s, latency) {
   $("download-data").href = `${base}/data`;
   $("download-best").href = `${base}/best.png`;
   $("download-montage").href = `${base}/montage.png`;
-  for (const id of ["download-best", "download-montage"]) $(id).hidden = s.best_score === null;
+  $("download-scores").href = `${base}/scores.csv`;
+  for (const id of ["download-best", "download-montage", "download-scores"]) $(id).hidden = s.best_score === null;
+  $("note-form").hidden = !state.live;
 
   // Generations are numbered from 0, as in the files, the montage, the logs and the API.
   const c = s.current;
@@ -395,12 +424,20 @@ function renderSession(s, latency) {
   $("stat-presented").textContent = c ? `${c.presented} / ${c.responses} of ${c.responses_wanted}` : "–";
   $("stat-block").textContent = c ? `${c.block}${c.acknowledged ? ", acknowledged" : ", not acknowledged"}${c.missing ? ` · ${c.missing} missing` : ""}` : "–";
   $("stat-best").textContent = fmt(s.best_score);
+  const best = bestReference();
+  $("stat-reference").textContent = best ? `${fmt(best.mean)} (image ${best.image}, ${best.showings}×)` : "–";
+  const p = s.progress || {};
+  $("stat-time").textContent = `${duration(p.running_s)} · ${p.eta_s === null || p.eta_s === undefined ? "left: –" : `${duration(p.eta_s)} left`}`;
+  $("stat-rate").textContent = p.s_per_generation ? `${fmt(p.responses_per_s, 1)} · ${fmt(p.s_per_generation, 1)} s/gen` : fmt(p.responses_per_s, 1);
   $("stat-latency").textContent = latency && latency.last !== null
     ? `${fmt(latency.last * 1000, 0)} ms (median ${fmt(latency.median * 1000, 0)})` : "–";
   $("stat-warnings").textContent = String(state.warnings.length);
 
   // Redrawn only when they change: pushes come several times a second while a rig answers.
-  if (state.history.max.length !== state.curveDrawn) drawCurve();
+  renderChannelPicker(state.config);
+  if (state.history.max.length !== state.curveDrawn || $("channel").value !== state.curvePick) redrawCurve();
+  renderReferences(s);
+  renderBestStrip(s);
   if ((state.warnings[0]?.seq ?? 0) !== state.warningsShown) renderWarnings();
   if (s.generations_done - 1 !== state.shownGeneration) renderImages(s);
   $("best").hidden = s.best_score === null;  // no image yet: no broken-image icon either
@@ -482,6 +519,61 @@ function renderImages(s) {
   }));
 }
 
+// The natural reference images, best mean first: what the evolved images must beat.
+function renderReferences(s) {
+  const key = JSON.stringify(state.references);
+  if (key === state.referencesShown) return;
+  state.referencesShown = key;
+  const base = `/api/sessions/${encodeURIComponent(s.id)}/references`;
+  const sorted = [...state.references].sort((a, b) => b.mean - a.mean);
+  $("references").replaceChildren(...sorted.map((r) => el("figure", {},
+    el("img", { src: `${base}/${r.image}.jpg?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
+      alt: `reference image ${r.image}, mean score ${fmt(r.mean)}`, loading: "lazy" }),
+    el("figcaption", { text: `${fmt(r.mean, 1)} (${r.showings}×)` }))));
+  $("references-box").hidden = !sorted.length;
+}
+
+// The best image of each of the last generations: how the evolved images change.
+const STRIP = 12;
+function renderBestStrip(s) {
+  const positions = state.history.best_positions;
+  const first = Math.max(0, positions.length - STRIP);
+  const key = `${s.id}:${positions.length}`;
+  if (key === state.bestStrip) return;
+  state.bestStrip = key;
+  const base = `/api/sessions/${encodeURIComponent(s.id)}/generations`;
+  const items = [];
+  for (let g = first; g < positions.length; g += 1) {
+    if (positions[g] === null) continue;
+    items.push(el("figure", {},
+      el("img", { src: `${base}/${g}/thumbnails/${positions[g]}.jpg?size=80`, width: 80, height: 80,
+        alt: `best image of generation ${g}, score ${fmt(state.history.max[g])}` }),
+      el("figcaption", { text: `${g}: ${fmt(state.history.max[g], 1)}` })));
+  }
+  $("best-strip").replaceChildren(...items);
+  $("best-strip-box").hidden = !items.length;
+}
+
+function renderNotes() {
+  const list = $("notes");
+  list.replaceChildren(...state.notes.map((n) => el("li", {},
+    el("time", { text: new Date(n.time * 1000).toLocaleString() }), ` gen ${n.generation}: ${n.text}`)));
+  if (!state.notes.length) list.append(el("li", { class: "empty", text: "None." }));
+}
+
+async function addNote(event) {
+  event.preventDefault();
+  const text = $("note-text").value.trim();
+  $("note-error").textContent = "";
+  if (!text) return;
+  try {
+    await api(`/api/sessions/${encodeURIComponent(state.openId)}/notes`, { method: "POST", body: JSON.stringify({ text }) });
+    $("note-text").value = "";  // the stream brings it into the list
+  } catch (error) {
+    $("note-error").textContent = error.message;
+  }
+}
+
 function renderWarnings() {
   state.warningsShown = state.warnings[0]?.seq ?? 0;
   const list = $("warnings");
@@ -505,50 +597,53 @@ function renderAlarmLog(log) {
   if (!log.length) $("alarm-log").append(el("li", { class: "empty", text: "None." }));
 }
 
-function drawCurve() {
-  const svg = $("curve");
-  const { max, mean, reference_mean: ref } = state.history;
-  // Drawn in the element's own pixels, so text keeps its size at any width.
-  const W = Math.max(320, Math.round(svg.clientWidth)) || 640;
-  const H = Math.max(200, Math.round(svg.clientHeight)) || 280;
-  const L = 48, R = 12, T = 12, B = 36;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const values = [...max, ...mean, ...ref].filter((v) => v !== null);
-  const title = el("title", { id: "curve-summary" });
-  svg.replaceChildren(title);
-  const n = max.length;
-  state.curveDrawn = n;
-  if (!n || !values.length) {
-    title.textContent = "No generation scored yet.";
-    return;
+// The curve shows the score (generation max and mean, the references' mean, the best
+// reference image's mean across the run), or one recorded channel's mean count.
+function redrawCurve() {
+  const h = state.history;
+  const pick = $("channel").value || "score";
+  let series;
+  const marks = [];
+  if (pick === "score") {
+    series = [
+      { name: "generation max", cls: "max", values: h.max },
+      { name: "generation mean", cls: "mean", values: h.mean },
+      { name: "references (mean)", cls: "ref", values: h.reference_mean },
+    ];
+    const best = bestReference();
+    if (best) marks.push({ name: `best reference image (${best.image}, mean of ${best.showings})`, cls: "bestref", value: best.mean });
+  } else {
+    const c = Number(pick);
+    const at = (rows) => rows.map((row) => (row ? row[c] ?? null : null));
+    series = [
+      { name: `channel ${c}, evolved (mean)`, cls: "mean", values: at(h.channels) },
+      { name: `channel ${c}, references (mean)`, cls: "ref", values: at(h.reference_channels) },
+    ];
   }
-  let lo = Math.min(...values), hi = Math.max(...values);
-  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-  const x = (i) => L + (n === 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (n - 1));
-  const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
-  const add = (tag, attrs) => { const node = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v); svg.append(node); return node; };
-  for (let k = 0; k <= 4; k += 1) {
-    const v = lo + ((hi - lo) * k) / 4;
-    add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" });
-    add("text", { x: L - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }).textContent = fmt(v, 1);
-  }
-  const every = Math.max(1, Math.ceil(n / 8));
-  for (let i = 0; i < n; i += every) {
-    add("text", { x: x(i), y: H - B + 16, class: "tick", "text-anchor": "middle" }).textContent = String(i);
-  }
-  add("text", { x: (L + W - R) / 2, y: H - 4, class: "axis", "text-anchor": "middle" }).textContent = "generation";
-  const line = (series, cls) => {
-    let d = "";
-    series.forEach((v, i) => { if (v !== null) d += `${d && series[i - 1] !== null ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`; });
-    if (d) add("path", { d, class: `line ${cls}` });
-    if (n === 1 && series[0] !== null) add("circle", { cx: x(0), cy: y(series[0]), r: 3, class: `dot ${cls}` });
-  };
-  line(ref, "ref");
-  line(mean, "mean");
-  line(max, "max");
-  const last = (s) => fmt(s[s.length - 1], 1);
-  title.textContent = `${n} generations scored. Last generation: max ${last(max)}, mean ${last(mean)}, reference mean ${last(ref)}.`;
-  svg.dataset.generations = String(n);
+  drawCurve($("curve"), series, marks);
+  $("legend").replaceChildren(...[...series, ...marks].map((s) =>
+    el("li", {}, el("span", { class: `swatch ${s.cls}` }), s.name)));
+  state.curveDrawn = h.max.length;
+  state.curvePick = pick;
+}
+
+function bestReference() {
+  return state.references.reduce((best, r) => (!best || r.mean > best.mean ? r : best), null);
+}
+
+// The channel picker lists every channel the recorder sent (their count can grow).
+function renderChannelPicker(config) {
+  const recorded = Math.max(0, ...state.history.channels.map((row) => (row ? row.length : 0)));
+  if (recorded === state.channelsListed) return;
+  state.channelsListed = recorded;
+  const picker = $("channel");
+  const kept = picker.value || "score";
+  const scored = new Set(config?.channels || []);
+  picker.replaceChildren(el("option", { value: "score", text: `score (channels ${[...scored].join(", ") || "–"})` }),
+    ...Array.from({ length: recorded }, (_, c) => el("option", { value: String(c),
+      text: `channel ${c}${scored.has(c) ? " (scored)" : ""}` })));
+  picker.value = [...picker.options].some((o) => o.value === kept) ? kept : "score";
+  $("channel-field").hidden = recorded === 0;
 }
 
 async function control(action) {
@@ -606,7 +701,10 @@ async function main() {
     if ($("stop-dialog").returnValue === "stop") control("stop");
   });
   window.addEventListener("hashchange", route);
-  window.addEventListener("resize", drawCurve);
+  window.addEventListener("resize", redrawCurve);
+  $("channel").addEventListener("change", redrawCurve);
+  followPointer($("curve"), $("curve-readout"));
+  $("note-form").addEventListener("submit", addNote);
   try {
     await Promise.all([loadOptions(), loadPast(), refreshSessions()]);
   } catch (error) {
