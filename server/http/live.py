@@ -47,10 +47,11 @@ async def stream(
 
 class View:
     """What one dashboard connection is sent, remembering what it already has, so each push
-    carries only new generations, warnings and notes. Duck-typed over the manager and session
-    (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``, ``alarms``,
-    ``notes``, ``config``) to stay import-free. The watched session is looked up on every push, by id:
-    once it ends, the manager lets go of it and the view shows what is left of it."""
+    carries only new generations, warnings and notes. Duck-typed over the manager and
+    session (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``,
+    ``alarms``, ``notes``, ``config``) to stay import-free. The watched session is looked
+    up on every push, by id: once it ends, the manager lets go of it and the view shows
+    what is left of it."""
 
     def __init__(
         self,

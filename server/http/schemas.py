@@ -234,6 +234,8 @@ class OptimizerOption(Answer):
     name: str
     description: str
     default: bool
+    #: Images per generation of its preset, per generator.
+    population: dict[str, int] = {}
 
 
 class Options(Answer):

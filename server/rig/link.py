@@ -40,6 +40,8 @@ class Client:
     follows: bool = False
     #: The minor protocol version it speaks (``hello.protocol`` 1.1: 1).
     minor: int = 0
+    #: Channels a recorder sent in its last ``responses`` (None: none sent yet).
+    channels: int | None = None
 
 
 class RigLink:
@@ -110,7 +112,8 @@ class RigLink:
             del self.clients[known.identity]
             if known.identity != identity:  # whatever else held this socket is gone
                 self.drop(identity, "registered again")
-            client = Client(known.client_id, identity, hello.name, hello.roles, now, now)
+            client = Client(known.client_id, identity, hello.name, hello.roles, now, now,
+                        channels=known.channels)  # fmt: skip
             log.info("client %s (%s) reconnected", client.client_id, hello.name)
         else:
             self.drop(identity, "registered again")
@@ -143,6 +146,7 @@ class RigLink:
                 "name": c.name,
                 "roles": [role.value for role in c.roles],
                 "heard_s_ago": round(now - c.last_heard, 2),
+                "channels": c.channels,
             }
             for c in self.clients.values()
         ]
@@ -180,6 +184,11 @@ class RigLink:
 
     def presenters(self) -> list[str]:
         return sorted({c.name for c in self.clients.values() if Role.presenter in c.roles})
+
+    def recorded_channels(self, rig: str | None) -> int | None:
+        known = [c.channels for c in self.clients.values()
+                 if c.channels is not None and rig in (None, c.name)]  # fmt: skip
+        return min(known) if known else None
 
     def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
         """Send a generation block to the session's presenter (the newest of that name); its

@@ -174,6 +174,7 @@ class RigServer:
                 message, PresentedAck(accepted=new, duplicates=len(content.presentations) - new)
             )
         assert isinstance(content, Responses)
+        client.channels = len(content.responses[0].counts)  # what the form checks against
         ack = await sessions.ingest_responses(message.session, content, "zmq", client.name)
         return reply(message, ack)
 

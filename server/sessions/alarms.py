@@ -41,8 +41,8 @@ TEXTS: dict[str, tuple[Severity, str, str]] = {
     "responses_refused": (
         "critical",
         "The server refused {count} response message(s) from {client}: {reason}",
-        "Fix the recorder (e.g. its channel count) or the session's channels, then resume: "
-        "refused counts are not stored. {then}",
+        "Fix the recorder (e.g. its channel count) or the session's channels: refused "
+        "counts are not stored. {then}",
     ),
     "client_lost": (
         "warning",

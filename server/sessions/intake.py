@@ -111,7 +111,7 @@ class RigIntake(Safety):
         try:
             ack = await self._take_responses(msg, source, client)
         except (ChannelMismatch, UnknownStimulus) as exc:
-            await self._refused(exc, client, msg.generation)
+            await self._refused(exc, source, client, msg.generation)
             raise
         self._clear("responses_refused")
         return ack

@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from protocol.errors import SessionLimit, SessionStateError, UnknownSession, XDreamError
+from protocol.errors import (
+    ConfigError,
+    SessionLimit,
+    SessionStateError,
+    UnknownSession,
+    XDreamError,
+)
 from protocol.messages import Presented, Responses, ResponsesAck
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
@@ -211,7 +217,17 @@ class SessionManager:
         return found
 
     async def create(self, config: SessionConfig) -> Session:
-        """Build and store a new session (state ``created``); nothing is written on error."""
+        """Build and store a new session (state ``created``); nothing is written on error.
+        Channels beyond what the rig's recorder sends now are refused here rather than
+        in every response later."""
+        recorded = self.transport.recorded_channels(config.rig)
+        if recorded is not None and max(config.channels) >= recorded:
+            rig = f"rig {config.rig}" if config.rig else "the connected recorder"
+            raise ConfigError(
+                f"{rig} records {recorded} channels (0 to {recorded - 1}); "
+                f"channel {max(config.channels)} is not one of them",
+                field="channels",
+            )
         if len(self.sessions) + self._creating >= self.max_sessions:
             raise SessionLimit(
                 f"the server holds {len(self.sessions)} live sessions, as many as it may "

@@ -29,6 +29,9 @@ MIN_STALL_S = 10.0
 STALL_FACTOR = 2.0
 #: A generation with more than this fraction of its evolved images unanswered is held.
 MOSTLY_MISSING = 0.5
+#: Refused response messages in a row (none taken between them) that pause a session at
+#: once; fewer pause it when the block on the rig is over, instead of showing it again.
+REFUSED_TO_PAUSE = 3
 #: A block that no presenter took for this long raises the no-presenter alarm (an HTTP
 #: presenter's poll takes it a moment after it is made).
 NO_PRESENTER_S = 5.0
@@ -128,7 +131,19 @@ class Safety:
             quiet_s=now - rnd.last_activity, limit_s=stall_limit(self.config, rnd),
             block=rnd.block, stimuli=len(rnd.book.missing()),
         )  # fmt: skip
-        await self._auto_pause("stall")
+        await self._auto_pause(self._refusing() or "stall")
+
+    def _refusing(self) -> str | None:
+        """ "responses_refused" while the rig's counts are being refused (none taken since)."""
+        return "responses_refused" if self.alarms.active_for("responses_refused") else None
+
+    async def _held_for_refusals(self) -> bool:
+        """At the end of a block whose counts were refused: pause instead of showing it
+        again (auto-pause); whether the generation is held."""
+        if self._refusing() is None:
+            return False
+        await self._auto_pause("responses_refused")
+        return self._hold
 
     def _rig_heard(self) -> None:
         """A message from the rig for the generation in flight: no stall, and a presenter."""
@@ -152,13 +167,20 @@ class Safety:
         await self._auto_pause("nan_generation")
         return self._hold
 
-    async def _refused(self, exc: XDreamError, client: str, generation: int) -> None:
-        """The server refused a recorder's responses (they are not stored)."""
+    async def _refused(self, exc: XDreamError, source: str, client: str, generation: int) -> None:
+        """The server refused a recorder's responses (they are not stored). Counts posted
+        over HTTP name the session in their address; over ZeroMQ, a recorder of another
+        rig is that rig's trouble, not this session's (it is told, in its error reply)."""
+        if source != "http" and self.config.rig not in (None, client):
+            return
         current = self.alarms.active_for("responses_refused")
         count = 1 if current is None else current.count + 1
+        then = ("The session pauses when the block on the rig is over, instead of showing it "
+                "again." if self.config.auto_pause else NOT_PAUSED)  # fmt: skip
         self._alarm("responses_refused", "responses_refused", generation, count=count,
-                    client=client, reason=f"{exc.code}: {exc}")  # fmt: skip
-        await self._auto_pause("responses_refused")
+                    client=client, reason=f"{exc.code}: {exc}", then=then)  # fmt: skip
+        if count >= REFUSED_TO_PAUSE:
+            await self._auto_pause("responses_refused")
 
     def on_client_lost(self, client_id: str, name: str = "", roles: str = "") -> None:
         """Rig client ``client_id`` (named ``name``) is gone."""

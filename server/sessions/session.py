@@ -343,7 +343,13 @@ class Session(RigIntake):
                     if repeat and rnd.presenter is not None:
                         rnd.resends += 1
                     self._check_presenter(rnd, now)
-            elif rnd.block_over() or now - rnd.last_activity >= timeout:
+            elif (
+                rnd.block_over()
+                or (rnd.block_shown() and self._refusing())  # shown, its counts refused
+                or now - rnd.last_activity >= timeout
+            ):
+                if await self._held_for_refusals():
+                    continue
                 if rnd.represented < self.config.max_represent:
                     rnd.represented += 1
                     reason = "aborted or unanswered" if rnd.block_over() else "timeout"

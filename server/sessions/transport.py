@@ -18,6 +18,10 @@ class Transport(Protocol):
     def presenters(self) -> list[str]:
         """The names of the presenters connected now (for an operator looking for one)."""
 
+    def recorded_channels(self, rig: str | None) -> int | None:
+        """How many channels the recorders of rig ``rig`` (None: of any rig) sent last,
+        the fewest if they differ; None if none has sent counts yet."""
+
     def tell_recorders(self, rig: str | None, message: Message) -> None:
         """Send ``message`` (new presentations) to the recorders of rig ``rig`` (None: of
         any rig) that asked for them; best effort, nothing waits for them."""

@@ -63,9 +63,25 @@ def make_optimizer(
         if generations is not None:
             settings["horizon"] = generations
         elif budget is not None:
-            population = int(settings.get("population", fields["population"]))
+            population = preset_population(name, generator, **overrides)
             settings["horizon"] = max(1, budget // max(population, 1))
     return cls(dim, seed, **settings)
 
 
-__all__ = ["DEFAULT_OPTIMIZER", "OPTIMIZERS", "PRESETS", "Optimizer", "Settings", "make_optimizer"]
+def preset_population(name: str, generator: str | None, **overrides: Any) -> int:
+    """Images per generation of optimizer ``name`` for ``generator``: the preset's, or the
+    optimizer's default (``overrides`` as :func:`make_optimizer` takes them)."""
+    fields = {f.name: f.default for f in dataclasses.fields(OPTIMIZERS.get(name).settings_class)}
+    preset = PRESETS.get(name, {}).get(generator or "", {})
+    return int(overrides.get("population", preset.get("population", fields["population"])))
+
+
+__all__ = [
+    "DEFAULT_OPTIMIZER",
+    "OPTIMIZERS",
+    "PRESETS",
+    "Optimizer",
+    "Settings",
+    "make_optimizer",
+    "preset_population",
+]

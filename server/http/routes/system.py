@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from server.engine.generators import available_generators, default_generator
-from server.engine.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
+from server.engine.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS, preset_population
 from server.http.deps import Manager
 from server.http.schemas import Health, Options
 from server.sessions.config import SessionConfig
@@ -32,16 +32,21 @@ def _options() -> dict[str, Any]:
     """What the new-session form offers: generators (and whether their weights are
     installed), optimizers with what each is, and the defaults of every setting."""
     default = default_generator()
+    generators = available_generators()
     return {
         "generators": [
             {"name": name, "available": ok, "default": name == default}
-            for name, ok in available_generators().items()
+            for name, ok in generators.items()
         ],
         "optimizers": [
             {
                 "name": name,
                 "description": (OPTIMIZERS.get(name).__doc__ or "").strip().splitlines()[0],
                 "default": name == DEFAULT_OPTIMIZER,
+                # Images per generation with each generator, for the form's time estimate.
+                "population": {
+                    generator: preset_population(name, generator) for generator in generators
+                },
             }
             for name in OPTIMIZERS.names()
         ],

@@ -47,11 +47,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    """A server, a session with generation 0 complete, and the rig that answered it."""
+    """A server, a session with generation 0 complete, and the rig that answered it. The
+    bad counts these tests send would auto-pause it (tests/server/sessions/test_alarms.py):
+    here it must go on, to show that they changed nothing."""
     server = Server(tmp_path_factory.mktemp("bad") / "data")
     session_id = create_session(
         server, generator="pixel", image_size=32, population=4, generations=5,
-        response_timeout_s=600,
+        response_timeout_s=600, auto_pause=False,
     )  # fmt: skip
     connection = Connection(server.zmq, [Role.presenter, Role.recorder], "rig")
     connection.connect(timeout_s=20)

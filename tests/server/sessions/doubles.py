@@ -24,6 +24,8 @@ class FakeTransport:
         #: What recorders following the rig were told: (rig, message).
         self.told: list[tuple[str | None, Message]] = []
         self.connected = True
+        #: What recorded_channels() answers.
+        self.channels: int | None = None
         self.arrived = asyncio.Event()
 
     def deliver(self, session_id: str, rig: str | None, message: Message) -> str | None:
@@ -35,6 +37,9 @@ class FakeTransport:
 
     def presenters(self) -> list[str]:
         return ["rig"] if self.connected else []
+
+    def recorded_channels(self, rig: str | None) -> int | None:
+        return self.channels
 
     def tell_recorders(self, rig: str | None, message: Message) -> None:
         self.told.append((rig, message))

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from protocol.errors import ChannelMismatch, NotFound
+from protocol.errors import ChannelMismatch, ConfigError, NotFound
 from protocol.messages import GenerationAck, Presentation, Presented
 from server.sessions import rounds, safety
 from server.sessions.alarms import Alarms
@@ -184,15 +184,19 @@ def test_refused_responses_alarm_with_their_reason_and_pause_after_the_block(tmp
     async def main():
         transport = FakeTransport()
         async with manager_in(tmp_path, transport) as manager:
-            session = await manager.create(config(channels=[3], stall_timeout_s=30))
+            session = await manager.create(config(rig="rig-A", channels=[3], stall_timeout_s=30))
             await session.start()
             block = await transport.next(0)
             ack(session, block)
-            for _ in range(2):
+            with pytest.raises(ChannelMismatch):  # another rig's recorder: its own trouble
+                await session.ingest_responses(responses_for(block), "zmq", "rig-B")
+            assert active(session) == {}
+            for _ in range(safety.REFUSED_TO_PAUSE):
+                assert session.state == "running"  # a garbled message or two only alarm
                 with pytest.raises(ChannelMismatch):
                     await session.ingest_responses(responses_for(block), "zmq", "rig-A")
             alarm = active(session)["responses_refused"]
-            assert "2 response message(s) from rig-A: ChannelMismatch" in alarm["cause"]
+            assert "3 response message(s) from rig-A: ChannelMismatch" in alarm["cause"]
             assert session.state == "pausing"  # the block is still on the rig
             await session.ingest_presented(presented(block), "zmq", "rig-A")
             await wait_state(session, "paused")
@@ -274,3 +278,41 @@ def test_one_condition_is_one_alarm_and_the_log_replays_it():
                              enumerate(events))  # fmt: skip
     (alarm,) = replayed.as_json()
     assert (alarm["count"], alarm["acknowledged"], alarm["cleared"]) == (2, 11.0, 12.0)
+
+
+def test_channels_the_rig_does_not_record_are_refused_when_the_session_is_made(tmp_path):
+    async def main():
+        transport = FakeTransport()
+        transport.channels = 4  # what the rig's recorder sent last
+        async with manager_in(tmp_path, transport) as manager:
+            with pytest.raises(ConfigError, match="records 4 channels") as refused:
+                await manager.create(config(rig="rig-A", channels=[1, 7]))
+            assert refused.value.field == "channels"
+            assert list(tmp_path.glob("*.h5")) == []
+            session = await manager.create(config(rig="rig-A", channels=[3]))
+            assert session.state == "created"
+
+    run(main())
+
+
+def test_a_block_whose_counts_were_refused_is_not_shown_again_for_nothing(tmp_path):
+    """Issue: channel 7 on a 4-channel rig re-presented every image 4 times. One refused
+    message, then the rig reports the block shown: paused, not shown again."""
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(rig="rig-A", channels=[7], stall_timeout_s=60))
+            await session.start()
+            block = await transport.next(0)
+            ack(session, block)
+            with pytest.raises(ChannelMismatch):
+                await session.ingest_responses(responses_for(block, channels=4), "zmq", "rig-A")
+            assert session.state == "running"
+            await session.ingest_presented(presented(block), "zmq", "rig-A")
+            await wait_state(session, "paused", timeout=5)
+            assert session.pause_reason == "responses_refused"
+            assert len(transport.sent) == 1 and "stall" not in active(session)
+            await session.stop()
+
+    run(main())
