@@ -166,3 +166,55 @@ def test_past_sessions_open_read_only_with_downloads(tmp_path, browser):
         page.locator("#past-list").get_by_text("None.").wait_for()
         assert (data / "archive" / f"{session_id}.h5").exists()
         assert not (data / f"{session_id}.h5").exists()
+
+
+@pytest.mark.slow
+def test_the_form_checks_settings_against_the_rig_and_estimates_the_time(tmp_path, browser):
+    from xdream.testing.servers import create_session
+
+    with running_server(tmp_path / "data") as server:
+        rig = xdream("simulate", "--server", server.zmq, "--name", "rig-A", "--channels", "3",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:  # one short session first: the server learns how many channels rig-A records
+            first = create_session(server, rig="rig-A", generator="pixel", image_size=16,
+                                   population=4, generations=1)  # fmt: skip
+            server.wait_for(first, lambda s: s["state"] == "finished", 60)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server.http + "/#/new")
+            expect(page.locator("#help-rig")).to_contain_text("Connected: rig-A.")
+            assert page.locator("#rig-names option").evaluate_all("o => o.map(x => x.value)") == [
+                "rig-A"
+            ]
+            page.get_by_label("Presenter name").fill("rig-B")  # a typo is told at once
+            expect(page.locator("#help-rig")).to_contain_text("No presenter named rig-B")
+            page.get_by_label("Presenter name").fill("rig-A")
+
+            # The estimate follows the settings: 10 generations x (40 + 4) trials x 250 ms.
+            page.get_by_label("Stop after").fill("10")
+            expect(page.locator("#estimate")).to_contain_text("About 1:50 (h:mm:ss)")
+            page.get_by_label("Image on (ms)").fill("350")
+            expect(page.locator("#estimate")).to_contain_text("About 3:40 (h:mm:ss)")
+
+            # Checked before sending: rig-A records channels 0 to 2.
+            page.get_by_label("Channels scored").fill("1, 5")
+            page.get_by_role("button", name="Create session").click()
+            expect(page.locator("#error-channels")).to_contain_text("sends 3 channels")
+            # Checked by the server, shown at the field: one weight for two channels.
+            page.get_by_label("Channels scored").fill("0, 1")
+            page.get_by_label("Channel weights").fill("1")
+            page.get_by_role("button", name="Create session").click()
+            expect(page.locator("#error-channel_weights")).to_contain_text("1 entries for 2")
+            assert page.locator("#error-form").is_hidden()
+            page.screenshot(path=SCREENSHOTS / "dashboard-form-checks.png", full_page=True)
+            page.get_by_label("Channel weights").fill("1, -1")
+            page.get_by_role("button", name="Create session").click()
+            page.wait_for_url(re.compile(r"#/session/\w+"))
+            (created,) = [s for s in server.api("GET", "/api/sessions")[1]["sessions"]
+                          if s["id"] != first]  # fmt: skip
+            config = server.session(created["id"])["config"]
+            assert config["params"]["on_ms"] == 350 and config["channel_weights"] == [1, -1]
+            assert config["auto_pause"] is True and config["stall_timeout_s"] is None
+        finally:
+            rig.terminate()
+            rig.wait(20)

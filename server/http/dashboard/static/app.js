@@ -23,6 +23,7 @@ const state = {
   curvePick: "score", // what the curve showed when last drawn
   channelsListed: -1, // channels in the picker
   bestStrip: "",      // the best-of-generation strip as drawn
+  rigNames: null,     // the presenter names offered, as listed
   lastScores: [],
   warnings: [],
   source: null,       // the EventSource
@@ -132,6 +133,7 @@ function onUpdate(update) {
   renderLiveList();
   state.clients = update.clients;
   renderClients(0);
+  if (!$("new").hidden) renderRigNames();
   state.board.setSessions(update.sessions);
   if (update.session && update.session.summary.id === state.openId) {
     applyDetail(update.session, update.full);
@@ -248,6 +250,9 @@ async function loadOptions() {
   $("f-references").value = 4;
   $("f-timeout").value = defaults.response_timeout_s;
   $("f-represent").value = defaults.max_represent;
+  $("f-on").value = defaults.params.on_ms;
+  $("f-off").value = defaults.params.off_ms;
+  renderEstimate();
   // Usable only now: typing earlier would be overwritten by the defaults above.
   for (const node of document.querySelectorAll("#new-form fieldset, #create")) node.disabled = false;
 }
@@ -284,6 +289,10 @@ function readForm() {
   const config = {};
   const problems = {};
   for (const input of form.querySelectorAll("input[name], select[name]")) {
+    if (input.dataset.kind === "bool") {
+      config[input.name] = input.checked;
+      continue;
+    }
     const raw = input.value.trim();
     if (!raw || input.name.startsWith("stop_")) continue;
     const kind = input.dataset.kind;
@@ -301,10 +310,63 @@ function readForm() {
       config[input.name] = raw;
     }
   }
+  // "params.on_ms" and the like are fields of a nested setting.
+  for (const name of Object.keys(config).filter((n) => n.includes("."))) {
+    const [outer, inner] = name.split(".");
+    config[outer] = { ...(config[outer] || {}), [inner]: config[name] };
+    if (problems[name]) problems[outer] = problems[name];
+    delete config[name];
+    delete problems[name];
+  }
+  const recorded = recordedChannels(config.rig);
+  if (recorded !== null && (config.channels || [0]).some((c) => c >= recorded)) {
+    problems.channels = `the recorder of ${config.rig || "this rig"} sends ${recorded} channels (0 to ${recorded - 1})`;
+  }
   const stop = Number($("f-stop-value").value);
   if (!Number.isInteger(stop) || stop < 1) problems[$("f-stop-kind").value] = "a whole number of at least 1";
   else config[$("f-stop-kind").value] = stop;
   return { config, problems };
+}
+
+// The fewest channels a recorder of ``rig`` (any, if empty) last sent; null if unknown.
+function recordedChannels(rig) {
+  const known = state.clients.filter((c) => c.channels !== null && c.channels !== undefined &&
+    (!rig || c.name === rig)).map((c) => c.channels);
+  return known.length ? Math.min(...known) : null;
+}
+
+// The presenter field offers the presenters connected now, and says when the name typed
+// is not one of them (a presenter may still connect later: not an error).
+function renderRigNames() {
+  const names = [...new Set(state.clients.filter((c) => c.roles.includes("presenter")).map((c) => c.name))].sort();
+  const key = names.join("\n");
+  if (key !== state.rigNames) {
+    state.rigNames = key;
+    $("rig-names").replaceChildren(...names.map((n) => el("option", { value: n })));
+  }
+  const typed = $("f-rig").value.trim();
+  const help = $("help-rig");
+  const known = names.length ? `Connected: ${names.join(", ")}.` : "No presenter is connected now.";
+  help.textContent = typed && !names.includes(typed)
+    ? `No presenter named ${typed} is connected now. ${known}` : `The presenter's hello name; empty: any. ${known}`;
+  help.classList.toggle("warn", Boolean(typed && !names.includes(typed)));
+}
+
+// How long the images take to show, from the form: generations x stimuli x presentations
+// x (on + off). Re-presented and aborted trials come on top.
+function renderEstimate() {
+  if (!state.options) return;
+  const value = (id) => Number($(id).value);
+  const optimizer = state.options.optimizers.find((o) => o.name === $("f-optimizer").value);
+  const population = value("f-population") || optimizer?.population?.[$("f-generator").value] || 0;
+  const stop = value("f-stop-value");
+  const generations = $("f-stop-kind").value === "generations" ? stop : Math.ceil(stop / (population || 1));
+  const trials = (population + value("f-references")) * (value("f-repeats") || 1);
+  const seconds = (generations * trials * (value("f-on") + value("f-off"))) / 1000;
+  $("estimate").textContent = Number.isFinite(seconds) && seconds > 0 && population
+    ? `About ${duration(seconds)} (h:mm:ss) of presentation: ${generations} generations × ${trials} trials × ` +
+      `${value("f-on") + value("f-off")} ms. Re-presented and aborted trials come on top.`
+    : "";
 }
 
 async function submitForm(event) {
@@ -673,6 +735,8 @@ async function route() {
     listen(null);
     if (hash === "#/new") {
       show("new");
+      renderRigNames();
+      renderEstimate();
       $("f-name").focus();
     } else {
       show("welcome");
@@ -690,6 +754,8 @@ async function main() {
   state.board = new AlarmBoard($("alarms"), $("sound"), acknowledge);
   setInterval(checkStale, 1000);
   $("new-form").addEventListener("submit", submitForm);
+  $("new-form").addEventListener("input", () => { renderEstimate(); renderRigNames(); });
+  $("new-form").addEventListener("change", renderEstimate);
   $("f-optimizer").addEventListener("change", describeOptimizer);
   for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => control(action));
   $("archive").addEventListener("click", archiveOpenSession);
