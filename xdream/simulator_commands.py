@@ -32,7 +32,7 @@ class _ProgressBar:
         frac = done / total
         bar = "#" * int(30 * frac)
         line = (
-            f"gen {done}/{total} [{bar:<30}] best {history.best_score:.3g} "
+            f"{done}/{total} generations done [{bar:<30}] best {history.best_score:.3g} "
             f"mean {history.means[-1]:.3g} {time.perf_counter() - self.start:.0f}s"
         )
         if self.tty:
