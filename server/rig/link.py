@@ -63,7 +63,7 @@ class RigLink:
         self._curve = (curve_secret, curve_clients)
         self.clients: dict[bytes, Client] = {}
         #: Ids of clients dropped since the rig server last looked.
-        self.gone: asyncio.Queue[Client] = asyncio.Queue()
+        self.gone: asyncio.Queue[tuple[Client, str]] = asyncio.Queue()
         self._ids = itertools.count(1)
         #: Ends every client id of this server run: an id a client names after a restart
         #: (from the run before) is then unknown, never another client's.
@@ -135,7 +135,7 @@ class RigLink:
         client = self.clients.pop(identity, None)
         if client is not None:
             log.info("client %s (%s) %s", client.client_id, client.name, why)
-            self.gone.put_nowait(client)
+            self.gone.put_nowait((client, why))
 
     def connected(self) -> list[dict[str, Any]]:
         """The registered clients, for the dashboard: who, in which roles, heard how long ago."""
@@ -181,6 +181,12 @@ class RigLink:
         for client in list(self.clients.values()):
             if client.follows and (rig is None or client.name == rig):
                 self.send(client.identity, message)
+
+    def replaced(self, client: Client) -> bool:
+        """Whether a client of the same name and roles is registered now (e.g. the rig's
+        program restarted on a new socket before the old one counted as gone)."""
+        return any(c.name == client.name and set(c.roles) == set(client.roles)
+                   for c in self.clients.values())  # fmt: skip
 
     def presenters(self) -> list[str]:
         return sorted({c.name for c in self.clients.values() if Role.presenter in c.roles})

@@ -83,10 +83,12 @@ class RigServer:
     async def _losses(self) -> None:
         """Tell the sessions about every client the link dropped."""
         while True:
-            client = await self.link.gone.get()
+            client, why = await self.link.gone.get()
             try:
                 roles = [role.value for role in client.roles]
-                self.sessions.on_client_lost(client.client_id, client.name, roles)
+                # Back already (handled after its new hello): no alarm for it.
+                alarm = why != "registered again" and not self.link.replaced(client)
+                self.sessions.on_client_lost(client.client_id, client.name, roles, why, alarm)
                 self.sessions.changes.bump()
             except Exception:  # a bug must not stop the next losses from being passed on
                 log.exception("passing on the loss of client %s", client.client_id)
@@ -143,7 +145,7 @@ class RigServer:
             client_id=client.client_id, heartbeat_s=self.heartbeat_s, server=SERVER_NAME
         )
         self.link.send(identity, reply(message, welcome))
-        self.sessions.on_client_back(client.name)
+        self.sessions.on_client_back(client.name, [role.value for role in client.roles])
         if Role.presenter in hello.roles:
             self.sessions.on_presenter_ready()
         self.sessions.changes.bump()

@@ -26,7 +26,7 @@ ALARMS_KEPT = 100
 TEXTS: dict[str, tuple[Severity, str, str]] = {
     "stall": (
         "critical",
-        "No message from the rig for {quiet_s:.0f} s while generation {generation} "
+        "No trial reported by the rig for {quiet_s:.0f} s while generation {generation} "
         "(block {block}, {stimuli} stimuli) is out; the stall limit is {limit_s:.0f} s.",
         "Check that the presenter and the recorder are running and connected, and the animal "
         "is working. {then}",
@@ -46,7 +46,7 @@ TEXTS: dict[str, tuple[Severity, str, str]] = {
     ),
     "client_lost": (
         "warning",
-        "Rig client {name} ({roles}) stopped answering heartbeats.",
+        "Rig client {name} ({roles}) {why}.",
         "Check the rig PC, its program and its network. This clears when it reconnects.",
     ),
     "no_presenter": (
@@ -127,9 +127,9 @@ class Alarms:
     def active_for(self, key: str) -> Alarm | None:
         return next((a for a in self._by_id.values() if a.active and a.key == key), None)
 
-    def clear(self, *keys: str, when: float | None = None) -> list[Alarm]:
-        """Clear the active alarms of ``keys`` (none: every active alarm); those cleared."""
-        cleared = [a for a in self.active() if not keys or a.key in keys]
+    def clear(self, *keys: str, every: bool = False, when: float | None = None) -> list[Alarm]:
+        """Clear the active alarms of ``keys`` (``every``: all of them); those cleared."""
+        cleared = [a for a in self.active() if every or a.key in keys]
         for alarm in cleared:
             alarm.cleared = time.time() if when is None else when
         return cleared

@@ -67,7 +67,7 @@ class SessionConfig(BaseModel):
     response_timeout_s: PositiveSeconds = 30.0
     #: Re-presentation blocks per generation before missing stimuli score NaN.
     max_represent: Annotated[int, Field(ge=0, le=100)] = 3
-    #: Seconds without a message from the rig, while a block is out, before a stall alarm;
+    #: Seconds without a trial reported by the rig, while a block is out, before a stall alarm;
     #: None = twice the block's own duration (stimuli x repeats x on+off), at least 10 s.
     stall_timeout_s: PositiveSeconds | None = None
     #: Pause the session on a stall, a mostly-unanswered generation or refused responses,

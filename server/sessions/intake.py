@@ -50,8 +50,9 @@ class RigIntake(Safety):
             raise SessionStateError(f"session {self.id} is {self.state}: it takes no {what}")
         if generation <= self._collected or generation < self.done:
             raise LateResponse(f"generation {generation} of session {self.id} is complete")
-        if self.round is None and generation == self.done:
+        if self.round is None and generation == self.done and self.state is S.running:
             # Being proposed (or reloaded after a restart): wait for it rather than refuse.
+            # (A paused session opens it on resume: the rig shows it again then.)
             with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
                 await asyncio.wait_for(self._round_open.wait(), ROUND_WAIT_S)
         rnd = self.round
@@ -69,7 +70,7 @@ class RigIntake(Safety):
             if not rnd.acked:
                 self._event("block_acknowledged", rnd.index, block=rnd.block, client=client_id)
             rnd.acked, rnd.presenter = True, client_id
-            self._took(rnd)
+            self._took(rnd, trial=False)
 
     def on_presenter_ready(self) -> None:
         """A presenter (re)registered: an undelivered or unacknowledged block goes now."""
@@ -78,11 +79,14 @@ class RigIntake(Safety):
             rnd.sent_at, rnd.resends = 0.0, 0
             rnd.changed.set()
 
-    def _took(self, rnd: Round) -> None:
-        """Something arrived for ``rnd``: the timeout starts again and the loop looks."""
+    def _took(self, rnd: Round, trial: bool = True) -> None:
+        """Something arrived for ``rnd``: the timeout starts again and the loop looks; a
+        ``trial`` reported (a presentation, counts) also restarts the stall clock."""
         rnd.last_activity = time.monotonic()
+        if trial:
+            rnd.heard_at = rnd.last_activity
         rnd.changed.set()
-        self._rig_heard()
+        self._rig_heard(trial)
         self.changes.bump()
 
     async def ingest_presented(self, msg: Presented, source: str, client: str) -> int:
@@ -113,7 +117,7 @@ class RigIntake(Safety):
         except (ChannelMismatch, UnknownStimulus) as exc:
             await self._refused(exc, source, client, msg.generation)
             raise
-        self._clear("responses_refused")
+        self._responses_taken(source, client, ack.accepted)
         return ack
 
     async def _take_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:

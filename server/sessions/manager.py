@@ -468,14 +468,22 @@ class SessionManager:
         except (XDreamError, OSError, KeyError, ValueError) as exc:
             raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
-    def on_client_lost(self, client_id: str, name: str = "", roles: Sequence[str] = ()) -> None:
-        """Rig client ``client_id``, named ``name``, in ``roles``, is gone."""
+    def on_client_lost(
+        self,
+        client_id: str,
+        name: str = "",
+        roles: Sequence[str] = (),
+        why: str = "stopped answering heartbeats",
+        alarm: bool = True,
+    ) -> None:
+        """Rig client ``client_id``, named ``name``, in ``roles``, is gone (``why``);
+        ``alarm``: whether its sessions raise the alarm (not when it is back already)."""
         for session in list(self.sessions.values()):
-            session.on_client_lost(client_id, name, " and ".join(roles))
+            session.on_client_lost(client_id, name, roles, why, alarm)
 
-    def on_client_back(self, name: str) -> None:
+    def on_client_back(self, name: str, roles: Sequence[str]) -> None:
         for session in list(self.sessions.values()):
-            session.on_client_back(name)
+            session.on_client_back(name, roles)
 
     def on_presenter_ready(self) -> None:
         for session in list(self.sessions.values()):

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from server.sessions.states import STATE_EVENTS
 from server.storage.records import Event
 
 #: Seconds per generation is the median of this many recent generations.
@@ -36,22 +37,28 @@ class Progress:
         self._responses: deque[tuple[float, int]] = deque()
 
     @classmethod
-    def replay(cls, events: Iterable[Event]) -> Progress:
-        """A stored session's progress, from its state changes and blocks in the log."""
+    def replay(cls, events: Iterable[Event], live: bool = True) -> Progress:
+        """A session's progress, from its state changes and blocks in the log; ``live``:
+        it goes on now (resumed after a restart), else it ran until its last event."""
         progress = cls()
-        generation, last = -1, None
+        generation, last, state = -1, None, None
         for event in events:
             if event.kind == "server_restarted" and progress._since is not None:
-                # Down since the last event before: not running time. Running again now.
+                # Down since the last event before: not running time. Running again now,
+                # if it was running (a pausing one pauses: nothing is on the rig any more).
                 progress.state("down", last)
-                progress.state("running", event.time)
-            elif event.kind in ("running", "pausing", "paused", "finished", "aborted"):
+                if state == "running":
+                    progress.state("running", event.time)
+            elif event.kind in STATE_EVENTS:
                 progress.state(event.kind, event.time)
+                state = event.kind
             elif event.kind == "block_sent" and event.detail.get("block") == 0:
                 if 0 <= generation < event.generation:  # the one before was complete
                     progress.completed(event.time)
                 generation = event.generation
             last = event.time
+        if not live and progress._since is not None:
+            progress.state("down", last)
         return progress
 
     def state(self, state: str, when: float | None = None) -> None:
@@ -74,19 +81,26 @@ class Progress:
 
     def took(self, responses: int, when: float | None = None) -> None:
         """``responses`` were accepted."""
-        self._responses.append((time.time() if when is None else when, responses))
+        now = time.time() if when is None else when
+        self._responses.append((now, responses))
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        while self._responses and self._responses[0][0] < now - RATE_WINDOW_S:
+            self._responses.popleft()
 
     def running_s(self, now: float) -> float:
         return self._run_s + (now - self._since if self._since is not None else 0.0)
 
     def as_json(self, done: int, total: int, now: float | None = None) -> dict[str, Any]:
         """Elapsed running time, seconds per generation (median of recent ones), the
-        estimated time left (None until known), and responses per second now."""
+        estimated time left (None until known, and while not running), and responses per
+        second now."""
         now = time.time() if now is None else now
-        while self._responses and self._responses[0][0] < now - RATE_WINDOW_S:
-            self._responses.popleft()
+        self._forget(now)
         per_generation = statistics.median(self._gaps) if self._gaps else None
-        left = None if per_generation is None else per_generation * max(total - done, 0)
+        running = self._since is not None
+        left = per_generation * max(total - done, 0) if per_generation and running else None
         return {
             "started": self.started,
             "running_s": self.running_s(now),

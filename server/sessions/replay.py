@@ -10,6 +10,7 @@ from typing import Any
 
 from server.sessions.alarms import Alarms
 from server.sessions.progress import Progress
+from server.sessions.states import STATE_EVENTS
 from server.sessions.warnings import Warnings
 from server.storage.records import Event
 
@@ -29,13 +30,19 @@ class Logged:
     progress: Progress
     #: The operator's notes, oldest first.
     notes: list[dict[str, Any]]
+    #: Why it was last pausing or paused (None: it ran on after that, or never paused).
+    pause_reason: str | None
 
     @classmethod
-    def of(cls, events: Sequence[Event]) -> Logged:
+    def of(cls, events: Sequence[Event], live: bool = True) -> Logged:
+        """What ``events`` showed; ``live``: the session goes on now (see
+        :meth:`Progress.replay`)."""
+        last_state = next((e for e in reversed(events) if e.kind in STATE_EVENTS), None)
         return cls(
             Warnings.from_events(events),
             Alarms.replay(events),
-            Progress.replay(events),
+            Progress.replay(events, live),
             [note(e.time, e.generation, str(e.detail.get("text", ""))) for e in events
              if e.kind == "note"],
+            None if last_state is None else last_state.detail.get("reason"),
         )  # fmt: skip

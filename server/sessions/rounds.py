@@ -52,7 +52,11 @@ class Round:
     block_start: dict[str, int] = field(default_factory=dict)
     #: Presentations the generation had when the current block was sent.
     presented_start: int = 0
-    #: The ``last_activity`` a stall was raised at (a stall is raised once per silence).
+    #: When the rig last reported a trial (a presentation or counts), or a presenter got
+    #: the block fresh (first, on resume, a new presenter): the stall clock. Re-presentations
+    #: and acks do not reset it, so a rig that takes blocks but shows nothing still stalls.
+    heard_at: float = field(default_factory=time.monotonic)
+    #: The ``heard_at`` a stall was raised at (a stall is raised once per silence).
     stalled_at: float | None = None
     #: perf_counter when the round opened, and when its last needed response arrived.
     started_at: float = field(default_factory=time.perf_counter)

@@ -11,6 +11,7 @@ paused, and resuming re-presents what the generation still lacks.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from protocol.errors import XDreamError
@@ -35,6 +36,19 @@ REFUSED_TO_PAUSE = 3
 #: A block that no presenter took for this long raises the no-presenter alarm (an HTTP
 #: presenter's poll takes it a moment after it is made).
 NO_PRESENTER_S = 5.0
+
+
+#: How a client's loss reads in its alarm, by why the link dropped it.
+_WHY = {
+    "silent: counted as gone": "stopped answering heartbeats",
+    "said bye": "said bye (its program ended)",
+    "unreachable": "cannot be reached",
+}
+
+
+def _lost_key(name: str, roles: Sequence[str]) -> str:
+    """The alarm key of a lost client: its name and its roles, e.g. client_lost:rig-A:recorder."""
+    return f"client_lost:{name}:{'+'.join(sorted(roles))}"
 
 
 def stall_limit(config: SessionConfig, rnd: Round) -> float:
@@ -86,9 +100,9 @@ class Safety:
         alarm = self.alarms.raise_(kind, key, generation, **facts)
         self._log_alarm(*Alarms.event(alarm, "raised"), generation)
 
-    def _clear(self, *keys: str) -> None:
-        """The causes of ``keys`` (none: of every alarm) are gone."""
-        for alarm in self.alarms.clear(*keys):
+    def _clear(self, *keys: str, every: bool = False) -> None:
+        """The causes of ``keys`` (``every``: of every alarm) are gone."""
+        for alarm in self.alarms.clear(*keys, every=every):
             self._log_alarm(*Alarms.event(alarm, "cleared"), alarm.generation)
 
     def acknowledge(self, alarm_id: int) -> dict[str, Any]:
@@ -120,15 +134,15 @@ class Safety:
     # -- the conditions --------------------------------------------------------------------
     def _stall_due(self, rnd: Round) -> float:
         """When the silence of ``rnd``'s rig becomes a stall (monotonic; inf: not pending)."""
-        if rnd.presenter is None or rnd.stalled_at == rnd.last_activity:
+        if rnd.presenter is None or rnd.stalled_at == rnd.heard_at:
             return float("inf")  # not delivered (no-presenter alarm), or already raised
-        return rnd.last_activity + stall_limit(self.config, rnd)
+        return rnd.heard_at + stall_limit(self.config, rnd)
 
     async def _stalled(self, rnd: Round, now: float) -> None:
-        rnd.stalled_at = rnd.last_activity
+        rnd.stalled_at = rnd.heard_at
         self._alarm(
             "stall", "stall", rnd.index,
-            quiet_s=now - rnd.last_activity, limit_s=stall_limit(self.config, rnd),
+            quiet_s=now - rnd.heard_at, limit_s=stall_limit(self.config, rnd),
             block=rnd.block, stimuli=len(rnd.book.missing()),
         )  # fmt: skip
         await self._auto_pause(self._refusing() or "stall")
@@ -145,9 +159,12 @@ class Safety:
         await self._auto_pause("responses_refused")
         return self._hold
 
-    def _rig_heard(self) -> None:
-        """A message from the rig for the generation in flight: no stall, and a presenter."""
-        self._clear("stall", "no_presenter")
+    def _rig_heard(self, trial: bool) -> None:
+        """A message from the rig for the generation in flight: a presenter has it, and if
+        it reports a ``trial`` (not only an acknowledgement), it is not stalled."""
+        self._clear("no_presenter")
+        if trial:
+            self._clear("stall")
 
     def _check_presenter(self, rnd: Round, now: float) -> None:
         """Raise the no-presenter alarm for a block no presenter has taken for a while."""
@@ -171,8 +188,8 @@ class Safety:
         """The server refused a recorder's responses (they are not stored). Counts posted
         over HTTP name the session in their address; over ZeroMQ, a recorder of another
         rig is that rig's trouble, not this session's (it is told, in its error reply)."""
-        if source != "http" and self.config.rig not in (None, client):
-            return
+        if self.round is None or not self._from_rig(source, client):
+            return  # (no generation out: e.g. paused after a restart, counts for before)
         current = self.alarms.active_for("responses_refused")
         count = 1 if current is None else current.count + 1
         then = ("The session pauses when the block on the rig is over, instead of showing it "
@@ -182,16 +199,41 @@ class Safety:
         if count >= REFUSED_TO_PAUSE:
             await self._auto_pause("responses_refused")
 
-    def on_client_lost(self, client_id: str, name: str = "", roles: str = "") -> None:
-        """Rig client ``client_id`` (named ``name``) is gone."""
-        if self.state in (S.running, S.pausing, S.paused) and self.config.rig in (None, name):
-            self._alarm("client_lost", f"client_lost:{name}", self.done, name=name, roles=roles)
+    def _from_rig(self, source: str, client: str) -> bool:
+        """Whether counts from ``client`` are this session's rig's (over HTTP they name the
+        session in their address)."""
+        return source == "http" or self.config.rig in (None, client)
+
+    def _responses_taken(self, source: str, client: str, accepted: int) -> None:
+        """Counts of the rig were taken: it is not refused any more."""
+        if accepted and self._from_rig(source, client):
+            self._clear("responses_refused")
+
+    def on_client_lost(
+        self,
+        client_id: str,
+        name: str = "",
+        roles: Sequence[str] = (),
+        why: str = "stopped answering heartbeats",
+        alarm: bool = True,
+    ) -> None:
+        """Rig client ``client_id`` (named ``name``, in ``roles``) is gone, for ``why``."""
+        ours = self.state in (S.running, S.pausing, S.paused) and self.config.rig in (None, name)
+        if alarm and ours:
+            self._alarm("client_lost", _lost_key(name, roles), self.done, name=name,
+                        roles=" and ".join(roles), why=_WHY.get(why, why))  # fmt: skip
         rnd = self.round
         if rnd is not None and rnd.presenter == client_id and not rnd.book.complete:
             rnd.presenter_lost = True
             self._event("presenter_lost", rnd.index, client=name or client_id, block=rnd.block)
             rnd.changed.set()
 
-    def on_client_back(self, name: str) -> None:
-        """A rig client named ``name`` registered again."""
-        self._clear(f"client_lost:{name}")
+    def on_client_back(self, name: str, roles: Sequence[str]) -> None:
+        """A rig client named ``name`` registered in ``roles``: the alarms of clients of that
+        name whose roles it covers are over (a recorder's stays while only its rig's
+        presenter is back)."""
+        back = set(roles)
+        prefix = f"client_lost:{name}:"
+        covered = [a.key for a in self.alarms.active() if a.key.startswith(prefix)
+                   and set(a.key[len(prefix):].split("+")) <= back]  # fmt: skip
+        self._clear(*covered)

@@ -193,7 +193,7 @@ class Session(RigIntake):
                     await self._task
             self.round = None
             await self._set_state(S.aborted, by="operator")
-            self._clear()  # nothing is wasted any more
+            self._clear(every=True)  # nothing is wasted any more
             await self.close()
 
     async def close(self) -> None:
@@ -248,8 +248,9 @@ class Session(RigIntake):
                 proposal = await self._close_round(rnd)
             if self._pending_write is not None:
                 await asyncio.shield(self._pending_write)
-            await self._set_state(S.finished)
-            self._clear()
+            async with self._control_lock:  # not at once with a pause or an auto-pause
+                await self._set_state(S.finished)
+            self._clear(every=True)
             await self.close()
         except asyncio.CancelledError:
             raise
@@ -296,6 +297,8 @@ class Session(RigIntake):
         """Send the stimuli ``rnd`` still lacks as its next block."""
         missing = rnd.book.missing()
         message = rnd.next_block(self.id, missing, self.config.params)
+        if reason in ("first", "resumed", "presenter lost"):  # for a rig that starts on it
+            rnd.heard_at = time.monotonic()  # now, the stall clock starts
         rnd.presenter = self.transport.deliver(self.id, self.config.rig, message)
         self._check_presenter(rnd, time.monotonic())
         latency = None
@@ -314,7 +317,10 @@ class Session(RigIntake):
 
     async def _collect(self, rnd: Round) -> None:
         if not rnd.book.complete:
-            self._send_block(rnd, "first" if rnd.block < 0 else "resumed")
+            if self._running.is_set():
+                self._send_block(rnd, "first" if rnd.block < 0 else "resumed")
+            else:  # paused while it was being opened: held, nothing is on the rig yet
+                self._hold = True
         timeout = self.config.response_timeout_s
         while not rnd.book.complete:
             if self._hold and self._rig_idle(rnd):
@@ -342,6 +348,8 @@ class Session(RigIntake):
                     rnd.sent_at = now
                     if repeat and rnd.presenter is not None:
                         rnd.resends += 1
+                    elif rnd.presenter is not None:  # delivered at last: the rig starts now
+                        rnd.heard_at = now
                     self._check_presenter(rnd, now)
             elif (
                 rnd.block_over()
@@ -435,14 +443,13 @@ class Session(RigIntake):
         logged = Logged.of(events)
         self.warnings, self.alarms = logged.warnings, logged.alarms
         self.progress, self.notes = logged.progress, logged.notes
-        self._clear()
+        self._clear(every=True)
         self._seen, self.n_channels = point.seen, point.n_channels
         self._reload_round = True
-        if self.state is S.pausing:  # what was on the rig ended with the server
-            self.state = S.paused
         if self.state is S.running:
             self._launch()
-        elif self.state is S.paused:
+        elif self.state in (S.pausing, S.paused):  # pausing: the loop makes it paused, as
+            self.pause_reason = logged.pause_reason  # what was on the rig ended with the server
             self._task = asyncio.create_task(self._run(), name=f"session-{self.id}")
 
     def summary(self) -> dict[str, Any]:

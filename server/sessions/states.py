@@ -39,6 +39,8 @@ class SessionState(str, Enum):
 
 
 S = SessionState
+#: The session events that record a state change: named for the state.
+STATE_EVENTS = frozenset(s.value for s in SessionState)
 #: The states each state may change to.
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     S.created: frozenset({S.running, S.aborted}),

@@ -42,7 +42,7 @@ class StoredSession:
             self.history = History.of(store.generation_scores(self.done))
             self.created = store.created
             #: The warnings the session showed while it ran, re-derived from its event log.
-            logged = Logged.of(store.events())
+            logged = Logged.of(store.events(), live=False)
             self.warnings = logged.warnings
             #: The alarms it raised, acknowledged and cleared.
             self.alarms = logged.alarms
@@ -66,10 +66,7 @@ class StoredSession:
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),
             "pause_reason": None,
-            "progress": {
-                **self.progress.as_json(self.done, self._record["generations"]),
-                "eta_s": None,  # it runs no more
-            },
+            "progress": self.progress.as_json(self.done, self._record["generations"]),
             "failure": None,
             "created": self.created,
             "data_file": str(self.path),

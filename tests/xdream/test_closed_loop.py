@@ -151,21 +151,34 @@ def test_simulator_dropped_mid_generation_and_reconnected(tmp_path):
         assert not np.isnan(f["generations/scores"][()]).any()
 
 
-def test_rig_that_never_answers_gets_blocks_again_then_nan(tmp_path):
+def test_rig_that_never_answers_gets_blocks_again_then_the_session_pauses(tmp_path):
+    """A generation no one answers is shown again, then held: never scored all NaN for the
+    optimizer. Without auto-pause it is shown again and again."""
     with running_server(tmp_path / "data") as server:
         session_id = create_session(
             server, generations=1, response_timeout_s=0.5, max_represent=1, **SMALL
         )
+        unpaused = create_session(
+            server, generations=1, response_timeout_s=0.5, max_represent=0, auto_pause=False,
+            **SMALL,
+        )  # fmt: skip
         connection, presenter, _recorder = rig(server)
         try:
-            first = next_block(presenter)
-            again = next_block(presenter)
-            assert (first.block, again.block) == (0, 1)
-            state = server.wait_for(session_id, lambda s: s["state"] == "finished", 30)
+            blocks = {}
+            while len(blocks.get(session_id, [])) < 2 or len(blocks.get(unpaused, [])) < 3:
+                block = next_block(presenter)
+                blocks.setdefault(block.session, []).append(block.block)
+                assert len(blocks.get(session_id, [])) <= 2, "held after its re-presentation"
+            assert blocks[session_id] == [0, 1] and blocks[unpaused][:3] == [0, 1, 2]
+            state = server.wait_for(session_id, lambda s: s["state"] == "paused", 30)
+            assert state["pause_reason"] == "nan_generation"
+            assert [a["kind"] for a in state["alarms"]] == ["nan_generation"]
+            assert server.session(unpaused)["state"] == "running"
         finally:
             connection.close()
-    with h5py.File(state["data_file"], "r") as f:
-        assert np.isnan(f["generations/scores"][()]).all()
+    for session in (session_id, unpaused):
+        with h5py.File(tmp_path / "data" / f"{session}.h5", "r") as f:
+            assert "scores" not in f["generations"] or f["generations/scores"].shape == (0,)
 
 
 def test_latency_option_delays_the_simulator(tmp_path):

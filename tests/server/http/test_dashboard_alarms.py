@@ -78,7 +78,7 @@ def test_a_stalled_rig_alarms_pauses_and_clears_when_it_answers(tmp_path, browse
         os.kill(rig.pid, signal.SIGSTOP)  # the rig PC hangs mid-session
         alarm(page, "stall").wait_for()
         alarm(page, "client_lost").wait_for()  # its heartbeats stop too
-        assert "No message from the rig" in alarm(page, "stall").inner_text()
+        assert "No trial reported by the rig" in alarm(page, "stall").inner_text()
         assert "rig-A" in alarm(page, "client_lost").inner_text()  # by name, not "c1"
         wait_state(page, "paused")  # auto-pause: the held generation waits for the rig
         assert "a stall alarm" in page.inner_text("#pause-info")

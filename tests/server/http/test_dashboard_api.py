@@ -115,7 +115,9 @@ def test_view_sends_each_warning_and_generation_once():
     first = view.snapshot(True)["session"]
     assert first["config"] == {"name": "x"} and len(first["warnings"]) == 1
     assert first["warnings"][0]["severity"] == "warning" and first["alarm_log"] == []
-    alarms.raise_("client_lost", "client_lost:rig-A", 0, name="rig-A", roles="presenter")
+    alarms.raise_(
+        "client_lost", "client_lost:rig-A", 0, name="rig-A", roles="presenter", why="said bye"
+    )
     history.record(np.array([2.0]), np.array([]))
     second = view.snapshot(False)["session"]
     assert "config" not in second and second["warnings"] == []

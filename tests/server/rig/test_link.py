@@ -31,7 +31,7 @@ def test_blocks_go_to_the_newest_presenter_of_the_name_and_drops_are_queued():
             link.drop(b"new", "again")  # already gone: nothing more to say
             again = link.register(b"old", Hello(roles=[Role.presenter], name="rig-a"))
             assert again.client_id not in (old.client_id, new.client_id)
-            gone = [link.gone.get_nowait().client_id for _ in range(link.gone.qsize())]
+            gone = [link.gone.get_nowait()[0].client_id for _ in range(link.gone.qsize())]
             assert gone == [new.client_id, old.client_id]  # re-registering drops the old
         finally:
             link.close()
@@ -53,7 +53,7 @@ def test_an_unreachable_peer_is_dropped_when_sent_to():
                     break
                 await asyncio.sleep(0.01)
             assert b"ghost" not in link.clients
-            assert link.gone.get_nowait().client_id == client.client_id
+            assert link.gone.get_nowait()[0].client_id == client.client_id
         finally:
             link.close()
 

@@ -12,10 +12,11 @@ import asyncio
 
 import pytest
 
-from protocol.errors import ChannelMismatch, ConfigError, NotFound
-from protocol.messages import GenerationAck, Presentation, Presented
+from protocol.errors import ChannelMismatch, ConfigError, NotFound, UnknownStimulus
+from protocol.messages import GenerationAck, Presentation, Presented, Response, Responses
 from server.sessions import rounds, safety
 from server.sessions.alarms import Alarms
+from server.sessions.manager import SessionManager
 from server.sessions.stored import StoredSession
 from server.storage.records import Event
 from tests.server.sessions.doubles import (
@@ -70,7 +71,9 @@ def test_a_stalled_rig_pauses_the_session_and_holds_its_generation(tmp_path):
             block0 = await transport.next(0)
             ack(session, block0)  # on the rig ... and then nothing more from it
             alarm = await wait_alarm(session, "stall")
-            assert alarm["severity"] == "critical" and "No message from the rig" in alarm["cause"]
+            assert (
+                alarm["severity"] == "critical" and "No trial reported by the rig" in alarm["cause"]
+            )
             assert "presenter and the recorder" in alarm["action"]
             await wait_state(session, "paused")
             assert session.pause_reason == "stall" and session.summary()["pause_reason"] == "stall"
@@ -225,14 +228,25 @@ def test_a_lost_rig_client_alarms_until_it_is_back_and_alarms_can_be_acknowledge
             assert seen["acknowledged"] is not None and seen["active"]
             with pytest.raises(NotFound):
                 session.acknowledge(99)
-            manager.on_client_back("rig-A")
+            # A recorder PC of the same rig says bye; one that is back already raises none.
+            manager.on_client_lost("c8", "rig-A", ["recorder"], "said bye")
+            manager.on_client_lost("c9", "rig-A", ["presenter"], "registered again", False)
+            lost = [a for a in session.summary()["alarms"] if a["kind"] == "client_lost"]
+            assert [a["key"] for a in lost] == [
+                "client_lost:rig-A:recorder",
+                "client_lost:rig-A:presenter+recorder",
+            ]
+            assert "rig-A (recorder) said bye" in lost[0]["cause"]
+            manager.on_client_back("rig-A", ["presenter"])  # covers neither alarm's roles
+            assert len(session.summary()["alarms"]) == 2
+            manager.on_client_back("rig-A", ["presenter", "recorder"])
             assert active(session) == {}
             await session.stop()
             return session.store.path
 
     log = StoredSession(run(main())).alarms.as_json()
-    assert [(a["kind"], a["active"]) for a in log] == [("client_lost", False)]
-    assert log[0]["acknowledged"] is not None
+    assert [(a["kind"], a["active"]) for a in log] == [("client_lost", False)] * 2
+    assert log[1]["acknowledged"] is not None
 
 
 def test_a_block_no_presenter_takes_raises_an_alarm_naming_the_connected_ones(
@@ -262,10 +276,11 @@ def test_a_block_no_presenter_takes_raises_an_alarm_naming_the_connected_ones(
 
 def test_one_condition_is_one_alarm_and_the_log_replays_it():
     alarms = Alarms()
-    first = alarms.raise_("client_lost", "client_lost:a", 0, name="a", roles="presenter")
-    again = alarms.raise_("client_lost", "client_lost:a", 2, name="a", roles="presenter")
+    lost = dict(roles="presenter", why="said bye")
+    first = alarms.raise_("client_lost", "client_lost:a", 0, name="a", **lost)
+    again = alarms.raise_("client_lost", "client_lost:a", 2, name="a", **lost)
     assert first is again and again.count == 2 and again.generation == 2
-    alarms.raise_("client_lost", "client_lost:b", 2, name="b", roles="recorder")
+    alarms.raise_("client_lost", "client_lost:b", 2, name="b", **lost)
     events = [Alarms.event(first, "raised")]
     alarms.acknowledge(first.id)
     events.append(Alarms.event(first, "acknowledged"))
@@ -316,3 +331,36 @@ def test_a_block_whose_counts_were_refused_is_not_shown_again_for_nothing(tmp_pa
             await session.stop()
 
     run(main())
+
+
+def test_a_session_pausing_when_the_server_stopped_comes_back_paused_for_its_reason(tmp_path):
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path, transport)
+        session = await manager.create(config())
+        await session.start()
+        await transport.next(0)
+        await session.pause()  # generation 0 is still on the rig ...
+        assert session.state == "pausing"
+        await manager.close()  # ... when the server stops
+        return session.id
+
+    async def second_run(session_id):
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            await manager.restore()
+            session = manager.sessions[session_id]
+            await wait_state(session, "paused")  # nothing is on the rig any more
+            assert session.pause_reason == "operator"
+            assert session.summary()["progress"]["eta_s"] is None
+            with pytest.raises(UnknownStimulus):  # counts from before: no generation is out
+                await session.ingest_responses(
+                    Responses(generation=0, responses=[Response(
+                        presentation_id="x", stimulus_id="g0-e0", counts=[1.0])]),
+                    "zmq", "rig")  # fmt: skip
+            assert active(session) == {}  # not the rig's fault: no alarm
+            await session.resume()
+            block = await transport.next(0)
+            assert (block.content.generation, block.content.block) == (0, 1)
+
+    run(second_run(run(first_run())))

@@ -41,5 +41,18 @@ def test_replay_counts_generations_by_their_first_block_and_skips_downtime():
     out = Progress.replay(events).as_json(done=3, total=3, now=500.0)
     assert out["running_s"] == pytest.approx(25.0 + 20.0)  # 100-125, then 400-420
     assert out["s_per_generation"] == pytest.approx(10.0)  # not across the downtime
-    assert out["eta_s"] == 0 and out["responses_per_s"] == 0
+    assert out["eta_s"] is None and out["responses_per_s"] == 0  # it ended
     assert Progress().as_json(0, 10)["s_per_generation"] is None
+
+
+def test_a_session_paused_before_a_restart_counts_no_running_time_after_it():
+    events = [
+        Event(100.0, 0, "running", {}),
+        Event(110.0, 0, "pausing", {"reason": "stall"}),
+        Event(120.0, 0, "block_acknowledged", {}),
+        Event(500.0, 0, "server_restarted", {}),
+    ]
+    live = Progress.replay(events).as_json(done=0, total=10, now=900.0)
+    assert live["running_s"] == pytest.approx(20.0) and live["eta_s"] is None
+    stored = Progress.replay(events[:3], live=False).as_json(0, 10, now=900.0)
+    assert stored["running_s"] == pytest.approx(20.0)  # a file no one runs: its last event
