@@ -116,9 +116,14 @@ class History:
 
     def as_json(self, start: int = 0) -> dict[str, Any]:
         """Generations ``start`` onwards as JSON-safe lists (missing: None), with the loop
-        latency's last and median values."""
+        latency's last and median values, and the reference images' scores when they may
+        have changed (from the start, or with a new generation)."""
         latency = self.loop_latency_s
+        references = (
+            {"references": self.references()} if start < len(self.maxima) or not start else {}
+        )
         return {
+            **references,
             "start": start,
             "max": finite(self.maxima[start:]),
             "mean": finite(self.means[start:]),
@@ -127,7 +132,6 @@ class History:
             "best_positions": self.best_positions[start:],
             "channels": self.channel_means[start:],
             "reference_channels": self.reference_channel_means[start:],
-            "references": self.references(),
             "loop_latency_s": {
                 "last": latency[-1] if latency else None,
                 "median": self.median_latency(),

@@ -47,11 +47,11 @@ async def stream(
 
 class View:
     """What one dashboard connection is sent, remembering what it already has, so each push
-    carries only new generations, warnings and notes. Duck-typed over the manager and
-    session (``sessions``, ``watched()``, ``summary()``, ``history``, ``warnings``,
-    ``alarms``, ``notes``, ``config``) to stay import-free. The watched session is looked
-    up on every push, by id: once it ends, the manager lets go of it and the view shows
-    what is left of it."""
+    carries only new generations, warnings and notes, and the alarms when they changed.
+    Duck-typed over the manager and session (``sessions``, ``watched()``, ``summary()``,
+    ``history``, ``warnings``, ``alarms``, ``notes``, ``config``) to stay import-free. The
+    watched session is looked up on every push, by id: once it ends, the manager lets go
+    of it and the view shows what is left of it."""
 
     def __init__(
         self,
@@ -65,6 +65,7 @@ class View:
         self._generations_sent = 0
         self._warnings_sent = 0
         self._notes_sent = 0
+        self._alarms_sent = -1
 
     def snapshot(self, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,13 +84,15 @@ class View:
             "summary": session.summary(),
             "history": history.as_json(self._generations_sent),
             "warnings": session.warnings.since(self._warnings_sent),
-            "alarm_log": session.alarms.as_json(),  # a few at most: sent whole
             "notes": session.notes[self._notes_sent :],
         }
+        if full or session.alarms.version != self._alarms_sent:  # sent whole, when changed
+            detail["alarm_log"] = session.alarms.as_json()
         if full:
             detail["config"] = session.config.model_dump(mode="json")
         self._generations_sent = len(history.maxima)
         self._warnings_sent = session.warnings.count
         self._notes_sent = len(session.notes)
+        self._alarms_sent = session.alarms.version
         out["session"] = detail
         return out

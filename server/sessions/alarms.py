@@ -98,6 +98,8 @@ class Alarms:
     def __init__(self) -> None:
         self._by_id: dict[int, Alarm] = {}
         self._next = 1
+        #: Changes with every raise, clear and acknowledgement (what a push compares).
+        self.version = 0
 
     def raise_(
         self, kind: str, key: str, generation: int, when: float | None = None, **facts: Any
@@ -107,6 +109,7 @@ class Alarms:
         current = self.active_for(key)
         text = cause.format(generation=generation, **facts)
         todo = action.format(**facts)
+        self.version += 1
         if current is not None:
             current.count += 1
             current.cause, current.action, current.generation = text, todo, generation
@@ -132,6 +135,7 @@ class Alarms:
         cleared = [a for a in self.active() if every or a.key in keys]
         for alarm in cleared:
             alarm.cleared = time.time() if when is None else when
+        self.version += bool(cleared)
         return cleared
 
     def acknowledge(self, alarm_id: int, when: float | None = None) -> Alarm:
@@ -141,6 +145,7 @@ class Alarms:
             raise NotFound(f"no alarm {alarm_id} in this session")
         if alarm.acknowledged is None:
             alarm.acknowledged = time.time() if when is None else when
+            self.version += 1
         return alarm
 
     def active(self) -> list[Alarm]:

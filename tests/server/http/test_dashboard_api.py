@@ -122,6 +122,9 @@ def test_view_sends_each_warning_and_generation_once():
     second = view.snapshot(False)["session"]
     assert "config" not in second and second["warnings"] == []
     assert [a["kind"] for a in second["alarm_log"]] == ["client_lost"]  # sent whole
+    assert "references" in second["history"]  # a generation was added
+    third = view.snapshot(False)["session"]
+    assert "alarm_log" not in third and "references" not in third["history"]  # unchanged
     assert second["history"]["start"] == 0 and second["history"]["max"] == [2.0]
     assert view.snapshot(False)["session"]["history"]["max"] == []
     assert view.snapshot(True)["session"]["history"]["max"] == [2.0]  # a reconnect: all

@@ -82,8 +82,9 @@ def test_operator_runs_a_session_from_the_dashboard(tmp_path, browser):
                 r"\d+:\d\d · (\d+:\d\d left|left: –)", page.inner_text("#stat-time")
             ), page.inner_text("#stat-time")
             assert re.match(r"\d+\.\d\d \(image \d+, \d+×\)", page.inner_text("#stat-reference"))
-            assert page.locator("#references img").count() >= 2
-            assert page.locator("#best-strip img").count() >= 2
+            # (redrawn with the thumbnails' grid, at most every 4 s)
+            page.wait_for_function("document.querySelectorAll('#references img').length >= 2")
+            page.wait_for_function("document.querySelectorAll('#best-strip img').length >= 2")
             box = page.locator("#curve").bounding_box()
             page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
             expect(page.locator("#curve-readout")).to_contain_text("generation ")

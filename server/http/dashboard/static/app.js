@@ -22,7 +22,7 @@ const state = {
   config: null,       // the open session's settings
   curvePick: "score", // what the curve showed when last drawn
   channelsListed: -1, // channels in the picker
-  bestStrip: "",      // the best-of-generation strip as drawn
+  notesShown: -1,     // notes in the list as drawn
   rigNames: null,     // the presenter names offered, as listed
   lastScores: [],
   warnings: [],
@@ -148,14 +148,14 @@ function applyDetail(detail, full) {
   for (const key of Object.keys(state.history)) {
     state.history[key] = state.history[key].slice(0, h.start).concat(h[key] || []);
   }
-  state.references = h.references || [];
+  if (h.references) state.references = h.references;  // sent when a generation was added
   if (detail.config) state.config = detail.config;
   if (full) state.notes = [];
   state.notes = state.notes.concat(detail.notes || []);
   state.lastScores = h.last_scores;
   state.warnings = detail.warnings.slice().reverse().concat(state.warnings).slice(0, 100);
   renderSession(detail.summary, h.loop_latency_s);
-  renderAlarmLog(detail.alarm_log || []);
+  if (detail.alarm_log) renderAlarmLog(detail.alarm_log);
   renderNotes();
 }
 
@@ -408,8 +408,9 @@ async function openSession(id) {
   state.notes = [];
   state.config = null;
   state.channelsListed = -1;
-  state.bestStrip = "";
-  state.referencesShown = "";
+  state.notesShown = -1;
+  $("references").replaceChildren();
+  $("best-strip").replaceChildren();
   $("channel").value = "score";
   state.lastScores = [];
   state.warnings = [];
@@ -498,8 +499,7 @@ function renderSession(s, latency) {
   // Redrawn only when they change: pushes come several times a second while a rig answers.
   renderChannelPicker(state.config);
   if (state.history.max.length !== state.curveDrawn || $("channel").value !== state.curvePick) redrawCurve();
-  renderReferences(s);
-  renderBestStrip(s);
+
   if ((state.warnings[0]?.seq ?? 0) !== state.warningsShown) renderWarnings();
   if (s.generations_done - 1 !== state.shownGeneration) renderImages(s);
   $("best").hidden = s.best_score === null;  // no image yet: no broken-image icon either
@@ -554,6 +554,8 @@ function renderImages(s) {
   const generation = s.generations_done - 1;
   state.shownGeneration = generation;
   state.imagesAt = Date.now();
+  renderReferences(s);  // they change with each generation too: drawn at the same pace
+  renderBestStrip(s);
   const scores = state.lastScores.map((score, position) => ({ score, position }));
   scores.sort((a, b) => (b.score ?? -Infinity) - (a.score ?? -Infinity));
   const base = `/api/sessions/${encodeURIComponent(s.id)}/generations/${generation}/thumbnails`;
@@ -581,17 +583,34 @@ function renderImages(s) {
   }));
 }
 
+// Figures kept by key: a thumbnail already on the page stays (no new request, no new
+// decode); captions change in place and the order follows ``items``.
+function syncFigures(container, items) {
+  const old = new Map([...container.children].map((f) => [f.dataset.key, f]));
+  const keep = new Set(items.map((item) => item.key));
+  for (const [key, figure] of old) if (!keep.has(key)) figure.remove();
+  for (const item of items) {
+    let figure = old.get(item.key);
+    if (!figure) {
+      figure = el("figure", { "data-key": item.key },
+        el("img", { src: item.src, width: item.size, height: item.size, alt: item.alt }),
+        el("figcaption"));
+    }
+    figure.firstChild.alt = item.alt;
+    if (figure.lastChild.textContent !== item.caption) figure.lastChild.textContent = item.caption;
+    container.append(figure);  // moves it into place if it was there already
+  }
+}
+
 // The natural reference images, best mean first: what the evolved images must beat.
 function renderReferences(s) {
-  const key = JSON.stringify(state.references);
-  if (key === state.referencesShown) return;
-  state.referencesShown = key;
   const base = `/api/sessions/${encodeURIComponent(s.id)}/references`;
   const sorted = [...state.references].sort((a, b) => b.mean - a.mean);
-  $("references").replaceChildren(...sorted.map((r) => el("figure", {},
-    el("img", { src: `${base}/${r.image}.jpg?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
-      alt: `reference image ${r.image}, mean score ${fmt(r.mean)}`, loading: "lazy" }),
-    el("figcaption", { text: `${fmt(r.mean, 1)} (${r.showings}×)` }))));
+  syncFigures($("references"), sorted.map((r) => ({
+    key: String(r.image), src: `${base}/${r.image}.jpg?size=${THUMB_PX}`, size: THUMB_PX,
+    alt: `reference image ${r.image}, mean score ${fmt(r.mean)}`,
+    caption: `${fmt(r.mean, 1)} (${r.showings}×)`,
+  })));
   $("references-box").hidden = !sorted.length;
 }
 
@@ -599,24 +618,21 @@ function renderReferences(s) {
 const STRIP = 12;
 function renderBestStrip(s) {
   const positions = state.history.best_positions;
-  const first = Math.max(0, positions.length - STRIP);
-  const key = `${s.id}:${positions.length}`;
-  if (key === state.bestStrip) return;
-  state.bestStrip = key;
   const base = `/api/sessions/${encodeURIComponent(s.id)}/generations`;
   const items = [];
-  for (let g = first; g < positions.length; g += 1) {
+  for (let g = Math.max(0, positions.length - STRIP); g < positions.length; g += 1) {
     if (positions[g] === null) continue;
-    items.push(el("figure", {},
-      el("img", { src: `${base}/${g}/thumbnails/${positions[g]}.jpg?size=80`, width: 80, height: 80,
-        alt: `best image of generation ${g}, score ${fmt(state.history.max[g])}` }),
-      el("figcaption", { text: `${g}: ${fmt(state.history.max[g], 1)}` })));
+    items.push({ key: String(g), src: `${base}/${g}/thumbnails/${positions[g]}.jpg?size=80`, size: 80,
+      alt: `best image of generation ${g}, score ${fmt(state.history.max[g])}`,
+      caption: `${g}: ${fmt(state.history.max[g], 1)}` });
   }
-  $("best-strip").replaceChildren(...items);
+  syncFigures($("best-strip"), items);
   $("best-strip-box").hidden = !items.length;
 }
 
 function renderNotes() {
+  if (state.notes.length === state.notesShown) return;
+  state.notesShown = state.notes.length;
   const list = $("notes");
   list.replaceChildren(...state.notes.map((n) => el("li", {},
     el("time", { text: new Date(n.time * 1000).toLocaleString() }), ` gen ${n.generation}: ${n.text}`)));
