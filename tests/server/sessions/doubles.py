@@ -101,6 +101,17 @@ async def manager_in(tmp_path, transport=None):
         await manager.close()
 
 
+@contextlib.asynccontextmanager
+async def started(tmp_path, **settings):
+    """A started session of ``config(**settings)``, with the transport that records what it
+    sends."""
+    transport = FakeTransport()
+    async with manager_in(tmp_path, transport) as manager:
+        session = await manager.create(config(**settings))
+        await session.start()
+        yield session, transport
+
+
 async def wait_state(session, state: str, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while session.state != state:

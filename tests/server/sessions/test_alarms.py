@@ -26,6 +26,7 @@ from tests.server.sessions.doubles import (
     manager_in,
     responses_for,
     run,
+    started,
     wait_state,
 )
 
@@ -64,10 +65,7 @@ def presented(message) -> Presented:
 
 def test_a_stalled_rig_pauses_the_session_and_holds_its_generation(tmp_path):
     async def main():
-        transport = FakeTransport()
-        async with manager_in(tmp_path, transport) as manager:
-            session = await manager.create(config(stall_timeout_s=0.3))
-            await session.start()
+        async with started(tmp_path, stall_timeout_s=0.3) as (session, transport):
             block0 = await transport.next(0)
             ack(session, block0)  # on the rig ... and then nothing more from it
             alarm = await wait_alarm(session, "stall")
@@ -170,10 +168,10 @@ def test_without_auto_pause_a_mostly_unanswered_generation_is_shown_again(tmp_pa
 
 def test_a_few_missing_images_still_complete_the_generation(tmp_path):
     async def main():
-        transport = FakeTransport()
-        async with manager_in(tmp_path, transport) as manager:
-            session = await manager.create(config(max_represent=0, response_timeout_s=0.2))
-            await session.start()
+        async with started(tmp_path, max_represent=0, response_timeout_s=0.2) as (
+            session,
+            transport,
+        ):
             block = await transport.next(0)
             await answer(session, block, only=[s.stimulus_id for s in block.content.stimuli[:5]])
             gen1 = await transport.next(1)
@@ -185,10 +183,10 @@ def test_a_few_missing_images_still_complete_the_generation(tmp_path):
 
 def test_refused_responses_alarm_with_their_reason_and_pause_after_the_block(tmp_path):
     async def main():
-        transport = FakeTransport()
-        async with manager_in(tmp_path, transport) as manager:
-            session = await manager.create(config(rig="rig-A", channels=[3], stall_timeout_s=30))
-            await session.start()
+        async with started(tmp_path, rig="rig-A", channels=[3], stall_timeout_s=30) as (
+            session,
+            transport,
+        ):
             block = await transport.next(0)
             ack(session, block)
             with pytest.raises(ChannelMismatch):  # another rig's recorder: its own trouble
@@ -315,10 +313,10 @@ def test_a_block_whose_counts_were_refused_is_not_shown_again_for_nothing(tmp_pa
     message, then the rig reports the block shown: paused, not shown again."""
 
     async def main():
-        transport = FakeTransport()
-        async with manager_in(tmp_path, transport) as manager:
-            session = await manager.create(config(rig="rig-A", channels=[7], stall_timeout_s=60))
-            await session.start()
+        async with started(tmp_path, rig="rig-A", channels=[7], stall_timeout_s=60) as (
+            session,
+            transport,
+        ):
             block = await transport.next(0)
             ack(session, block)
             with pytest.raises(ChannelMismatch):
