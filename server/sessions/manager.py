@@ -469,15 +469,10 @@ class SessionManager:
             raise UnknownSession(f"session file {path.name} cannot be read: {exc}") from None
 
     def on_client_lost(
-        self,
-        client_id: str,
-        name: str = "",
-        roles: Sequence[str] = (),
-        why: str = "stopped answering heartbeats",
-        alarm: bool = True,
+        self, client_id: str, name: str, roles: Sequence[str], why: str, alarm: bool
     ) -> None:
-        """Rig client ``client_id``, named ``name``, in ``roles``, is gone (``why``);
-        ``alarm``: whether its sessions raise the alarm (not when it is back already)."""
+        """Rig client ``client_id``, named ``name``, in ``roles``, is gone (``why``, as the
+        link says); ``alarm``: whether its sessions raise one (not if it is back already)."""
         for session in list(self.sessions.values()):
             session.on_client_lost(client_id, name, roles, why, alarm)
 

@@ -101,10 +101,15 @@ class Round:
         """When the unacknowledged block is due to be sent again (monotonic seconds)."""
         return self.sent_at + min(RESEND_S * 2**self.resends, MAX_RESEND_S)
 
+    def _shown(self) -> Generation | None:
+        """The current block's message content (None before the first block)."""
+        content = self.message.content if self.message is not None else None
+        return content if isinstance(content, Generation) else None
+
     def block_seconds(self) -> float:
         """How long the rig needs to show the current block (on + off time per trial)."""
-        content = self.message.content if self.message is not None else None
-        if not isinstance(content, Generation):
+        content = self._shown()
+        if content is None:
             return 0.0
         trial_s = (content.params.on_ms + content.params.off_ms) / 1000
         return trial_s * sum(s.repeats for s in content.stimuli)
@@ -112,8 +117,8 @@ class Round:
     def block_shown(self) -> bool:
         """The rig reported as many presentations as the current block asks for (whether
         or not their counts were taken)."""
-        content = self.message.content if self.message is not None else None
-        if not isinstance(content, Generation):
+        content = self._shown()
+        if content is None:
             return False
         wanted = sum(s.repeats for s in content.stimuli)
         return self.book.presented - self.presented_start >= wanted

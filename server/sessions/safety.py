@@ -214,7 +214,7 @@ class Safety:
         client_id: str,
         name: str = "",
         roles: Sequence[str] = (),
-        why: str = "stopped answering heartbeats",
+        why: str = "silent: counted as gone",
         alarm: bool = True,
     ) -> None:
         """Rig client ``client_id`` (named ``name``, in ``roles``) is gone, for ``why``."""

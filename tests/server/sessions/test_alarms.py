@@ -217,7 +217,8 @@ def test_a_lost_rig_client_alarms_until_it_is_back_and_alarms_can_be_acknowledge
             other = await manager.create(config(rig="rig-B"))
             await session.start()
             await transport.next(0)
-            manager.on_client_lost("c7", "rig-A", ["presenter", "recorder"])
+            manager.on_client_lost("c7", "rig-A", ["presenter", "recorder"],
+                                   "silent: counted as gone", True)  # fmt: skip
             alarm = active(session)["client_lost"]
             assert alarm["severity"] == "warning" and alarm["acknowledged"] is None
             assert "rig-A (presenter and recorder) stopped answering" in alarm["cause"]
@@ -227,7 +228,7 @@ def test_a_lost_rig_client_alarms_until_it_is_back_and_alarms_can_be_acknowledge
             with pytest.raises(NotFound):
                 session.acknowledge(99)
             # A recorder PC of the same rig says bye; one that is back already raises none.
-            manager.on_client_lost("c8", "rig-A", ["recorder"], "said bye")
+            manager.on_client_lost("c8", "rig-A", ["recorder"], "said bye", True)
             manager.on_client_lost("c9", "rig-A", ["presenter"], "registered again", False)
             lost = [a for a in session.summary()["alarms"] if a["kind"] == "client_lost"]
             assert [a["key"] for a in lost] == [
