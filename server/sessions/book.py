@@ -26,7 +26,11 @@ class StimulusSlot:
     kind: Literal["evolved", "reference"]
     #: Row of the generation's codes (evolved) or index of the reference image.
     index: int
+    #: Counts as the rig sent them (what the channel means plot).
     responses: list[np.ndarray] = field(default_factory=list)
+    #: What the score is made of, one per response: the counts, or with the session's
+    #: ``subtract_baseline`` the counts less the baseline (see :func:`net_counts`).
+    net: list[np.ndarray] = field(default_factory=list)
     #: Counts from presentations reported as aborted: kept, never scored.
     excluded: list[np.ndarray] = field(default_factory=list)
     #: Presentations that are over: answered with counts, or reported aborted.
@@ -54,6 +58,19 @@ def _unseen(items: Sequence[T], known: Collection[str]) -> list[T]:
     return fresh
 
 
+def net_counts(response: Response, subtract_baseline: bool) -> np.ndarray:
+    """The response's evoked counts, less its baseline counts scaled to the evoked window's
+    length when ``subtract_baseline`` and the rig sent a baseline: a rate above the
+    spontaneous one, in spikes per evoked window (may be negative)."""
+    counts = np.asarray(response.counts, dtype=np.float64)
+    if not subtract_baseline or response.baseline_counts is None:
+        return counts
+    start, end = response.evoked_window_ms
+    b_start, b_end = response.baseline_window_ms or response.evoked_window_ms
+    scale = (end - start) / (b_end - b_start)
+    return counts - scale * np.asarray(response.baseline_counts, dtype=np.float64)
+
+
 def combine_channels(
     counts: np.ndarray, channels: Sequence[int], weights: Sequence[float] | None = None
 ) -> np.ndarray:
@@ -66,16 +83,23 @@ def combine_channels(
 
 
 class GenerationBook:
-    """Presentations and responses of generation ``index``; ``repeats`` wanted per stimulus."""
+    """Presentations and responses of generation ``index``; ``repeats`` wanted per stimulus;
+    scored with the baseline subtracted when ``subtract_baseline`` (:func:`net_counts`)."""
 
     def __init__(
-        self, index: int, slots: Sequence[StimulusSlot], repeats: int, n_channels: int | None = None
+        self,
+        index: int,
+        slots: Sequence[StimulusSlot],
+        repeats: int,
+        n_channels: int | None = None,
+        subtract_baseline: bool = False,
     ) -> None:
         if repeats < 1:
             raise ConfigError(f"repeats must be at least 1, got {repeats}")
         self.index = index
         self.repeats = repeats
         self.n_channels = n_channels
+        self.subtract_baseline = subtract_baseline
         self.slots = {s.stimulus_id: s for s in slots}
         if len(self.slots) != len(slots):
             raise ConfigError("stimulus ids must be unique within a generation")
@@ -164,6 +188,7 @@ class GenerationBook:
                 result.excluded += 1
             else:
                 slot.responses.append(counts)
+                slot.net.append(net_counts(r, self.subtract_baseline))
             slot.answered.add(r.presentation_id)
             result.accepted += 1
         return result
@@ -192,8 +217,8 @@ class GenerationBook:
         slots = sorted((s for s in self.slots.values() if s.kind == kind), key=lambda s: s.index)
         out = np.full(len(slots), np.nan)
         for i, slot in enumerate(slots):
-            if slot.responses:
-                counts = np.stack(slot.responses)
+            if slot.net:
+                counts = np.stack(slot.net)
                 if max(channels) >= counts.shape[1]:
                     raise ChannelMismatch(
                         f"target channel {max(channels)} but only {counts.shape[1]} recorded"

@@ -33,6 +33,11 @@ class SessionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(max_length=200)] = ""
+    #: The animal (or the model, in silico), as the lab names it; kept in the file and in
+    #: NWB exports (``Subject.subject_id``).
+    subject: Annotated[str, Field(max_length=64)] = ""
+    #: Who runs the session (NWB's ``experimenter``).
+    experimenter: Annotated[str, Field(max_length=200)] = ""
     #: ``hello.name`` of the presenter that shows this session; None = any presenter.
     rig: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     #: None = DeePSiM-fc6 when its weights are installed, else the offline default.
@@ -61,6 +66,10 @@ class SessionConfig(BaseModel):
     references_per_generation: Annotated[int, Field(ge=0, le=1000)] = 0
     #: Folder of reference photos, cycled; None = scikit-image's bundled photographs.
     reference_folder: ServerPath | None = None
+    #: Score a response that carries baseline counts as its evoked count minus the baseline
+    #: count scaled to the evoked window's length (rates subtracted, as Ponce lab's pipeline
+    #: does); False scores the evoked count alone. Stored counts are the rig's either way.
+    subtract_baseline: bool = True
     #: Presentations averaged per image.
     repeats: Annotated[int, Field(ge=1, le=100)] = 1
     #: Seconds without any presentation or response before missing stimuli are re-presented.

@@ -147,6 +147,7 @@ def open_round(
     per_generation: int,
     repeats: int,
     n_channels: int | None,
+    subtract_baseline: bool = False,
 ) -> Round:
     """The round for ``proposal``: its evolved images, then ``per_generation`` of the
     session's ``references`` (cycled through the session, never optimised on)."""
@@ -157,4 +158,5 @@ def open_round(
         picks = [(g * per_generation + j) % len(references) for j in range(per_generation)]
         slots += [StimulusSlot(f"g{g}-r{j}", "reference", j) for j in range(per_generation)]
         images = np.concatenate([proposal.images, references[picks]])
-    return Round(proposal, GenerationBook(g, slots, repeats, n_channels), images, picks)
+    book = GenerationBook(g, slots, repeats, n_channels, subtract_baseline)
+    return Round(proposal, book, images, picks)

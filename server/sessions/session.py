@@ -278,6 +278,7 @@ class Session(RigIntake):
             config.references_per_generation,
             config.repeats,
             self.n_channels,
+            config.subtract_baseline,
         )
         if self._reload_round:  # resumed: the rig may have reported part of this generation
             self._reload_round = False

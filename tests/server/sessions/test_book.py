@@ -95,6 +95,25 @@ def test_combining_channels():
     np.testing.assert_allclose(combine_channels(counts, [0, 2], [1.0, -0.5]), [-4.0, 2.0])
 
 
+def test_baseline_is_subtracted_as_a_rate_when_the_session_asks():
+    """Evoked 150 ms, baseline 50 ms: 2 baseline spikes are 6 in the evoked window's time.
+    The channel means keep the rig's counts; without the setting the baseline is ignored."""
+    sent = [
+        Response(presentation_id="p1", stimulus_id="e0", counts=[10.0, 4.0],
+                 evoked_window_ms=(50.0, 200.0), baseline_counts=[2.0, 0.0],
+                 baseline_window_ms=(0.0, 50.0)),
+        resp("p2", "e1", 5, 5),  # no baseline: scored as sent
+    ]  # fmt: skip
+    slots = [StimulusSlot(f"e{i}", "evolved", i) for i in range(2)]
+    subtracted = GenerationBook(0, slots, 1, subtract_baseline=True)
+    subtracted.record_responses(sent)
+    np.testing.assert_allclose(subtracted.scores("evolved", [0, 1]), [(4.0 + 4.0) / 2, 5.0])
+    np.testing.assert_allclose(subtracted.channel_means("evolved"), [7.5, 4.5])
+    plain = GenerationBook(0, [StimulusSlot(f"e{i}", "evolved", i) for i in range(2)], 1)
+    plain.record_responses(sent)
+    np.testing.assert_allclose(plain.scores("evolved", [0]), [10.0, 5.0])
+
+
 def test_invalid_books():
     with pytest.raises(ConfigError):
         GenerationBook(0, [StimulusSlot("a", "evolved", 0)] * 2, 1)
