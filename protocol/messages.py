@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictStr
 #: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
 PROTOCOL_VERSION = 1
 #: The minor version: what it added is sent only to clients that say they speak it.
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 
 # Types are strict (PROTOCOL.md, section 3): a number is a number (an integer does for a
 # float), never a boolean or a string; a string is never bytes.
@@ -116,11 +116,23 @@ class GenerationAck(Content):
     block: Index = 0
 
 
+RigTime = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+
 class Presentation(Content):
     presentation_id: Id
     stimulus_id: Id
-    onset: Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    onset: RigTime
     outcome: Literal["ok", "aborted"]
+    # Protocol 1.2, optional: what a frame-counting presenter (``xdream present --window``)
+    # measured. A server that predates them ignores them.
+    #: Rig-clock time of the first frame after the stimulus.
+    offset: RigTime | None = None
+    #: Stimulus frames shown.
+    frames: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] | None = None
+    #: Frames the display missed while this trial was on or off (the stimulus or the blank
+    #: lasted longer than asked).
+    dropped_frames: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] | None = None
 
 
 class Presented(Content):

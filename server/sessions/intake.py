@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 from protocol.codec import Message
 from protocol.errors import (
@@ -19,7 +20,7 @@ from protocol.errors import (
     SessionStateError,
     UnknownStimulus,
 )
-from protocol.messages import GenerationAck, Presented, Responses, ResponsesAck
+from protocol.messages import GenerationAck, Presentation, Presented, Responses, ResponsesAck
 from server.sessions.progress import Progress
 from server.sessions.rounds import Round
 from server.sessions.safety import Safety
@@ -104,9 +105,21 @@ class RigIntake(Safety):
                 )
                 rnd.book.record_presented(fresh)
                 self._took(rnd)
+                self._check_frames(rnd, fresh)
                 told = Presented(generation=msg.generation, presentations=fresh)
                 self.transport.tell_recorders(self.config.rig, Message(told, session=self.id))
             return len(fresh)
+
+    def _check_frames(self, rnd: Round, presentations: Sequence[Presentation]) -> None:
+        """Warn the operator of trials whose display missed frames: their image stayed on
+        (or off) longer than the session asked, which a timing-critical analysis must know."""
+        late = [p for p in presentations if p.dropped_frames]
+        if late:
+            self._event(
+                "dropped_frames", rnd.index, block=rnd.block, presentations=len(late),
+                frames=sum(p.dropped_frames or 0 for p in late),
+                ids=[p.presentation_id for p in late[:20]],
+            )  # fmt: skip
 
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
         """Store and count spike counts; acknowledged only once they are on disk. Counts

@@ -23,6 +23,7 @@ SEVERITY = {
     "presenter_lost": "warning",
     "missing": "warning",
     "late_responses": "info",
+    "dropped_frames": "warning",
     "error": "critical",
 }
 
@@ -43,6 +44,9 @@ def warning_for(kind: str, detail: dict[str, Any]) -> str | None:
         "late_responses": f"{detail.get('count')} responses arrived after their generation "
         "closed; stored as late, not used",
         "error": f"the session stopped on an error: {detail.get('message')}",
+        "dropped_frames": f"the display dropped {detail.get('frames')} frames in "
+        f"{detail.get('presentations')} trials of block {detail.get('block')}: those images "
+        "stayed on or off longer than asked (check the presenter PC's load and refresh rate)",
     }.get(kind)
 
 

@@ -53,7 +53,12 @@ from server.storage.recovery import (
     journal_records,
     recover_rows,
 )
-from server.storage.rows import presentation_rows, response_rows
+from server.storage.rows import (
+    presentation_rows,
+    presentations_from,
+    response_rows,
+    responses_from,
+)
 from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
 
 FORMAT = "xdream-rig session 1"
@@ -320,16 +325,8 @@ class SessionFile:
 
     def stored_round(self, generation: int) -> StoredRound:
         """The presentations, responses and blocks stored for ``generation``."""
-        shown = self.table("presentations", generation)
-        presented = [
-            Presentation(presentation_id=p, stimulus_id=s, onset=o, outcome=x)
-            for p, s, o, x in rows(shown, "presentation_id", "stimulus_id", "onset", "outcome")
-        ]
-        got = self.table("responses", generation)
-        responses = [
-            Response(presentation_id=p, stimulus_id=s, counts=list(c))
-            for p, s, c in rows(got, "presentation_id", "stimulus_id", "counts")
-        ]
+        presented = presentations_from(self.table("presentations", generation))
+        responses = responses_from(self.table("responses", generation))
         kinds = self.table("events", generation, columns=("kind",)).get("kind", np.array([]))
         return StoredRound(presented, responses, int(np.sum(kinds == "block_sent")))
 

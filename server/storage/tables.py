@@ -43,7 +43,14 @@ def append_table(group: h5py.Group, columns: dict[str, Any]) -> None:
         raise ValueError(f"table columns differ in length: {lengths}")
     if lengths == {0}:
         return
+    had = max((len(group[name]) for name in columns if name in group), default=0)
     for name, values in columns.items():
+        if name not in group and had:
+            # A column added in a later version of the table: the rows before it get NaN.
+            values = np.asarray(values)
+            if values.dtype.kind != "f":
+                raise ValueError(f"a column added to a filled table must be float: {name}")
+            append(group, name, np.full((had, *values.shape[1:]), np.nan))
         append(group, name, values)
 
 

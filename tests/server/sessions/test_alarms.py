@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from protocol.errors import ChannelMismatch, ConfigError, NotFound, UnknownStimulus
@@ -19,6 +20,7 @@ from server.sessions.alarms import Alarms
 from server.sessions.manager import SessionManager
 from server.sessions.stored import StoredSession
 from server.storage.records import Event
+from server.storage.session_file import SessionFile
 from tests.server.sessions.doubles import (
     FakeTransport,
     answer,
@@ -363,3 +365,36 @@ def test_a_session_pausing_when_the_server_stopped_comes_back_paused_for_its_rea
             assert (block.content.generation, block.content.block) == (0, 1)
 
     run(second_run(run(first_run())))
+
+
+def test_dropped_frames_warn_the_operator_and_are_stored(tmp_path):
+    """A window presenter that missed frames says so in ``presented``: the operator gets a
+    warning naming the block and how many frames, and the file keeps them per trial."""
+
+    async def main():
+        async with started(tmp_path) as (session, transport):
+            block = await transport.next(0)
+            ack(session, block)
+            report = presented(block)
+            timed = [
+                p.model_copy(update={"frames": 6, "dropped_frames": dropped})
+                for p, dropped in zip(report.presentations[:2], [0, 2], strict=True)
+            ]
+            report = report.model_copy(
+                update={"presentations": timed + report.presentations[2:]}
+            )
+            assert await session.ingest_presented(report, "zmq", "rig") == len(
+                report.presentations
+            )
+            warnings = [w for w in session.warnings if w["kind"] == "dropped_frames"]
+            assert len(warnings) == 1 and warnings[0]["severity"] == "warning"
+            assert "dropped 2 frames in 1 trials of block 0" in warnings[0]["message"]
+            await session.stop()
+            return session.store.path
+
+    stored = StoredSession(run(main()))
+    assert [w["kind"] for w in stored.warnings].count("dropped_frames") == 1
+    store = SessionFile.reopen(stored.path, mode="r")
+    frames = store.table("presentations")["dropped_frames"]
+    store.close()
+    assert frames[:2].tolist() == [0.0, 2.0] and np.isnan(frames[2:]).all()

@@ -54,6 +54,48 @@ def test_what_the_rig_reported_reads_back_as_it_was_written(tmp_path):
     store.close()
 
 
+def test_a_resumed_round_gets_back_baselines_windows_and_frame_timing(tmp_path):
+    """What a resumed generation re-scores must be what the rig sent: baselines and their
+    windows (the score may subtract them), and a window presenter's frame counts."""
+    store = SessionFile(tmp_path / "s.h5", {"session_id": "s"}, status="running")
+    shown = [
+        Presentation(presentation_id="p0", stimulus_id="g0-e0", onset=2.0, outcome="ok",
+                     offset=2.1, frames=6, dropped_frames=1),
+        Presentation(presentation_id="p1", stimulus_id="g0-e1", onset=2.5, outcome="ok"),
+    ]  # fmt: skip
+    sent = [
+        _response("p0", "g0-e0", [3.0], evoked_window_ms=(60.0, 210.0), baseline_counts=[1.0],
+                  baseline_window_ms=(0.0, 45.0)),
+        _response("p1", "g0-e1", [2.0], baseline_counts=[0.0]),
+        _response("p2", "g0-e1", [4.0]),
+    ]  # fmt: skip
+    store.append_presentations(0, 0, shown, "zmq:rig")
+    store.append_responses(0, 0, sent, "zmq:rig")
+    stored = store.stored_round(0)
+    assert stored.presentations == shown
+    assert stored.responses == sent
+    store.close()
+
+
+def test_presentations_of_a_file_from_before_frame_timing_get_nan_for_it(tmp_path):
+    """A session file written before protocol 1.2 has no frame columns: its next
+    presentation adds them, NaN for the rows before, so the table stays one length."""
+    store = SessionFile(tmp_path / "s.h5", {"session_id": "s"}, status="running")
+    old = Presentation(presentation_id="p0", stimulus_id="g0-e0", onset=1.0, outcome="ok")
+    store.append_presentations(0, 0, [old], "zmq:rig")
+    group = store._file["presentations"]
+    for name in ("offset", "frames", "dropped_frames"):
+        del group[name]  # as an older server wrote it
+    new = Presentation(presentation_id="p1", stimulus_id="g0-e1", onset=2.0, outcome="ok",
+                       frames=6, dropped_frames=0)  # fmt: skip
+    store.append_presentations(0, 0, [new], "zmq:rig")
+    rows = store.table("presentations")
+    assert {len(v) for v in rows.values()} == {2}
+    np.testing.assert_array_equal(rows["frames"], [np.nan, 6.0])
+    assert store.stored_round(0).presentations == [old, new]
+    store.close()
+
+
 def test_late_responses_are_kept_apart_and_count_as_seen_on_resume(tmp_path):
     store = SessionFile(tmp_path / "s.h5", {"session_id": "s"})
     store.append_responses(0, 0, [_response("p0", "g0-e0", [1.0])], "zmq:a")
