@@ -29,14 +29,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Debian's packages the tests drive: chromium for the dashboard's browser test (Playwright
-# drives it; it downloads no browser of its own), strace for the fault-injection sweep and
-# GNU Octave for the MATLAB rig functions (rig_clients/matlab).
+# drives it; it downloads no browser of its own), strace for the fault-injection sweep,
+# GNU Octave for the MATLAB rig functions (rig_clients/matlab) and Xvfb, the virtual display
+# the window presenter's tests draw on (its Mesa OpenGL comes with it).
 # Installed only when missing; XDREAM_CHROMIUM=PATH uses another browser binary.
 tools:
 	@missing=""; \
 	if [ -z "$$XDREAM_CHROMIUM" ] && ! command -v chromium >/dev/null; then missing="chromium"; fi; \
 	if ! command -v strace >/dev/null; then missing="$$missing strace"; fi; \
 	if ! command -v octave-cli >/dev/null; then missing="$$missing octave"; fi; \
+	if ! command -v Xvfb >/dev/null; then missing="$$missing xvfb"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian's$$missing for the tests"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -51,9 +51,14 @@ class Connection:
         context: zmq.Context | None = None,
         configure: Callable[[zmq.Socket], None] | None = None,
         give_up_s: float | None = None,
+        presentations: bool = False,
     ) -> None:
         self.endpoint = endpoint
-        self.hello = Hello(roles=roles, name=name, software="xdream-rig rig_clients")
+        #: ``presentations``: a recorder that does not present asks for its rig's
+        #: presentations (PROTOCOL.md, ``hello``).
+        self.hello = Hello(
+            roles=roles, name=name, software="xdream-rig rig_clients", presentations=presentations
+        )
         self.heartbeat_s = heartbeat_s
         self.liveness = liveness
         self.backoff_s = backoff_s
@@ -197,6 +202,14 @@ class Connection:
             message = self._pump(min(step_s, self.heartbeat_s / 2))
             if message is not None:
                 self._inbox.append(message)
+
+    def keep_alive(self) -> None:
+        """Heartbeat if due and keep what has arrived for :meth:`poll`, without waiting and
+        without reconnecting: for a front end in the middle of something that must not
+        stall (a trial on screen). A lost server is found at the next :meth:`poll`."""
+        while (message := self._receive(0)) is not None:
+            self._inbox.append(message)
+        self._keep_alive()
 
     def request(
         self,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,26 @@ def rig_venv(where: Path, wheel: Path, extras: set[str]) -> Path:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     return python
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[str]:
+    """A virtual X display (Debian's Xvfb) for the window presenter; its DISPLAY value."""
+    if shutil.which("Xvfb") is None:
+        pytest.fail("Debian's xvfb is not installed: run `make tools` (apt-get install)")
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write)
+    with os.fdopen(read) as announced:
+        number = announced.readline().strip()  # written once the display accepts clients
+    if not number:
+        process.kill()
+        pytest.fail("Xvfb did not start")
+    try:
+        yield f":{number}"
+    finally:
+        process.terminate()
+        process.wait(10)
