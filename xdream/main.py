@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         rig_commands.add_keys,
         server_commands.add_token,
         server_commands.add_health,
+        server_commands.add_export,
     ):
         add(sub)
     return parser

@@ -1,9 +1,11 @@
-"""``xdream serve``, ``demo``, ``health`` and ``token``: the server side (the server extra)."""
+"""``xdream serve``, ``demo``, ``health``, ``token`` and ``export``: the server side (the
+server extra; ``export --nwb`` also the nwb extra)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from xdream.common import share_cpus_politely
 
@@ -155,3 +157,35 @@ def add_token(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="create an HTTP access token file for `serve`")
     p.add_argument("file", help="where to write the token (must not exist)")
     p.set_defaults(handler=_token)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from server.storage.nwb_export import SubjectInfo, export_nwb
+
+    subject = SubjectInfo(args.subject, args.species, args.sex, args.age)
+    done = export_nwb(Path(args.session), Path(args.out), subject)
+    counts = f"{done.images} images, {done.trials} trials, {done.responses} responses"
+    print(f"wrote {done.path}: {counts}")
+    return 0
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a session file in another format (NWB)",
+        description="Write a stored session file (DATA/<id>.h5) as an NWB file: images, "
+        "trials, spike counts, codes, scores, settings and the event log (docs/nwb.md). "
+        "A session a server is running: download /api/sessions/<id>/session.nwb instead.",
+    )
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument(
+        "--nwb", action="store_const", const="nwb", dest="format",
+        help="Neurodata Without Borders (needs pip install 'xdream-rig[nwb]')",
+    )  # fmt: skip
+    p.add_argument("session", metavar="SESSION.h5", help="the session file")
+    p.add_argument("out", metavar="OUT.nwb", help="the file to write (must not exist)")
+    p.add_argument("--subject", help="the subject's id (default: the session's subject)")
+    p.add_argument("--species", help="Latin binomial, e.g. 'Macaca mulatta'")
+    p.add_argument("--sex", choices=("M", "F", "O", "U"), help="default: U (unknown)")
+    p.add_argument("--age", help="ISO 8601 duration, e.g. P6Y (six years)")
+    p.set_defaults(handler=_export)

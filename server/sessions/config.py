@@ -36,6 +36,10 @@ class SessionConfig(BaseModel):
     #: The animal (or the model, in silico), as the lab names it; kept in the file and in
     #: NWB exports (``Subject.subject_id``).
     subject: Annotated[str, Field(max_length=64)] = ""
+    #: The subject's species, as a Latin binomial (``Macaca mulatta``), and its age as an
+    #: ISO 8601 duration (``P6Y``): what NWB archives (DANDI) require of a subject.
+    species: Annotated[str, Field(max_length=100)] = ""
+    subject_age: Annotated[str, Field(max_length=32, pattern=r"^(P[0-9WYMDTHS.]*)?$")] = ""
     #: Who runs the session (NWB's ``experimenter``).
     experimenter: Annotated[str, Field(max_length=200)] = ""
     #: ``hello.name`` of the presenter that shows this session; None = any presenter.

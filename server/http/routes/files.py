@@ -1,5 +1,5 @@
 """What a session stored: its images (lossless, or as thumbnails), the best image so far,
-a montage of each generation's best, and the whole HDF5 file.
+a montage of each generation's best, the whole HDF5 file, and the session as NWB.
 
 Everything that touches the file runs through ``manager.read`` (on the session's I/O thread
 while it writes, read-only once it is closed), and images are encoded off the event loop.
@@ -9,13 +9,14 @@ An image that is not stored answers 404 NotFound, like a session that does not e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Query
@@ -25,9 +26,11 @@ from starlette.background import BackgroundTask
 from protocol.errors import NotFound
 from server.engine.pictures import montage
 from server.http.deps import Manager, SessionId
-from server.http.errors import documented
+from server.http.errors import documented, error_response
 from server.http.images import binary, encode, image_response, respond
+from server.http.schemas import ErrorBody
 from server.sessions.manager import SessionManager
+from server.storage.nwb_export import NwbUnavailable, export_nwb, require_nwb
 from server.storage.session_file import SessionFile
 
 router = APIRouter(prefix="/api/sessions/{session_id}", tags=["files"])
@@ -170,6 +173,39 @@ def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str]]:
     return out
 
 
+async def _snapshot(manager: SessionManager, session_id: str, copy: Path) -> None:
+    """Copy the session's HDF5 file to ``copy`` between two of its writes (consistent)."""
+
+    def snapshot(store: SessionFile) -> None:
+        if store.is_open:
+            store.flush()
+        shutil.copyfile(store.path, copy)
+
+    await manager.read(session_id, snapshot)
+
+
+@contextlib.contextmanager
+def _scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a download: removed here if making the download fails, else
+    once it is sent (:func:`_download`)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _download(path: Path, media_type: str) -> FileResponse:
+    """``path`` as an attachment, its (temporary) folder removed once it is sent."""
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True),
+    )
+
+
 @router.get(
     "/data",
     response_class=FileResponse,
@@ -177,22 +213,34 @@ def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str]]:
 )
 async def data(manager: Manager, session_id: SessionId) -> FileResponse:
     """The session's HDF5 file, copied between writes so the download is consistent."""
-    folder = Path(tempfile.mkdtemp(prefix="xdream-download-"))
-    copy = folder / f"{session_id}.h5"
+    with _scratch("xdream-download-") as folder:
+        copy = folder / f"{session_id}.h5"
+        await _snapshot(manager, session_id, copy)
+    return _download(copy, "application/x-hdf5")
 
-    def snapshot(store: SessionFile) -> None:
-        if store.is_open:
-            store.flush()
-        shutil.copyfile(store.path, copy)
 
+#: The answer where the server lacks the nwb extra.
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "NwbUnavailable: pynwb is not installed"}
+}
+
+
+@router.get(
+    "/session.nwb",
+    response_class=FileResponse,
+    responses={**binary("application/x-nwb"), **documented(404, 422), **UNAVAILABLE},
+)
+async def session_nwb(manager: Manager, session_id: SessionId) -> Response:
+    """The session as an NWB file (docs/nwb.md: images, trials and counts, codes, scores,
+    settings, the event log), named ``<session>.nwb``: exported from a copy taken between
+    writes, in a worker thread. 503 NwbUnavailable where the server lacks pynwb."""
     try:
-        await manager.read(session_id, snapshot)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return FileResponse(
-        copy,
-        media_type="application/x-hdf5",
-        filename=copy.name,
-        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
-    )
+        require_nwb()
+        with _scratch("xdream-nwb-") as folder:
+            copy, out = folder / f"{session_id}.h5", folder / f"{session_id}.nwb"
+            await _snapshot(manager, session_id, copy)
+            await asyncio.to_thread(export_nwb, copy, out)
+            copy.unlink()  # the disk holds one of the two while the download is sent
+    except NwbUnavailable as exc:
+        return error_response(503, exc.code, str(exc))
+    return _download(out, "application/x-nwb")

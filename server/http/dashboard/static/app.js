@@ -473,11 +473,13 @@ function renderSession(s, latency) {
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
 
   showControls(s);
-  // Saved under the server's names: <session>-g<generation>-best.png, <session>-montage-....png.
+  // Saved under the server's names: <session>-g<generation>-best.png, <session>-montage-....png,
+  // <session>.nwb.
   $("download-data").href = `${base}/data`;
   $("download-best").href = `${base}/best.png`;
   $("download-montage").href = `${base}/montage.png`;
   $("download-scores").href = `${base}/scores.csv`;
+  $("download-nwb").href = `${base}/session.nwb`;
   for (const id of ["download-best", "download-montage", "download-scores"]) $(id).hidden = s.best_score === null;
   $("note-form").hidden = !state.live;
 
