@@ -43,8 +43,11 @@ def batches(responses: Sequence[Response]) -> Iterator[list[Response]]:
 class Recorder:
     """Sends spike counts over ``connection``."""
 
-    def __init__(self, connection: Connection, timeout_s: float = 60.0) -> None:
+    def __init__(self, connection: Connection, timeout_s: float | None = None) -> None:
         self.connection = connection
+        #: How long one message may wait for its acknowledgement; None: as long as the
+        #: connection keeps trying (its ``give_up_s``, by default for ever), so counts
+        #: survive a server that is away for minutes.
         self.timeout_s = timeout_s
 
     def send(self, session: str, generation: int, responses: Sequence[Response]) -> ResponsesAck:
