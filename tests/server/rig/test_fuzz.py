@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import random
+import time
 from typing import Any
 
 import h5py
@@ -168,6 +169,12 @@ def running(tmp_path_factory):
     connection.connect(timeout_s=20)
     presenter = Presenter(connection)
     block = presenter.next_block(timeout_s=30)
+    # The server logs the presenter's ack on its own time: wait for it, so that the test's
+    # "before" already holds it (a loaded machine logged it between before and after).
+    deadline = time.monotonic() + 30
+    while b"block_acknowledged" not in snapshot(server, session_id).get("events/kind", []):
+        assert time.monotonic() < deadline, "the block's acknowledgement was never logged"
+        time.sleep(0.05)
     yield server, session_id, connection, presenter, block
     connection.close()
     server.stop()
