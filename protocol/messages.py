@@ -9,9 +9,19 @@ the rig's own clock.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_serializer,
+)
 
 #: Bumped on any incompatible change; PROTOCOL.md states the same number (tested).
 PROTOCOL_VERSION = 1
@@ -117,6 +127,8 @@ class GenerationAck(Content):
 
 
 RigTime = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+#: A presentation's optional fields of protocol 1.2.
+FRAME_TIMING = ("offset", "frames", "dropped_frames")
 
 
 class Presentation(Content):
@@ -133,6 +145,13 @@ class Presentation(Content):
     #: Frames the display missed while this trial was on or off (the stimulus or the blank
     #: lasted longer than asked).
     dropped_frames: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_timing(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """What a presenter did not measure is not sent: a 1.0 presentation passed on to a
+        recorder reads as it came."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k not in FRAME_TIMING or v is not None}
 
 
 class Presented(Content):
