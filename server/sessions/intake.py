@@ -74,10 +74,16 @@ class RigIntake(Safety):
             self._took(rnd, trial=False)
 
     def on_presenter_ready(self) -> None:
-        """A presenter (re)registered: an undelivered or unacknowledged block goes now."""
+        """A presenter (re)registered: an undelivered or unacknowledged block goes now, or,
+        while the generation is held, on resume. A rig that hung before it took the block
+        and came back on a new socket has lost it: it is not stalled on it any more."""
         rnd = self.round
         if rnd is not None and not rnd.acked:
             rnd.sent_at, rnd.resends = 0.0, 0
+            rnd.heard_at = time.monotonic()  # delivered afresh: the stall clock starts again
+            if self._hold:
+                rnd.presenter = None  # on no rig now: _hold_until_resumed sends it
+            self._clear("stall")
             rnd.changed.set()
 
     def _took(self, rnd: Round, trial: bool = True) -> None:

@@ -100,6 +100,28 @@ def test_a_stalled_rig_pauses_the_session_and_holds_its_generation(tmp_path):
     assert log[0]["cleared"] >= log[0]["raised"]
 
 
+def test_a_rig_that_hung_before_taking_its_block_and_came_back_is_not_stalled(tmp_path):
+    """The rig PC froze with the block unread in its socket; when it thaws it registers on
+    a new socket (the old one, block and all, is gone). Paused, the block waits for the
+    operator's resume: the stall is over, and no stall is raised again meanwhile."""
+
+    async def main():
+        async with started(tmp_path, stall_timeout_s=0.2) as (session, transport):
+            await transport.next(0)  # delivered, never acknowledged
+            await wait_alarm(session, "stall")
+            await wait_state(session, "paused")
+            session.on_presenter_ready()  # the rig registered again
+            assert "stall" not in active(session)
+            await asyncio.sleep(0.5)  # longer than the stall limit: held, nothing out
+            assert "stall" not in active(session) and len(transport.sent) == 1
+            await session.resume()
+            again = await transport.next(1)
+            assert (again.content.generation, again.content.block) == (0, 1)
+            await session.stop()
+
+    run(main())
+
+
 def test_without_auto_pause_a_stall_only_alarms(tmp_path):
     async def main():
         transport = FakeTransport()
