@@ -29,7 +29,7 @@ import numpy as np
 
 from server.storage.journal import read_journal
 from server.storage.records import SessionFileError
-from server.storage.tables import append_table, read_state
+from server.storage.tables import append_table, read_state, with_missing_columns
 
 #: Tables of one row per thing the rig reported or the session did (all journalled).
 ROW_TABLES = ("presentations", "responses", "late_responses", "events")
@@ -143,13 +143,14 @@ def _trusted_rows(
         have = min((ds.shape[0] for ds in group.values()), default=0)
         if have > journalled:
             raise SessionFileError(f"{table} has rows its journal does not")
+        full = [with_missing_columns(group, columns) for columns in appends]  # older records
         for key, ds in group.items():
             stored = ds.asstr()[:have] if h5py.check_string_dtype(ds.dtype) else ds[:have]
-            wanted = [v for columns in appends for v in np.asarray(columns[key]).tolist()]
+            wanted = [v for columns in full for v in np.asarray(columns[key]).tolist()]
             if not _same(np.asarray(stored), np.asarray(wanted[:have], dtype=stored.dtype)):
                 raise SessionFileError(f"{table}/{key} differs from the journal")
         return have
-    except SessionFileError as exc:
+    except (SessionFileError, ValueError) as exc:  # ValueError: a record lacks a column
         del file[table]
         notes.append(f"{table}: {exc}; rebuilt from the journal")
         return 0
@@ -240,5 +241,6 @@ def _append_from(group: h5py.Group, appends: list[dict[str, Any]], skip: int) ->
         if skip >= n:
             skip -= n
             continue
-        append_table(group, {k: np.asarray(v)[skip:] for k, v in columns.items()})
+        rest = {k: np.asarray(v)[skip:] for k, v in with_missing_columns(group, columns).items()}
+        append_table(group, rest)
         skip = 0

@@ -36,6 +36,20 @@ def append(group: h5py.Group, name: str, rows: Any, **create: Any) -> None:
     ds[-len(rows) :] = rows
 
 
+def with_missing_columns(group: h5py.Group, columns: dict[str, Any]) -> dict[str, Any]:
+    """``columns`` plus NaN for each column of ``group`` they lack: rows written (and
+    journalled) by a version of the table from before that column was added. Only float
+    columns can be added to a table; a missing column of another kind is an error."""
+    n = len(next(iter(columns.values())))
+    out = dict(columns)
+    for name, ds in group.items():
+        if name not in out:
+            if ds.dtype.kind != "f":
+                raise ValueError(f"rows without the table's column {name}")
+            out[name] = np.full((n, *ds.shape[1:]), np.nan)
+    return out
+
+
 def append_table(group: h5py.Group, columns: dict[str, Any]) -> None:
     """Append rows to a table stored as one dataset per column (equal lengths)."""
     lengths = {len(v) for v in columns.values()}

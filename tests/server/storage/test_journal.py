@@ -4,13 +4,15 @@ the rig's tables of a session file brought back to it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from protocol.messages import Response
+from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
+from server.storage import rows
 from server.storage.journal import Journal, read_journal
 from server.storage.rebuild import _written, rebuild_from_journal
 from server.storage.recovery import journal_path
@@ -104,6 +106,49 @@ def test_the_rigs_tables_come_back_from_the_journal(tmp_path, damage):
     assert rows["presentation_id"].tolist() == [f"p{i}" for i in range(5)]
     np.testing.assert_array_equal(rows["counts"][:, 0], np.arange(5.0))
     assert again.repair() == []  # whole again: nothing more to do
+    again.close()
+
+
+def _journal_across_the_frame_timing_upgrade(tmp_path, monkeypatch) -> Path:
+    """A session begun by a server from before protocol 1.2 (its journal's presentation
+    records have no frame columns) and resumed by one after it."""
+    path = tmp_path / "s.h5"
+    store = SessionFile(path, {"session_id": "s"}, status="running", journal=journal_path(path))
+    with monkeypatch.context() as old_server:
+        old_server.setattr(rows, "FRAME_COLUMNS", ())
+        for i in range(2):
+            shown = Presentation(presentation_id=f"p{i}", stimulus_id="s", onset=i, outcome="ok")
+            store.append_presentations(0, 0, [shown], "x")
+    new = Presentation(presentation_id="p2", stimulus_id="s", onset=2.0, outcome="ok",
+                       frames=6, dropped_frames=1)  # fmt: skip
+    store.append_presentations(0, 0, [new], "x")
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize("damage", ["group gone", "rows lost", "beyond repair"])
+def test_a_journal_from_before_frame_timing_still_restores_its_rows(
+    tmp_path, monkeypatch, damage
+):
+    path = _journal_across_the_frame_timing_upgrade(tmp_path, monkeypatch)
+    if damage == "beyond repair":
+        path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+        rebuild_from_journal(path, journal_path(path), _render)
+        again = SessionFile.reopen(path, journal=journal_path(path))
+    else:
+        with h5py.File(path, "r+") as f:
+            if damage == "group gone":
+                del f["presentations"]
+            else:  # the last row lost; the two left are the old server's
+                for ds in f["presentations"].values():
+                    ds.resize(2, axis=0)
+        again = SessionFile.reopen(path, journal=journal_path(path))
+        assert again.repair()
+    table = again.table("presentations")
+    assert table["presentation_id"].tolist() == ["p0", "p1", "p2"]
+    np.testing.assert_array_equal(table["frames"], [np.nan, np.nan, 6.0])
+    np.testing.assert_array_equal(table["dropped_frames"], [np.nan, np.nan, 1.0])
+    assert again.repair() == []
     again.close()
 
 
