@@ -118,13 +118,16 @@ class RigIntake(Safety):
 
     def _check_frames(self, rnd: Round, presentations: Sequence[Presentation]) -> None:
         """Warn the operator of trials whose display missed frames: their image stayed on
-        (or off) longer than the session asked, which a timing-critical analysis must know."""
+        (or off) longer than the session asked, which a timing-critical analysis must know.
+        Every such report is an event; the first of a block (``first``) is the warning."""
         late = [p for p in presentations if p.dropped_frames]
         if late:
+            first = rnd.block not in rnd.frames_warned
+            rnd.frames_warned.add(rnd.block)
             self._event(
                 "dropped_frames", rnd.index, block=rnd.block, presentations=len(late),
                 frames=sum(p.dropped_frames or 0 for p in late),
-                ids=[p.presentation_id for p in late[:20]],
+                ids=[p.presentation_id for p in late[:20]], first=first,
             )  # fmt: skip
 
     async def ingest_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:

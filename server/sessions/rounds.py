@@ -58,6 +58,9 @@ class Round:
     heard_at: float = field(default_factory=time.monotonic)
     #: The ``heard_at`` a stall was raised at (a stall is raised once per silence).
     stalled_at: float | None = None
+    #: Blocks whose dropped frames the operator was warned of (once per block: a window
+    #: presenter reports trial by trial, and one warning per trial would bury the rest).
+    frames_warned: set[int] = field(default_factory=set)
     #: perf_counter when the round opened, and when its last needed response arrived.
     started_at: float = field(default_factory=time.perf_counter)
     completed_at: float | None = None

@@ -37,6 +37,8 @@ def warning_for(kind: str, detail: dict[str, Any]) -> str | None:
             return f"block {detail.get('block')} re-presents {detail.get('stimuli')} stimuli " \
                 f"({detail.get('reason')})"  # fmt: skip
         return None
+    if kind == "dropped_frames" and not detail.get("first", True):
+        return None  # the block's first report warned; every trial's count is in the file
     return {
         "presenter_lost": f"presenter {detail.get('client')} stopped answering heartbeats",
         "missing": f"{len(detail.get('stimuli', []))} stimuli got no response after the last "
@@ -46,7 +48,8 @@ def warning_for(kind: str, detail: dict[str, Any]) -> str | None:
         "error": f"the session stopped on an error: {detail.get('message')}",
         "dropped_frames": f"the display dropped {detail.get('frames')} frames in "
         f"{detail.get('presentations')} trials of block {detail.get('block')}: those images "
-        "stayed on or off longer than asked (check the presenter PC's load and refresh rate)",
+        "stayed on or off longer than asked (check the presenter PC's load and refresh rate; "
+        "later drops in this block are in the event log and each trial's in the file)",
     }.get(kind)
 
 

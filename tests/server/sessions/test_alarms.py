@@ -411,6 +411,14 @@ def test_dropped_frames_warn_the_operator_and_are_stored(tmp_path):
             warnings = [w for w in session.warnings if w["kind"] == "dropped_frames"]
             assert len(warnings) == 1 and warnings[0]["severity"] == "warning"
             assert "dropped 2 frames in 1 trials of block 0" in warnings[0]["message"]
+            # A window presenter reports each trial as it ends: more drops in the same
+            # block are logged, not warned of again.
+            again = presented(block).presentations[0].model_copy(
+                update={"presentation_id": "again", "dropped_frames": 1}
+            )
+            await session.ingest_presented(Presented(generation=0, presentations=[again]),
+                                           "zmq", "rig")  # fmt: skip
+            assert [w["kind"] for w in session.warnings].count("dropped_frames") == 1
             await session.stop()
             return session.store.path
 
@@ -418,5 +426,7 @@ def test_dropped_frames_warn_the_operator_and_are_stored(tmp_path):
     assert [w["kind"] for w in stored.warnings].count("dropped_frames") == 1
     store = SessionFile.reopen(stored.path, mode="r")
     frames = store.table("presentations")["dropped_frames"]
+    logged = [e.detail["first"] for e in store.events() if e.kind == "dropped_frames"]
     store.close()
-    assert frames[:2].tolist() == [0.0, 2.0] and np.isnan(frames[2:]).all()
+    assert frames[:2].tolist() == [0.0, 2.0] and np.isnan(frames[2:-1]).all()
+    assert frames[-1] == 1.0 and logged == [True, False]
