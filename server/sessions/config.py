@@ -27,6 +27,11 @@ Name = Annotated[str, Field(min_length=1, max_length=64)]
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 
 
+#: Settings added after sessions were first stored, with the value a session stored before
+#: them ran with: a session resumed (or read) from such a file goes on as it began.
+BEFORE_ADDED: dict[str, Any] = {"subtract_baseline": False}
+
+
 class SessionConfig(BaseModel):
     """One evolution on one rig. Defaults suit a monkey rig with the offline generator."""
 
@@ -126,6 +131,11 @@ class SessionConfig(BaseModel):
                 f"channel_weights has {len(weights)} entries for {len(channels)} channels"
             )
         return weights
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> SessionConfig:
+        """The config a session file keeps (:data:`BEFORE_ADDED` for what it predates)."""
+        return cls.model_validate({**BEFORE_ADDED, **stored})
 
     def confined(
         self, weights_roots: Sequence[Path], reference_roots: Sequence[Path]

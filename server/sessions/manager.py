@@ -357,7 +357,7 @@ class SessionManager:
                 if SessionState(status).final:  # repaired for its readers, not resumed
                     store.close()
                     return None
-                config = SessionConfig.model_validate(store.config["config"])
+                config = SessionConfig.from_stored(store.config["config"])
                 point = store.resume_point()
                 parts = self._parts(config, store.optimizer_state(), store.references())
                 store.drop_partial_generation(point.done)
@@ -422,7 +422,7 @@ class SessionManager:
             nonlocal generator
             if generator is None:  # only now: with every image kept, no weights are needed
                 record = json.loads(journal_attributes(journal)["config"])
-                config = SessionConfig.model_validate(record["config"])
+                config = SessionConfig.from_stored(record["config"])
                 confined = config.confined(self.weights_roots, self.reference_roots)
                 choice = confined.generator_choice(self.device)
                 generator = self.generators.acquire(choice, choice.build)

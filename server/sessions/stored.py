@@ -50,7 +50,7 @@ class StoredSession:
             self.notes = logged.notes
         finally:
             store.close()
-        self.config = SessionConfig.model_validate(record["config"])
+        self.config = SessionConfig.from_stored(record["config"])
         self._record = record
 
     def summary(self) -> dict[str, Any]:

@@ -24,6 +24,16 @@ def test_session_config_refuses_inconsistent_settings():
         SessionConfig(populaton=3)
 
 
+def test_a_stored_session_keeps_the_settings_it_began_with():
+    """A session stored before ``subtract_baseline`` existed scored the evoked counts
+    alone: resumed by a newer server, it must go on so, not switch to today's default."""
+    stored = SessionConfig(population=8).model_dump(mode="json")
+    assert SessionConfig.from_stored(stored).subtract_baseline is True  # as it was made
+    del stored["subtract_baseline"]  # as an older server stored it
+    assert SessionConfig.from_stored(stored).subtract_baseline is False
+    assert SessionConfig.model_validate(stored).subtract_baseline is True  # a new session
+
+
 def test_unknown_generator_is_refused_before_any_file(tmp_path):
     from protocol.errors import ConfigError
 
