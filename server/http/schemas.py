@@ -97,6 +97,8 @@ class SessionBase(Answer):
     #: created, running, pausing, paused, finished or aborted (a string, or a str enum).
     state: str
     rig: str | None = None
+    #: What the score is, in words (e.g. "drive channel(s) 0, hold 1 down").
+    objective: str | None = None
     generations_done: int = 0
     best_score: float | None = None
     generations: int | None = None

@@ -17,6 +17,7 @@ import numpy as np
 
 from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
 from protocol.messages import Presentation, Response
+from server.engine.objectives import Objective
 from server.engine.statistics import channel_means
 
 
@@ -69,17 +70,6 @@ def net_counts(response: Response, subtract_baseline: bool) -> np.ndarray:
     b_start, b_end = response.baseline_window_ms or response.evoked_window_ms
     scale = (end - start) / (b_end - b_start)
     return counts - scale * np.asarray(response.baseline_counts, dtype=np.float64)
-
-
-def combine_channels(
-    counts: np.ndarray, channels: Sequence[int], weights: Sequence[float] | None = None
-) -> np.ndarray:
-    """One score per row of ``counts`` (rows x recorded channels): the target channels'
-    mean, or their weighted sum when ``weights`` are given."""
-    picked = counts[..., list(channels)]
-    if weights is None:
-        return picked.mean(axis=-1)
-    return picked @ np.asarray(weights, dtype=np.float64)
 
 
 class GenerationBook:
@@ -210,18 +200,13 @@ class GenerationBook:
         ids = [s.stimulus_id for s in slots for _ in s.responses]
         return channel_means(ids, np.stack([r for s in slots for r in s.responses]))
 
-    def scores(
-        self, kind: str, channels: Sequence[int], weights: Sequence[float] | None = None
-    ) -> np.ndarray:
-        """Mean combined count per stimulus of ``kind``, ordered by index; NaN if unanswered."""
+    def scores(self, kind: str, objective: Objective) -> np.ndarray:
+        """``objective``'s score of each stimulus of ``kind`` (of its net counts averaged
+        over its presentations), ordered by index; NaN if unanswered."""
         slots = sorted((s for s in self.slots.values() if s.kind == kind), key=lambda s: s.index)
         out = np.full(len(slots), np.nan)
-        for i, slot in enumerate(slots):
-            if slot.net:
-                counts = np.stack(slot.net)
-                if max(channels) >= counts.shape[1]:
-                    raise ChannelMismatch(
-                        f"target channel {max(channels)} but only {counts.shape[1]} recorded"
-                    )
-                out[i] = combine_channels(counts, channels, weights).mean()
+        answered = [i for i, slot in enumerate(slots) if slot.net]
+        if answered:
+            means = np.stack([np.mean(slots[i].net, axis=0) for i in answered])
+            out[answered] = objective.score(means)
         return out

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from protocol.errors import ConfigError
 from protocol.messages import PresentationParams
 from server.engine.device import DEVICE_PATTERN
+from server.engine.objectives import Mean, Objective
 from server.engine.optimizers.base import MAX_POPULATION
 from server.engine.plan import GeneratorChoice, choose_generator
 
@@ -66,11 +67,14 @@ class SessionConfig(BaseModel):
     #: ... or after this many generations (give one of the two; default 3,000 images).
     generations: Annotated[int, Field(ge=1, le=100_000)] | None = None
     #: Recorded channels whose counts make the score, and how: their mean, or with
-    #: ``weights`` their weighted sum.
+    #: ``weights`` their weighted sum (the ``mean`` objective; ``objective`` for others).
     channels: Annotated[
         list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)
     ] = [0]
     channel_weights: Annotated[list[Weight], Field(max_length=4096)] | None = None
+    #: What the score is (server/engine/objectives.py): raise or lower a mean, selectivity,
+    #: a target pattern, sparseness. None = the mean of ``channels`` (give one or the other).
+    objective: Objective | None = None
     #: Natural reference images shown per generation (scored and logged, never optimised).
     references_per_generation: Annotated[int, Field(ge=0, le=1000)] = 0
     #: Folder of reference photos, cycled; None = scikit-image's bundled photographs.
@@ -131,6 +135,23 @@ class SessionConfig(BaseModel):
                 f"channel_weights has {len(weights)} entries for {len(channels)} channels"
             )
         return weights
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_or_channels(
+        cls, objective: Objective | None, info: ValidationInfo
+    ) -> Objective | None:
+        if objective is not None and (
+            info.data.get("channels") != [0] or info.data.get("channel_weights") is not None
+        ):
+            raise ValueError("give objective or channels and channel_weights, not both")
+        return objective
+
+    def scoring(self) -> Objective:
+        """The objective the session scores with."""
+        if self.objective is not None:
+            return self.objective
+        return Mean(channels=self.channels, weights=self.channel_weights)
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> SessionConfig:

@@ -145,9 +145,10 @@ class RigIntake(Safety):
     async def _take_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
         async with self._ingest_lock:
             recorded = len(msg.responses[0].counts)
-            if max(self.config.channels) >= recorded:
+            needed = max(self.config.scoring().channels_used())
+            if needed >= recorded:
                 raise ChannelMismatch(
-                    f"the session scores channel {max(self.config.channels)}, "
+                    f"the session scores channel {needed}, "
                     f"the responses have {recorded} channels"
                 )
             try:

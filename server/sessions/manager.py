@@ -221,12 +221,13 @@ class SessionManager:
         Channels beyond what the rig's recorder sends now are refused here rather than
         in every response later."""
         recorded = self.transport.recorded_channels(config.rig)
-        if recorded is not None and max(config.channels) >= recorded:
+        needed = max(config.scoring().channels_used())
+        if recorded is not None and needed >= recorded:
             rig = f"rig {config.rig}" if config.rig else "the connected recorder"
             raise ConfigError(
                 f"{rig} records {recorded} channels (0 to {recorded - 1}); "
-                f"channel {max(config.channels)} is not one of them",
-                field="channels",
+                f"channel {needed} is not one of them",
+                field="channels" if config.objective is None else "objective",
             )
         if len(self.sessions) + self._creating >= self.max_sessions:
             raise SessionLimit(

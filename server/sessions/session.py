@@ -402,9 +402,9 @@ class Session(RigIntake):
 
     async def _close_round(self, rnd: Round) -> Proposal | None:
         """Tell the optimizer, propose the next generation, and store this one meanwhile."""
-        channels, weights = self.config.channels, self.config.channel_weights
-        scores = rnd.book.scores("evolved", channels, weights)
-        ref_scores = rnd.book.scores("reference", channels, weights)
+        objective = self.config.scoring()
+        scores = rnd.book.scores("evolved", objective)
+        ref_scores = rnd.book.scores("reference", objective)
         n_responses = np.array(
             [len(s.responses) for s in rnd.book.slots.values() if s.kind == "evolved"]
         )
@@ -495,6 +495,7 @@ def shared_summary(
         "name": config.name,
         "state": state.value,
         "rig": config.rig,
+        "objective": config.scoring().describe(),
         "generations_done": done,
         "best_score": finite(history.best_score),
     }

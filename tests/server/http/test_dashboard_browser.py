@@ -216,6 +216,25 @@ def test_the_form_checks_settings_against_the_rig_and_estimates_the_time(tmp_pat
             config = server.session(created["id"])["config"]
             assert config["params"]["on_ms"] == 350 and config["channel_weights"] == [1, -1]
             assert config["auto_pause"] is True and config["stall_timeout_s"] is None
+
+            # Another objective: its own fields show, the server checks it, it is stored.
+            page.goto(server.http + "/#/new")
+            page.get_by_label("Presenter name").fill("rig-A")
+            assert page.get_by_label("Channels held down").is_hidden()
+            page.get_by_label("Objective").select_option("selectivity")
+            assert page.get_by_label("Channel weights").is_hidden()
+            page.get_by_label("Channels scored").fill("0")
+            page.get_by_label("Channels held down").fill("0")
+            page.get_by_role("button", name="Create session").click()
+            expect(page.locator("#error-objective")).to_contain_text("both driven and suppressed")
+            page.get_by_label("Channels held down").fill("1, 2")
+            page.get_by_role("button", name="Create session").click()
+            page.wait_for_url(re.compile(r"#/session/\w+"))
+            expect(page.locator("#session-info")).to_contain_text("drive channel(s) 0, hold 1, 2")
+            newest = page.url.rsplit("/", 1)[-1]
+            objective = server.session(newest)["config"]["objective"]
+            assert objective == {"kind": "selectivity", "drive": [0], "suppress": [1, 2],
+                                 "suppress_weight": 1.0}  # fmt: skip
         finally:
             rig.terminate()
             rig.wait(20)

@@ -7,7 +7,8 @@ import pytest
 
 from protocol.errors import ChannelMismatch, ConfigError, UnknownStimulus
 from protocol.messages import Presentation, Response
-from server.sessions.book import GenerationBook, StimulusSlot, combine_channels
+from server.engine.objectives import Mean
+from server.sessions.book import GenerationBook, StimulusSlot
 
 
 def book(repeats=1, n_channels=None) -> GenerationBook:
@@ -27,7 +28,7 @@ def shown(pid, sid, outcome="ok") -> Presentation:
 def test_scores_mean_repeats_and_leave_missing_as_nan():
     b = book(repeats=2)
     b.record_responses([resp("p1", "e0", 2, 10), resp("p2", "e0", 4, 10), resp("p3", "e2", 6, 0)])
-    np.testing.assert_allclose(b.scores("evolved", [0]), [3.0, np.nan, 6.0])
+    np.testing.assert_allclose(b.scores("evolved", Mean(channels=[0])), [3.0, np.nan, 6.0])
     assert b.missing() == ["e1", "e2", "r0"]  # e0 has both repeats
     assert not b.complete
 
@@ -38,7 +39,7 @@ def test_duplicates_are_counted_and_change_nothing():
     again = b.record_responses([resp("p1", "e0", 5), resp("p2", "e1", 7)])
     assert (first.accepted, first.duplicates) == (1, 0)
     assert (again.accepted, again.duplicates) == (1, 1)
-    np.testing.assert_allclose(b.scores("evolved", [0]), [5.0, 7.0, np.nan])
+    np.testing.assert_allclose(b.scores("evolved", Mean(channels=[0])), [5.0, 7.0, np.nan])
 
 
 def test_unknown_stimulus_rejects_the_whole_message():
@@ -57,8 +58,8 @@ def test_channel_count_must_stay_the_same():
         b.record_responses([resp("p2", "e1", 1)])
     with pytest.raises(ChannelMismatch):
         book(n_channels=3).record_responses([resp("p1", "e0", 1, 2)])
-    with pytest.raises(ChannelMismatch, match="target channel 4"):
-        b.scores("evolved", [4])
+    with pytest.raises(ChannelMismatch, match="reads channel 4"):
+        b.scores("evolved", Mean(channels=[4]))
 
 
 def test_response_must_match_what_the_presentation_showed():
@@ -76,7 +77,7 @@ def test_counts_of_aborted_presentations_are_kept_but_not_scored():
     result = b.record_responses([resp("p1", "e0", 9), resp("p2", "e1", 4)])
     assert (result.accepted, result.excluded) == (2, 1)
     assert "e0" in b.missing() and "e1" not in b.missing()
-    np.testing.assert_allclose(b.scores("evolved", [0]), [np.nan, 4.0, np.nan])
+    np.testing.assert_allclose(b.scores("evolved", Mean(channels=[0])), [np.nan, 4.0, np.nan])
     np.testing.assert_allclose(b.slots["e0"].excluded, [[9.0]])
 
 
@@ -84,15 +85,8 @@ def test_reference_scores_are_kept_apart():
     b = book()
     b.record_responses([resp(f"p{i}", s, i + 1) for i, s in enumerate(["e0", "e1", "e2", "r0"])])
     assert b.complete
-    np.testing.assert_allclose(b.scores("evolved", [0]), [1, 2, 3])
-    np.testing.assert_allclose(b.scores("reference", [0]), [4])
-
-
-def test_combining_channels():
-    counts = np.array([[1.0, 3.0, 10.0], [2.0, 2.0, 0.0]])
-    np.testing.assert_allclose(combine_channels(counts, [0, 1]), [2.0, 2.0])
-    np.testing.assert_allclose(combine_channels(counts, [2]), [10.0, 0.0])
-    np.testing.assert_allclose(combine_channels(counts, [0, 2], [1.0, -0.5]), [-4.0, 2.0])
+    np.testing.assert_allclose(b.scores("evolved", Mean(channels=[0])), [1, 2, 3])
+    np.testing.assert_allclose(b.scores("reference", Mean(channels=[0])), [4])
 
 
 def test_baseline_is_subtracted_as_a_rate_when_the_session_asks():
@@ -107,11 +101,13 @@ def test_baseline_is_subtracted_as_a_rate_when_the_session_asks():
     slots = [StimulusSlot(f"e{i}", "evolved", i) for i in range(2)]
     subtracted = GenerationBook(0, slots, 1, subtract_baseline=True)
     subtracted.record_responses(sent)
-    np.testing.assert_allclose(subtracted.scores("evolved", [0, 1]), [(4.0 + 4.0) / 2, 5.0])
+    np.testing.assert_allclose(
+        subtracted.scores("evolved", Mean(channels=[0, 1])), [(4.0 + 4.0) / 2, 5.0]
+    )
     np.testing.assert_allclose(subtracted.channel_means("evolved"), [7.5, 4.5])
     plain = GenerationBook(0, [StimulusSlot(f"e{i}", "evolved", i) for i in range(2)], 1)
     plain.record_responses(sent)
-    np.testing.assert_allclose(plain.scores("evolved", [0]), [10.0, 5.0])
+    np.testing.assert_allclose(plain.scores("evolved", Mean(channels=[0])), [10.0, 5.0])
 
 
 def test_invalid_books():

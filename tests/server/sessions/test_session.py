@@ -412,3 +412,28 @@ def test_channel_means_and_reference_scores_read_the_same_from_the_file(tmp_path
     ]
     assert stored.best_positions == live.best_positions
     assert live.as_json()["channels"] == live.channel_means
+
+
+def test_a_session_scores_with_its_objective(tmp_path):
+    """A target pattern over channels 0 and 2 of three: every stored score is minus the
+    distance of that image's counts (its brightness, on every channel) to the pattern."""
+    objective = {"kind": "target", "channels": [0, 2], "target": [100.0, 50.0]}
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            session = await manager.create(config(objective=objective, generations=2))
+            await session.start()
+            for g in range(2):
+                await answer(session, await transport.next(g), channels=3)
+            await wait_state(session, "finished")
+            return session.store.path
+
+    path = run(main())
+    with h5py.File(path, "r") as f:
+        images, scores = f["generations/images"][()], f["generations/scores"][()]
+    bright = images.reshape(len(images), -1).mean(axis=1)
+    np.testing.assert_allclose(scores, -np.hypot(bright - 100.0, bright - 50.0))
+    assert StoredSession(path).config.scoring().kind == "target"
+    with pytest.raises(ValueError, match="objective or channels"):
+        config(objective=objective, channels=[1])

@@ -318,14 +318,44 @@ function readForm() {
     delete config[name];
     delete problems[name];
   }
+  objectiveOf(config);
   const recorded = recordedChannels(config.rig);
-  if (recorded !== null && (config.channels || [0]).some((c) => c >= recorded)) {
+  const used = [...(config.channels || config.objective?.channels || config.objective?.drive || [0]),
+    ...(config.objective?.suppress || [])];
+  if (recorded !== null && used.some((c) => c >= recorded)) {
     problems.channels = `the recorder of ${config.rig || "this rig"} sends ${recorded} channels (0 to ${recorded - 1})`;
   }
   const stop = Number($("f-stop-value").value);
   if (!Number.isInteger(stop) || stop < 1) problems[$("f-stop-kind").value] = "a whole number of at least 1";
   else config[$("f-stop-kind").value] = stop;
   return { config, problems };
+}
+
+// The objective select and its fields as the config's ``objective`` (server/engine/
+// objectives.py); the plain mean keeps ``channels`` and ``channel_weights`` as they are.
+function objectiveOf(config) {
+  const kind = config.objective_kind;
+  delete config.objective_kind;
+  const extra = config.objective || {};
+  delete config.objective;
+  if (kind === "mean") return;
+  const channels = config.channels || [0];
+  const objective = { kind: kind === "mean-min" ? "mean" : kind };
+  if (kind === "mean-min") Object.assign(objective, { channels, minimize: true, weights: config.channel_weights });
+  else if (kind === "selectivity") Object.assign(objective, { drive: channels, suppress: extra.suppress || [] });
+  else if (kind === "target") Object.assign(objective, { channels, target: extra.target || [] });
+  else objective.channels = channels;
+  delete config.channels;
+  delete config.channel_weights;
+  config.objective = objective;
+}
+
+// Only the fields of the chosen objective show.
+function showObjectiveFields() {
+  const kind = $("f-objective").value;
+  for (const field of document.querySelectorAll("#new-form [data-objective]")) {
+    field.hidden = !field.dataset.objective.split(" ").includes(kind);
+  }
 }
 
 // The fewest channels a recorder of ``rig`` (any, if empty) last sent; null if unknown.
@@ -468,6 +498,7 @@ function renderSession(s, latency) {
       (s.pause_reason && s.pause_reason !== "operator" ? "held generation." : "next generation.");
   $("session-info").textContent =
     `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
+    (s.objective ? ` · ${s.objective}` : "") +
     (s.rig ? ` · presenter ${s.rig}` : "") + ` · ${s.data_file}`;
   $("failure").hidden = !s.failure;
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
@@ -718,7 +749,9 @@ function renderChannelPicker(config) {
   state.channelsListed = recorded;
   const picker = $("channel");
   const kept = picker.value || "score";
-  const scored = new Set(config?.channels || []);
+  const objective = config?.objective;
+  const scored = new Set(objective ? [...(objective.channels || objective.drive || []), ...(objective.suppress || [])]
+    : config?.channels || []);
   picker.replaceChildren(el("option", { value: "score", text: `score (channels ${[...scored].join(", ") || "–"})` }),
     ...Array.from({ length: recorded }, (_, c) => el("option", { value: String(c),
       text: `channel ${c}${scored.has(c) ? " (scored)" : ""}` })));
@@ -775,6 +808,7 @@ async function main() {
   $("new-form").addEventListener("input", () => { renderEstimate(); renderRigNames(); });
   $("new-form").addEventListener("change", renderEstimate);
   $("f-optimizer").addEventListener("change", describeOptimizer);
+  $("f-objective").addEventListener("change", showObjectiveFields);
   for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => control(action));
   $("archive").addEventListener("click", archiveOpenSession);
   $("stop").addEventListener("click", () => {
