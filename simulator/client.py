@@ -25,7 +25,7 @@ from rig_clients.recorder import Recorder
 from server.engine.natural_images import reference_crops
 from simulator.neuron import SimulatedNeurons, build_neurons
 from simulator.noise import parse_noise
-from simulator.target import TargetSpec
+from simulator.target import channel_targets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,19 +44,6 @@ class SimulatorConfig:
     device: str = "auto"
     #: Natural crops used to calibrate the Poisson noise.
     references: int = 100
-
-
-def channel_targets(target: str, channels: int) -> list[str]:
-    """``channels`` neighbouring units, starting at ``target``'s channel."""
-    spec = TargetSpec.parse(target)
-    return [
-        str(
-            dataclasses.replace(
-                spec, unit=dataclasses.replace(spec.unit, channel=spec.unit.channel + k)
-            )
-        )
-        for k in range(channels)
-    ]
 
 
 class SimulatedRig:

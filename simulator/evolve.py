@@ -22,6 +22,7 @@ from server.engine import pictures as report
 from server.engine.generators import Generator
 from server.engine.loop import Engine, GenerationResult, run_in_process
 from server.engine.natural_images import reference_crops
+from server.engine.objectives import Mean, Objective, parse_objective
 from server.engine.optimizers import Optimizer
 from server.engine.plan import RunPlan, choose_generator, plan_run
 from server.engine.statistics import History
@@ -29,6 +30,7 @@ from server.sessions.states import SessionState
 from server.storage.session_file import SessionFile
 from simulator.neuron import SimulatedNeurons, build_neurons
 from simulator.noise import parse_noise
+from simulator.target import channel_targets
 
 
 @dataclass
@@ -49,6 +51,11 @@ class EvolveConfig:
     reference_folder: str | None = None
     network_weights: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Units recorded in one forward pass: channel k is unit ``target + k`` (as
+    #: ``xdream simulate --channels``).
+    channels: int = 1
+    #: What is maximised, as ``parse_objective`` reads it; None = channel 0's response.
+    objective: str | None = None
 
 
 @dataclass
@@ -57,6 +64,8 @@ class Prepared:
     generator: Generator
     plan: RunPlan
     neurons: SimulatedNeurons
+    objective: Objective
+    #: The best natural image's noiseless score.
     reference_best: float | None
 
     @property
@@ -75,6 +84,15 @@ def prepare(config: EvolveConfig) -> Prepared:
     spikes = parse_noise(config.noise)
     if config.repeats < 1:
         raise ConfigError(f"repeats must be at least 1, got {config.repeats}")
+    if not 1 <= config.channels <= 4096:
+        raise ConfigError(f"channels must be 1 to 4096, got {config.channels}")
+    objective = Mean() if config.objective is None else parse_objective(config.objective)
+    if max(objective.channels_used()) >= config.channels:
+        raise ConfigError(
+            f"the objective reads channel {max(objective.channels_used())}; --channels "
+            f"{config.channels} records 0 to {config.channels - 1}",
+            field="objective",
+        )
     if spikes is not None and config.references < 1:
         raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
     generator = choose_generator(
@@ -87,7 +105,7 @@ def prepare(config: EvolveConfig) -> Prepared:
             generator.image_size, config.references, config.reference_folder, seed=config.seed
         )
     neurons, ref_acts = build_neurons(
-        [config.target],
+        channel_targets(config.target, config.channels),
         spikes,
         refs,
         repeats=config.repeats,
@@ -96,8 +114,8 @@ def prepare(config: EvolveConfig) -> Prepared:
         device=config.device,
         network_weights=config.network_weights,
     )
-    ref_best = None if ref_acts is None else float(ref_acts[:, 0].max())
-    return Prepared(config, generator, plan, neurons, ref_best)
+    ref_best = None if ref_acts is None else float(objective.score(ref_acts).max())
+    return Prepared(config, generator, plan, neurons, objective, ref_best)
 
 
 class _Pictures:
@@ -106,6 +124,8 @@ class _Pictures:
 
     def __init__(self, generations: int, montage_tiles: int = 18) -> None:
         self.true_maxima: list[float] = []
+        #: Mean noiseless response per channel, of the first and of the latest generation.
+        self.channel_means: list[np.ndarray] = []
         self.best_image: np.ndarray | None = None
         self.montage: dict[int, np.ndarray] = {}
         picks = np.linspace(0, generations - 1, min(montage_tiles, generations))
@@ -114,7 +134,12 @@ class _Pictures:
     def __call__(self, result: GenerationResult, new_best: bool) -> None:
         """Keep what ``result`` adds; ``new_best``: its best score is the run's best so far."""
         scores = result.scores
-        self.true_maxima.append(float(result.extra["activation"].max()))
+        self.true_maxima.append(float(result.extra["true_score"].max()))
+        means = np.atleast_1d(result.extra["activation"].mean(axis=0))
+        if self.channel_means:
+            self.channel_means[1:] = [means]
+        else:
+            self.channel_means.append(means)
         if (~np.isnan(scores)).any():
             best = int(np.nanargmax(scores))
             if new_best:
@@ -144,7 +169,11 @@ def run(
 
     def score(images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         observed, true = prepared.neurons.respond(images)
-        return observed[:, 0], {"activation": true[:, 0]}
+        objective = prepared.objective
+        return objective.score(observed), {
+            "activation": true if true.shape[1] > 1 else true[:, 0],
+            "true_score": objective.score(true),
+        }
 
     def on_generation(result: GenerationResult) -> None:
         pictures(result, history.record(result.scores))
@@ -172,6 +201,10 @@ def run(
         "generator": cfg.generator,
         "optimizer": cfg.optimizer,
         "target": cfg.target,
+        "objective": prepared.objective.describe(),
+        # Noiseless mean response per channel, first and last generation.
+        "first_channel_means": pictures.channel_means[0].tolist(),
+        "last_channel_means": pictures.channel_means[-1].tolist(),
         "data_file": str(out / "session.h5"),
     }
 

@@ -9,7 +9,7 @@ read at the centre of the feature map, as in XDream.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -190,3 +190,12 @@ class Recording:
                 x = chunk.permute(0, 3, 1, 2).float()
                 out[start : start + len(chunk)] = self.activations_float(x).cpu().numpy()
         return out
+
+
+def channel_targets(target: str, channels: int) -> list[str]:
+    """``channels`` neighbouring units, starting at ``target``'s channel."""
+    spec = TargetSpec.parse(target)
+    return [
+        str(replace(spec, unit=replace(spec.unit, channel=spec.unit.channel + k)))
+        for k in range(channels)
+    ]

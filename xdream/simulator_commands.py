@@ -64,6 +64,8 @@ def _evolve(args: argparse.Namespace) -> int:
         reference_folder=args.reference_folder,
         network_weights=args.network_weights,
         settings=parse_settings(args.set),
+        channels=args.channels,
+        objective=args.objective,
     )
     prepared = evolve.prepare(config)
     summary = evolve.run(prepared, progress=None if args.quiet else _ProgressBar())
@@ -71,7 +73,7 @@ def _evolve(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         rel = ""
-        if summary["best_reference"]:
+        if summary["best_reference"] and args.objective is None:
             ratio = summary["best_activation"] / summary["best_reference"]
             rel = f" (noiseless {ratio:.2f}x the best natural image)"
         print(
@@ -93,6 +95,18 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
         "--target",
         default="efficientnet-lite0:_fc:1",
         help="NETWORK:LAYER:CHANNEL[:X:Y] (default: %(default)s)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=1,
+        help="units recorded in one pass: channel k is the target's unit + k (default 1)",
+    )
+    p.add_argument(
+        "--objective",
+        help="what is maximised, e.g. selectivity:drive=0;suppress=1,2 or "
+        "target:channels=0,1;target=5,0 or mean:channels=0;minimize=true or "
+        "sparseness:channels=0,1,2 (default: channel 0's response)",
     )
     p.add_argument(
         "--generator",

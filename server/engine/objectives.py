@@ -194,7 +194,8 @@ def objective_from(data: object) -> Objective:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not str(p).isdigit())
-        raise ConfigError(f"objective {where}: {first['msg']}", field="objective") from None
+        at = f" {where}" if where else ""
+        raise ConfigError(f"objective{at}: {first['msg']}", field="objective") from None
 
 
 def parse_objective(text: str) -> Objective:

@@ -129,6 +129,23 @@ def test_noisy_run_with_repeats(tmp_path):
     assert abs(spikes.sum() - expected.sum()) < 4 * np.sqrt(expected.sum())
 
 
+def test_an_objective_over_several_units_recorded_in_one_pass(tmp_path):
+    """Selectivity between two units of one layer: every score is the first unit's response
+    less the second's, and the summary follows each unit from first to last generation."""
+    out = tmp_path / "sel"
+    proc = xdream("evolve", "--target", "efficientnet-lite0:_blocks.8:76", "--channels", "2",
+                  "--objective", "selectivity:drive=0;suppress=1", "--budget", "80",
+                  "--optimizer", "cmaes", "--out", str(out), "--json", *FAST)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["objective"] == "drive channel(s) 0, hold 1 down"
+    assert len(summary["first_channel_means"]) == len(summary["last_channel_means"]) == 2
+    with h5py.File(out / "session.h5", "r") as f:
+        scores, activation = f["generations/scores"][:], f["generations/activation"][:]
+    assert activation.shape == (80, 2)
+    np.testing.assert_allclose(scores, activation[:, 0] - activation[:, 1], rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -144,6 +161,8 @@ def test_noisy_run_with_repeats(tmp_path):
         (["--generator", "fc9"], "unknown generator 'fc9'"),
         (["--set", "population"], "KEY=VALUE"),
         (["--set", "mutation_rate=2", "--optimizer", "ga"], "mutation_rate"),
+        (["--objective", "selectivity:drive=0;suppress=1"], "--channels 1 records 0 to 0"),
+        (["--channels", "2", "--objective", "median"], "objective: Input tag 'median'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
