@@ -82,9 +82,9 @@ def _present(args: argparse.Namespace) -> int:
     from rig_clients.window.geometry import MonitorProfile
     from rig_clients.window.screen import Look
 
+    if args.size is not None and args.fullscreen:
+        raise ConfigError("--size is a window's size: not with --fullscreen")
     profile = MonitorProfile.load(args.monitor) if args.monitor else MonitorProfile()
-    if args.size is not None:
-        profile = profile.model_copy(update={"resolution": tuple(args.size)})
     look = Look(
         background=args.background,
         photodiode=None if args.photodiode == "none" else args.photodiode,
@@ -93,7 +93,8 @@ def _present(args: argparse.Namespace) -> int:
     )
     return display.main(
         client_connection(args, [Role.presenter]), profile, look,
-        fullscreen=args.fullscreen, screen_index=args.screen, pace_hz=args.pace_hz,
+        fullscreen=args.fullscreen, screen_index=args.screen,
+        size=tuple(args.size) if args.size is not None else None, pace_hz=args.pace_hz,
         lsl_markers=args.lsl_markers, seed=args.seed,
         snapshots=Path(args.snapshots) if args.snapshots else None,
     )  # fmt: skip
@@ -123,7 +124,12 @@ def add_present(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--fullscreen", action="store_true", help="cover the whole screen")
     w.add_argument("--screen", type=int, default=0, help="which screen (default 0)")
     w.add_argument(
-        "--size", type=int, nargs=2, metavar=("W", "H"), help="window size in pixels (profile's)"
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="window size in pixels (default: the profile's resolution); degrees stay the "
+        "monitor's, from the profile",
     )
     w.add_argument(
         "--photodiode",

@@ -120,7 +120,8 @@ class WindowPresenter:
             self.screen.draw(trial.texture if stimulus else None, rect if stimulus else None)
             if frame in (0, on) and self.snapshots is not None:
                 name = "stimulus" if stimulus else "blank"
-                self._captured.setdefault(name, self.screen.capture())
+                if name not in self._captured:  # once: reading back stalls the frame's GPU work
+                    self._captured[name] = self.screen.capture()
             trial.flips.append(self.screen.flip())
             if frame == 0 and self.markers is not None:
                 self.markers.onset(
@@ -166,14 +167,16 @@ def main(
     look: Look,
     fullscreen: bool = False,
     screen_index: int = 0,
+    size: tuple[int, int] | None = None,
     pace_hz: float | None = None,
     lsl_markers: bool = False,
     seed: int | None = None,
     snapshots: Path | None = None,
 ) -> int:
-    """``xdream present --window``: open the window, measure the refresh rate, and present
-    until the window is closed or Escape is pressed. With ``lsl_markers`` every time is in
-    LSL's clock, the one an LSL recorder counts spikes in."""
+    """``xdream present --window``: open the window (``size``, or the profile's resolution;
+    the whole screen when ``fullscreen``), measure the refresh rate, and present until the
+    window is closed or Escape is pressed. With ``lsl_markers`` every time is in LSL's
+    clock, the one an LSL recorder counts spikes in."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     markers: MarkerOutlet | None = None
     clock: Callable[[], float] = time.perf_counter
@@ -182,8 +185,15 @@ def main(
         clock = require_pylsl().local_clock
     pacer = Pacer(pace_hz, clock) if pace_hz is not None else None
     screen = Screen(profile, look, fullscreen, screen_index, clock,
-                    before_flip=pacer.wait if pacer is not None else None)  # fmt: skip
+                    before_flip=pacer.wait if pacer is not None else None, size=size)  # fmt: skip
     try:
+        if fullscreen and screen.size != profile.resolution:
+            # Degrees become pixels by the profile's resolution: another mode, other sizes.
+            log.warning(
+                "the screen is %dx%d but the monitor profile says %dx%d: images will not "
+                "have the sizes asked for; fix the display mode or the profile",
+                *screen.size, *profile.resolution,
+            )  # fmt: skip
 
         def blank() -> float:
             screen.draw(None, None)

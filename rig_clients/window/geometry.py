@@ -31,7 +31,8 @@ class MonitorProfile(BaseModel):
     distance_cm: float = Field(default=57.0, gt=0, le=1000)
     #: Width of the visible image area (not the bezel).
     width_cm: float = Field(default=53.0, gt=0, le=1000)
-    #: Pixels across and down (the window's size when not full screen).
+    #: The monitor's pixels across and down, which with ``width_cm`` give its pixel density
+    #: (also the window's size when neither full screen nor given one).
     resolution: tuple[int, int] = (1920, 1080)
     refresh_hz: float | None = Field(default=None, gt=0, le=1000)
 
@@ -73,7 +74,9 @@ def stimulus_rect(
     position_deg: tuple[float, float],
 ) -> Rect:
     """The square an image of ``size_deg`` covers, centred ``position_deg`` (x right, y up)
-    from the centre of a ``window`` (width, height) in pixels; rounded to whole pixels."""
+    from the centre of a ``window`` (width, height) in pixels; rounded to whole pixels. Its
+    side and offset come from the monitor's pixel density alone: a smaller window crops
+    the view, it does not shrink what is in it."""
     side = max(1, round(profile.pixels(size_deg)))
     cx = window[0] / 2 + profile.offset(position_deg[0])
     cy = window[1] / 2 + profile.offset(position_deg[1])

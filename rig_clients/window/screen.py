@@ -56,7 +56,11 @@ def _pyglet() -> Any:
 
 class Screen:
     """A pyglet window that draws frames and flips them, timestamping each flip with
-    ``clock`` (the rig clock the presenter reports onsets in)."""
+    ``clock`` (the rig clock the presenter reports onsets in).
+
+    The window is ``size`` pixels (None: the profile's resolution) or, ``fullscreen``, the
+    whole screen; either way ``profile`` alone says how many pixels a degree is, since the
+    monitor's pixels do not change size with the window."""
 
     def __init__(
         self,
@@ -66,12 +70,13 @@ class Screen:
         screen: int = 0,
         clock: Callable[[], float] = time.perf_counter,
         before_flip: Callable[[], None] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> None:
         pyglet = self._pyglet = _pyglet()
         displays = pyglet.display.get_display().get_screens()
         if not 0 <= screen < len(displays):
             raise ConfigError(f"screen {screen} does not exist (this display has {len(displays)})")
-        width, height = profile.resolution
+        width, height = size or profile.resolution
         self.window = pyglet.window.Window(
             width=None if fullscreen else width,
             height=None if fullscreen else height,
@@ -142,10 +147,15 @@ class Screen:
 
     def flip(self) -> float:
         """Show the frame drawn; the clock when it is on screen (after the vertical blank,
-        where the driver waits for one)."""
+        where the driver waits for one).
+
+        The swap is only queued when ``flip`` returns: ``glFinish`` waits until the GPU has
+        done it (PsychoPy's ``waitBlanking``), so the time read is not before the frame is
+        on screen, where the photodiode sees it."""
         if self._before_flip is not None:
             self._before_flip()
         self.window.flip()
+        self._pyglet.gl.glFinish()
         return self._clock()
 
     def capture(self) -> np.ndarray:

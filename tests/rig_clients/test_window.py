@@ -22,6 +22,7 @@ from rig_clients.recorder import Recorder
 from rig_clients.window.geometry import MonitorProfile, corner_rect, stimulus_rect
 from rig_clients.window.timing import check_rate, dropped_frames, frames_for
 from tests.rig_clients import window_frames
+from xdream.main import main as xdream_main
 from xdream.testing.servers import ROOT, create_session, running_server
 
 
@@ -42,6 +43,18 @@ def test_degrees_become_pixels_by_the_visual_angle():
     }  # fmt: skip
     with pytest.raises(ConfigError, match="photodiode corner"):
         corner_rect((800, 600), "middle", 30)
+
+
+def test_a_smaller_window_keeps_the_monitors_pixels_per_degree():
+    """``--size 800 600`` on a 1920x1080 monitor: the same image side in pixels (the
+    monitor's pixels are as large as ever), placed from the window's own centre."""
+    profile = MonitorProfile(distance_cm=57.0, width_cm=53.0, resolution=(1920, 1080))
+    full = stimulus_rect(profile, (1920, 1080), 3.0, (4.0, 2.0))
+    window = stimulus_rect(profile, (800, 600), 3.0, (4.0, 2.0))
+    assert window.width == window.height == full.width == round(profile.pixels(3.0)) == 108
+    assert (full.x - window.x, full.y - window.y) == ((1920 - 800) / 2, (1080 - 600) / 2)
+    centre = stimulus_rect(profile, (800, 600), 3.0, (0.0, 0.0))
+    assert (centre.x + centre.width / 2, centre.y + centre.height / 2) == (400, 300)
 
 
 def test_monitor_profiles_load_or_say_what_is_wrong(tmp_path):
@@ -101,6 +114,7 @@ def test_each_trial_is_its_frames_on_screen_with_the_patch_white_only_then(xvfb,
     back from the frame buffer; the stimulus frame shows the image at its size and place."""
     got = run_frames(xvfb, tmp_path)
     assert runs(got["frames"]) == [(True, 6), (False, 3)] * 3
+    assert got["snapshot_reads"] == 2  # one stimulus frame and one blank, not every trial's
     reports = got["reports"]
     assert sorted(r["presentation_id"] for r in reports) == [
         "g0-e0-b0-r0", "g0-e0-b0-r1", "g0-e1-b0-r0"
@@ -196,5 +210,17 @@ def test_window_presenter_runs_a_session_with_a_real_server(xvfb, tmp_path):
     dropped = sum(p["dropped_frames"] for p in seen)
     warned = [w for w in warnings if w["kind"] == "dropped_frames"]
     assert bool(warned) == (dropped > 0)
-    snap = np.asarray(Image.open(tmp_path / "snap" / "stimulus.png"))
+    snap = np.array(Image.open(tmp_path / "snap" / "stimulus.png"))
     assert snap.shape == (480, 640, 3) and (snap[-40:, :40] == 255).all()
+    # 3 degrees at the default monitor's density (108 px), not squeezed into 640 pixels.
+    rect = stimulus_rect(MonitorProfile(), (640, 480), 3.0, (0.0, 0.0))
+    snap[-40:, :40] = 128
+    coloured = np.argwhere((snap != 128).any(axis=2))
+    top = 480 - (rect.y + rect.height)
+    assert coloured.min(axis=0).tolist() == [top, rect.x] and rect.width == 108
+    assert coloured.max(axis=0).tolist() == [top + rect.height - 1, rect.x + rect.width - 1]
+
+
+def test_size_is_for_a_window_not_the_full_screen(capsys):
+    assert xdream_main(["present", "--window", "--fullscreen", "--size", "800", "600"]) == 2
+    assert "--size is a window's size: not with --fullscreen" in capsys.readouterr().err

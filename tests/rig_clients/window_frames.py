@@ -1,7 +1,8 @@
 """Run under a display (the Xvfb of tests/rig_clients/test_window.py): one block through the
 window presenter's real trial loop and screen, with every frame read back from the GL back
 buffer just before its flip. Prints JSON: per frame the photodiode patch's grey level and the
-trial it belongs to, the reports the presenter made, and the paths of two saved frames.
+trial it belongs to, the reports the presenter made, and how many frames the presenter read
+back itself for its snapshots (saved in the folder given).
 
 Only the server side is stood in for (``Recorded`` takes the reports), so that the frames
 can be counted without a network in between: the whole path with a real server is the
@@ -54,14 +55,20 @@ class Recorded:
 def main(out: Path) -> None:
     screen = Screen(PROFILE, LOOK, before_flip=Pacer(HZ).wait)
     frames: list[dict] = []
-    flip = screen.flip
+    flip, capture = screen.flip, screen.capture
+    snapshots = [0]
 
     def counted_flip() -> float:
-        frame = screen.capture()
+        frame = capture()
         frames.append({"patch": int(frame[-5, 5, 0]), "trials": len(recorded.reports)})
         return flip()
 
+    def counted_capture() -> np.ndarray:
+        snapshots[0] += 1
+        return capture()
+
     screen.flip = counted_flip  # type: ignore[method-assign]
+    screen.capture = counted_capture  # type: ignore[method-assign]
     recorded = Recorded()
     stimuli = [
         Stimulus(stimulus_id="g0-e0", buffer=0, repeats=2),
@@ -71,7 +78,10 @@ def main(out: Path) -> None:
     window = WindowPresenter(recorded, screen, PROFILE, HZ, seed=3, snapshots=out)  # type: ignore[arg-type]
     window.present(block)
     screen.close()
-    print(json.dumps({"frames": frames, "reports": recorded.reports, "size": screen.size}))
+    print(json.dumps({
+        "frames": frames, "reports": recorded.reports, "size": screen.size,
+        "snapshot_reads": snapshots[0],
+    }))  # fmt: skip
 
 
 if __name__ == "__main__":
