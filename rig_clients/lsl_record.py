@@ -20,6 +20,12 @@ windows, in one message per session and generation, at most a second after the f
 ready (at once when no other trial is pending). The server keeps both counts and
 subtracts the baseline itself (the session's ``subtract_baseline``).
 
+The streams are pulled and counted in a thread of their own while the main thread sends:
+a server that is away holds up the sending (the counts wait for their acknowledgement for
+as long as the connection keeps trying), but must not hold up the pulling, since LSL keeps
+what the inlets have not taken for a few minutes only (pylsl's ``max_buflen``, 360 s) and
+drops the rest.
+
 Refusals by the server are reported on stderr with its reason and recording goes on; the
 exit status is 1 if any response was refused. Ctrl-C or SIGTERM stops it: the trials already
 complete are sent, then the connection is closed with ``bye``.
@@ -29,11 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
@@ -139,6 +146,50 @@ class ClockedInlet:
                 return
 
 
+#: What one round of pulling completes: its trials, and the clock they were complete by.
+Round = tuple[list[Counted[Onset]], float]
+
+
+class BackgroundCounting:
+    """Calls ``count`` every ``pace_s`` in a thread of its own until the ``with`` block
+    ends, keeping the rounds for :meth:`rounds`: the inlets are drained meanwhile, however
+    long the main thread waits for the server."""
+
+    def __init__(self, count: Callable[[], Round], pace_s: float) -> None:
+        self._count = count
+        self._pace_s = pace_s
+        self._rounds: queue.SimpleQueue[Round] = queue.SimpleQueue()
+        self._failure: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lsl-counting")
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._pace_s):
+                self._rounds.put(self._count())
+        except Exception as exc:  # raised in the main thread, by rounds()
+            self._failure = exc
+
+    def rounds(self) -> list[Round]:
+        """The rounds counted since the last call, oldest first; raises what ended the
+        thread, if anything did (the recording cannot go on without its counts)."""
+        if self._failure is not None:
+            raise self._failure
+        taken: list[Round] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                taken.append(self._rounds.get_nowait())
+        return taken
+
+    def __enter__(self) -> BackgroundCounting:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class LslRecording:
     """The loop: onsets and spikes in, counts out to the server."""
 
@@ -173,6 +224,10 @@ class LslRecording:
 
     def step(self) -> None:
         """Take what the streams delivered, count the trials now complete, send if due."""
+        self._send_due([self.count()])
+
+    def count(self) -> Round:
+        """Take what the streams delivered; the trials that are complete now."""
         for samples, stamps in self.markers.drain():
             for sample, stamp in zip(samples, stamps, strict=True):
                 self._marker(str(sample[0]), float(stamp))
@@ -187,8 +242,14 @@ class LslRecording:
                 "already sent missed them; raise --latency-s (warned once)",
             )
         now = self._clock()
-        for trial in self.counter.complete(now):
-            self._take(trial, now)
+        return self.counter.complete(now), now
+
+    def _send_due(self, rounds: Iterable[Round]) -> None:
+        """Make the trials of ``rounds`` ready, and send what is ready if it is due."""
+        for trials, completed in rounds:
+            for trial in trials:
+                self._take(trial, completed)
+        now = self._clock()
         ready = sum(len(r) for r in self._ready.values())
         if ready and (
             ready >= BATCH_TRIALS
@@ -262,10 +323,15 @@ class LslRecording:
         return None
 
     def run(self, stop: Callable[[], bool]) -> None:
-        """Record until ``stop()``; then send what is complete."""
-        while not stop():
-            self.step()
-            self.recorder.connection.poll(POLL_S)  # heartbeats; nothing else is for us
+        """Record until ``stop()``; then send what is complete. The streams are counted in
+        the background (:class:`BackgroundCounting`), the connection used here only: its
+        socket is not for two threads."""
+        counting = BackgroundCounting(self.count, POLL_S)
+        with counting:
+            while not stop():
+                self._send_due(counting.rounds())
+                self.recorder.connection.poll(POLL_S)  # heartbeats; nothing else is for us
+        self._send_due(counting.rounds())
         self.step()
         self.flush()
         if self.counter.pending:

@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError
-from protocol.messages import Presentation, Role
+from protocol.messages import Presentation, Response, ResponsesAck, Role
 from rig_clients import lsl_record
 from rig_clients.connection import Connection
 from rig_clients.lsl_markers import BadMarker, MarkerOutlet, Onset, encode_onset, parse_marker
@@ -200,6 +200,64 @@ def test_a_refused_batch_is_sent_again_trial_by_trial_so_only_the_bad_one_is_los
         "UnknownStimulus"
     ), said
     assert state["history"]["mean"] == [1.0], state["history"]  # the markers' offset applied
+
+
+class StalledRecorder:
+    """A recorder whose server does not answer until ``answer`` is set: each send waits."""
+
+    def __init__(self) -> None:
+        self.connection = self
+        self.waiting, self.answer = threading.Event(), threading.Event()
+        self.sent: list[list[float]] = []
+
+    def poll(self, timeout_s: float) -> None:
+        time.sleep(timeout_s)
+
+    def send(self, session: str, generation: int, responses: list[Response]) -> ResponsesAck:
+        self.waiting.set()
+        assert self.answer.wait(60), "the test never let the server answer"
+        self.sent += [r.counts for r in responses]
+        return ResponsesAck(accepted=len(responses), duplicates=0)
+
+
+def wait_until(done: Any, what: str) -> None:
+    deadline = time.monotonic() + 30  # only a hung test waits this long
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_the_streams_are_pulled_and_counted_while_the_server_does_not_answer():
+    """The first trial's counts wait for a server that is away; meanwhile the second
+    trial's marker and spikes are taken from the inlets (which LSL would otherwise let
+    overflow) and counted, and go out once the server answers."""
+    markers, spikes = FakeInlet([0.0]), FakeInlet([0.0])
+    markers.chunks.append(([[encode_onset("s1", 0, "p1", "x1")]], [10.0]))
+    spikes.chunks.append(([[0]], [10.1]))
+    recorder = StalledRecorder()
+    counter = TrialCounter(SpikeEvents(1), Windows())
+    now = [10.5]  # the first trial's windows (and the latency margin) are over
+    clock = lambda: now[0]  # noqa: E731
+    recording = LslRecording(
+        recorder, ClockedInlet(markers, clock), ClockedInlet(spikes, clock),  # type: ignore[arg-type]
+        counter, clock,
+    )  # fmt: skip
+    running = threading.Thread(target=recording.run, args=(lambda: len(recorder.sent) == 2,))
+    running.start()
+    try:
+        wait_until(recorder.waiting.is_set, "the first trial was never sent")
+        markers.chunks.append(([[encode_onset("s1", 0, "p2", "x2")]], [11.0]))
+        spikes.chunks.append(([[0], [0]], [11.1, 11.15]))
+        wait_until(lambda: not markers.chunks and not spikes.chunks, "the inlets were not pulled")
+        now[0] = 11.5  # the second trial's windows are over too
+        wait_until(lambda: counter.pending == 0, "the second trial was not counted")
+        assert recorder.sent == []  # all the while, the first send waited for the server
+    finally:
+        recorder.answer.set()
+        running.join(60)
+    assert not running.is_alive()
+    assert recorder.sent == [[1.0], [2.0]]
+    assert recording.accepted == 2 and counter.pending == 0
 
 
 # -- the command line ----------------------------------------------------------------------
