@@ -32,6 +32,9 @@ class Generator(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether :meth:`encode` inverts :meth:`render` exactly (else images are inverted by
+    #: gradient descent through the generator: server/engine/inversion.py).
+    invertible: ClassVar[bool] = False
     #: Shape of one code before flattening (e.g. ``(4096,)`` or ``(256, 6, 6)``).
     code_shape: tuple[int, ...]
     #: Side of the square image that :meth:`render` produces.
@@ -69,6 +72,13 @@ class Generator(ABC):
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         """Map ``(n, code_dim)`` float codes to ``(n, 3, native, native)`` RGB in [0, 255]."""
 
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Codes ``(n, code_dim)`` that :meth:`render` maps back to ``pixels``
+        ``(n, 3, native, native)`` (float RGB in [0, 255]), for an :attr:`invertible`
+        generator. Pixels at 0 or 255 come back half a grey level inside (the sigmoid
+        never reaches them)."""
+        raise NotImplementedError(f"{self.name} has no exact inverse")
+
     def render_resized(self, codes: torch.Tensor) -> torch.Tensor:
         """:meth:`render` followed by resizing to ``image_size`` (still float, differentiable)."""
         return resize_square(self.render(codes), self.image_size).clamp(0.0, 255.0)
@@ -97,6 +107,11 @@ class Generator(ABC):
                 images = self.render_resized(chunk).float().round_().to(torch.uint8)
                 out[start : start + len(chunk)] = images.permute(0, 2, 3, 1).cpu().numpy()
         return out
+
+
+def pixel_logits(pixels: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``255 * sigmoid``, pixels kept half a grey level inside [0, 255]."""
+    return torch.logit(pixels.clamp(0.5, 254.5) / 255.0)
 
 
 GENERATORS: Registry[Generator] = Registry("generator")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from protocol.errors import ConfigError
-from server.engine.generators.base import GENERATORS, Generator
+from server.engine.generators.base import GENERATORS, Generator, pixel_logits
 
 # Square root of the RGB colour correlation of natural images (columns: decorrelated
 # components), the widely used ImageNet estimate; normalised to unit largest column norm.
@@ -34,6 +34,8 @@ class FourierGenerator(Generator):
     matrix and ``255 * sigmoid``, then is upsampled to the requested size. The overall scale
     is calibrated once so that N(0, 1) codes give pre-sigmoid pixels of unit std.
     """
+
+    invertible = True
 
     def __init__(self, resolution: int = 48, decay: float = 1.0, **kwargs) -> None:
         if not 8 <= resolution <= 256:
@@ -67,3 +69,12 @@ class FourierGenerator(Generator):
 
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         return 255.0 * torch.sigmoid(self._logits(codes))
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """:meth:`_logits` run backwards: undo the gain and the colour matrix, then the
+        inverse FFT (the real FFT of a real image holds exactly what irfft2 needs) and the
+        1/f scaling."""
+        rgb = pixel_logits(pixels.to(self.device)) / self._gain
+        decorrelated = torch.einsum("kc,nchw->nkhw", torch.linalg.inv(self._colour), rgb)
+        spectrum = torch.fft.rfft2(decorrelated) / self._scale
+        return torch.stack([spectrum.real, spectrum.imag], dim=-1).reshape(len(pixels), -1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from protocol.errors import ConfigError
-from server.engine.generators.base import GENERATORS, Generator
+from server.engine.generators.base import GENERATORS, Generator, pixel_logits
 
 
 @GENERATORS.register("pixel")
@@ -18,6 +18,8 @@ class PixelGenerator(Generator):
     upsampled bilinearly to the requested size.
     """
 
+    invertible = True
+
     def __init__(self, resolution: int = 32, **kwargs) -> None:
         if not 4 <= resolution <= 512:
             raise ConfigError(f"pixel resolution must be between 4 and 512, got {resolution}")
@@ -28,3 +30,6 @@ class PixelGenerator(Generator):
 
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         return 255.0 * torch.sigmoid(codes.view(-1, *self.code_shape))
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixel_logits(pixels).reshape(len(pixels), -1)

@@ -113,6 +113,20 @@ class Optimizer(ABC):
             self._pending = np.ascontiguousarray(self._ask(), dtype=np.float64)
         return self._pending.copy()
 
+    def start_from(self, codes: np.ndarray) -> None:
+        """Begin the search at ``codes`` (e.g. images inverted into the generator's code
+        space: server/engine/inversion.py) instead of the optimizer's own start; only
+        before the first generation is asked for."""
+        codes = np.asarray(codes, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[1] != self.dim or len(codes) == 0:
+            raise ConfigError(f"start codes have shape (n >= 1, {self.dim}), not {codes.shape}")
+        if self.generation or self._pending is not None:
+            raise ConfigError("an optimizer starts from codes only before its first generation")
+        self._start_from(codes)
+
+    def _start_from(self, codes: np.ndarray) -> None:
+        raise ConfigError(f"optimizer {self.name} cannot start from images")
+
     def tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         """Report scores (higher is better; NaN = no response) for ``codes``."""
         codes = np.asarray(codes, dtype=np.float64)

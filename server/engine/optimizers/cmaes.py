@@ -41,6 +41,9 @@ class CMASettings(Settings):
     horizon: int = 75
     #: Where the search starts: ``zeros`` or one N(0, 1) ``random`` code.
     start: str = "zeros"
+    #: Started from codes (images): at their ``mean``, or at the ``best`` of them, which
+    #: takes one generation that shows the codes themselves to find it.
+    seeds: str = "best"
 
     def check(self) -> None:
         if self.sigma0 <= 0 or self.sigma_end <= 0:
@@ -51,6 +54,8 @@ class CMASettings(Settings):
             raise ConfigError(f"horizon must be at least 1 generation, got {self.horizon}")
         if self.start not in ("zeros", "random"):
             raise ConfigError(f"start must be 'zeros' or 'random', got {self.start!r}")
+        if self.seeds not in ("mean", "best"):
+            raise ConfigError(f"seeds must be 'mean' or 'best', got {self.seeds!r}")
 
 
 def recombination_weights(n: int) -> np.ndarray:
@@ -85,6 +90,13 @@ class _CMABase(Optimizer):
         self.sigma = s.sigma0
         self.p_sigma = np.zeros(d)
         self.p_c = np.zeros(d)
+        #: Codes to show as the first generation, whose best becomes the mean (seeds=best).
+        self.seed_codes: np.ndarray | None = None
+
+    def _start_from(self, codes: np.ndarray) -> None:
+        self.mean = codes.mean(axis=0)
+        if self.settings.seeds == "best":
+            self.seed_codes = codes[: self.population]
 
     def _cov_rate_scale_for(self, dim: int) -> float:
         """Factor on the covariance learning rates (sep-CMA raises them by (d + 2) / 3)."""
@@ -104,11 +116,17 @@ class _CMABase(Optimizer):
 
     # ask / tell -----------------------------------------------------------------------
     def _ask(self) -> np.ndarray:
-        z = self.rng.standard_normal((self.population, self.dim))
-        return self.mean + self.sigma * self._colour(z)
+        seeds = self.seed_codes if self.seed_codes is not None else np.zeros((0, self.dim))
+        z = self.rng.standard_normal((self.population - len(seeds), self.dim))
+        return np.concatenate([seeds, self.mean + self.sigma * self._colour(z)])
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         valid = valid_mask(scores)
+        if self.seed_codes is not None:  # the seeds' generation: start at its best code
+            self.seed_codes = None
+            if valid.any():
+                self.mean = codes[int(np.nanargmax(scores))].copy()
+            return
         if valid.sum() < 2:
             return  # nothing to rank; the next ask resamples around the same mean
         order = np.argsort(-scores[valid], kind="stable")
@@ -133,9 +151,14 @@ class _CMABase(Optimizer):
             self.sigma = s.sigma0 * (s.sigma_end / s.sigma0) ** progress
 
     def _state(self) -> State:
-        return {"mean": self.mean, "sigma": self.sigma, "p_sigma": self.p_sigma, "p_c": self.p_c}
+        state = {"mean": self.mean, "sigma": self.sigma, "p_sigma": self.p_sigma, "p_c": self.p_c}
+        if self.seed_codes is not None:
+            state["seed_codes"] = self.seed_codes
+        return state
 
     def _load_state(self, state: State) -> None:
+        seeds = state.get("seed_codes")
+        self.seed_codes = None if seeds is None else np.array(seeds, dtype=np.float64)
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.sigma = float(state["sigma"])
         self.p_sigma = np.array(state["p_sigma"], dtype=np.float64)

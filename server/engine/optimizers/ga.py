@@ -64,26 +64,23 @@ def fitness(scores: np.ndarray, selectivity: float) -> np.ndarray:
 
 @OPTIMIZERS.register("ga")
 class GeneticAlgorithm(Optimizer):
-    """The reference GA. ``initial_codes`` (optional) seed the first generation."""
+    """The reference GA: N(0, 1) codes first, or the codes it is started from."""
 
     settings_class = GASettings
     settings: GASettings
 
-    def __init__(
-        self, dim: int, seed: int = 0, initial_codes: np.ndarray | None = None, **settings
-    ) -> None:
+    def __init__(self, dim: int, seed: int = 0, **settings) -> None:
         super().__init__(dim, seed, **settings)
-        self._population = self._initial(initial_codes)
+        self._population = self.rng.standard_normal((self.population, dim))
 
-    def _initial(self, initial_codes: np.ndarray | None) -> np.ndarray:
-        n = self.population
-        if initial_codes is None:
-            return self.rng.standard_normal((n, self.dim))
-        given = np.asarray(initial_codes, dtype=np.float64).reshape(-1, self.dim)[:n]
-        if len(given) == 0:
-            raise ConfigError("initial_codes is empty")
+    def _start_from(self, codes: np.ndarray) -> None:
+        """The first generation is ``codes``; a shortfall is filled with their children
+        (uniform parents), as the reference code seeds a GA from images."""
+        given = codes[: self.population]
         uniform = np.full(len(given), 1.0 / len(given))
-        return np.concatenate([given, self._mate(given, uniform, n - len(given))])
+        self._population = np.concatenate(
+            [given, self._mate(given, uniform, self.population - len(given))]
+        )
 
     def _mate(self, parents: np.ndarray, prob: np.ndarray, n: int) -> np.ndarray:
         s = self.settings

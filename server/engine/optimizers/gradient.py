@@ -47,6 +47,9 @@ class _Antithetic(Optimizer):
         self.center = np.zeros(dim)
         self.radius = self.settings.radius
 
+    def _start_from(self, codes: np.ndarray) -> None:
+        self.center = codes.mean(axis=0)
+
     def _noise(self, half: int) -> np.ndarray:
         """Unscaled perturbations; the sample is ``centre +/- radius * noise``."""
         return self.rng.standard_normal((half, self.dim))

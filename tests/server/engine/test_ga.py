@@ -100,7 +100,8 @@ def test_codes_are_never_clipped():
 
 def test_initial_codes_seed_the_population_and_the_shortfall_is_mated():
     given = np.full((3, 8), 2.0)
-    opt = make_optimizer("ga", 8, seed=0, population=6, initial_codes=given, mutation_rate=0.0)
+    opt = make_optimizer("ga", 8, seed=0, population=6, mutation_rate=0.0)
+    opt.start_from(given)
     codes = opt.ask()
     np.testing.assert_array_equal(codes[:3], given)
     np.testing.assert_array_equal(codes[3:], 2.0)  # children of identical parents, unmutated

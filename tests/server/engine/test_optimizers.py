@@ -149,3 +149,39 @@ def test_settings_are_type_checked_and_coerced():
             make_optimizer("ga", DIM, **bad)
     with pytest.raises(ConfigError, match="step_size must be str"):
         make_optimizer("cmaes", DIM, step_size=1)
+
+
+def test_every_optimizer_starts_from_given_codes_and_restores_mid_start(name):
+    """Started from codes far from the origin (inverted images), the first generation is
+    around them (GA: the codes themselves), and a restore at that point changes nothing."""
+    given = np.full((3, DIM), 5.0) + np.arange(3)[:, None]
+    opt = make_optimizer(name, DIM, seed=2)
+    opt.start_from(given)
+    restored = Optimizer.from_state_dict(opt.state_dict())
+    first = opt.ask()
+    np.testing.assert_array_equal(first, restored.ask())
+    assert abs(first.mean() - given.mean()) < 1.5  # near the codes, not N(0, 1) around 0
+    with pytest.raises(ConfigError, match="before its first generation"):
+        opt.start_from(given)
+    with pytest.raises(ConfigError, match="shape"):
+        make_optimizer(name, DIM).start_from(np.zeros((2, DIM + 1)))
+
+
+def test_ga_shows_the_codes_and_cmaes_starts_at_their_best_or_mean():
+    given = np.stack([np.full(DIM, v) for v in (1.0, 4.0, 2.0)])
+    ga = make_optimizer("ga", DIM, population=6)
+    ga.start_from(given)
+    np.testing.assert_array_equal(ga.ask()[:3], given)
+
+    best = make_optimizer("cmaes", DIM, population=6)
+    best.start_from(given)
+    seeded = best.ask()
+    np.testing.assert_array_equal(seeded[:3], given)  # shown, to find the best
+    scores = np.array([1.0, 9.0, 2.0, np.nan, 0.0, 0.0])
+    best.tell(seeded, scores)
+    np.testing.assert_array_equal(best.mean, given[1])
+
+    mean = make_optimizer("cmaes", DIM, population=6, seeds="mean")
+    mean.start_from(given)
+    np.testing.assert_array_equal(mean.mean, given.mean(axis=0))
+    assert not np.isin(mean.ask(), given).all()  # sampled around the mean at once

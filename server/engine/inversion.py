@@ -1,0 +1,84 @@
+"""Images into a generator's code space, so an evolution can start from them (the paper's
+Fig. 3d; Ponce lab starts from natural images that drive the site).
+
+The weight-free generators (``pixel``, ``fourier``) have an exact inverse
+(:meth:`Generator.encode`). The DeePSiM family has none: codes are found by gradient
+descent through the generator (Adam on the pixel error, from zero codes), which is what
+"code inversion" means in the XDream reference code. Either way the result says how close
+the generator gets, in grey levels, so an operator can tell a faithful start from a poor one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from protocol.errors import ConfigError
+from server.engine.generators import Generator
+from server.engine.natural_images import centre_squares, load_photos
+
+#: Gradient steps for a generator without an exact inverse, and their learning rate.
+STEPS = 200
+LEARNING_RATE = 0.1
+
+
+@dataclass
+class Inversion:
+    """Codes for the images, and how far their renderings are from them."""
+
+    codes: np.ndarray
+    #: ``exact`` or ``gradient``.
+    method: str
+    #: Mean absolute pixel error (grey levels, 0-255, at the generator's native size), at
+    #: the start and after each gradient step (one value for an exact inverse).
+    errors: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | int | str]:
+        """What a session file and ``--json`` keep of it."""
+        return {"images": len(self.codes), "method": self.method,
+                "error_first": self.errors[0], "error_last": self.errors[-1]}  # fmt: skip
+
+
+def images_in(folder: str | Path) -> list[np.ndarray]:
+    """The photographs of ``folder`` (ConfigError naming ``init_images`` if there are none)."""
+    if not Path(folder).is_dir():
+        raise ConfigError(f"init_images {folder} is not a folder", field="init_images")
+    try:
+        return load_photos(folder)
+    except ConfigError as exc:
+        raise ConfigError(f"init_images: {exc}", field="init_images") from None
+
+
+def invert(
+    generator: Generator,
+    photos: list[np.ndarray],
+    steps: int = STEPS,
+    learning_rate: float = LEARNING_RATE,
+) -> Inversion:
+    """Codes whose images are the centre squares of ``photos`` (uint8 RGB arrays)."""
+    squares = centre_squares(photos, generator.native_size)
+    target = torch.as_tensor(squares, dtype=torch.float32, device=generator.device)
+    target = target.permute(0, 3, 1, 2)
+
+    def error(codes: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((generator.render(codes) - target).abs().mean())
+
+    if generator.invertible:
+        codes = generator.encode(target)
+        return Inversion(codes.cpu().numpy().astype(np.float64), "exact", [error(codes)])
+    codes = torch.zeros(len(target), generator.code_dim, device=generator.device)
+    codes.requires_grad_(True)
+    optimizer = torch.optim.Adam([codes], lr=learning_rate)
+    errors = []
+    for _ in range(steps):
+        difference = generator.render(codes) - target
+        errors.append(float(difference.detach().abs().mean()))  # before this step
+        (codes.grad,) = torch.autograd.grad((difference**2).mean(), codes)  # not the weights'
+        optimizer.step()
+    errors.append(error(codes))
+    return Inversion(codes.detach().cpu().numpy().astype(np.float64), "gradient", errors)
+
