@@ -20,11 +20,12 @@ import numpy as np
 from protocol.errors import ConfigError
 from server.engine import pictures as report
 from server.engine.generators import Generator
+from server.engine.inversion import Inversion, images_in, invert
 from server.engine.loop import Engine, GenerationResult, run_in_process
 from server.engine.natural_images import reference_crops
 from server.engine.objectives import Mean, Objective, parse_objective
 from server.engine.optimizers import Optimizer
-from server.engine.plan import RunPlan, choose_generator, plan_run
+from server.engine.plan import RunPlan, blame, choose_generator, plan_run
 from server.engine.statistics import History
 from server.sessions.states import SessionState
 from server.storage.session_file import SessionFile
@@ -56,6 +57,8 @@ class EvolveConfig:
     channels: int = 1
     #: What is maximised, as ``parse_objective`` reads it; None = channel 0's response.
     objective: str | None = None
+    #: Folder of images the first generation starts from (server/engine/inversion.py).
+    init_images: str | None = None
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Prepared:
     objective: Objective
     #: The best natural image's noiseless score.
     reference_best: float | None
+    #: The images the run starts from, inverted (None: the optimizer's own start).
+    inversion: Inversion | None = None
 
     @property
     def optimizer(self) -> Optimizer:
@@ -99,6 +104,11 @@ def prepare(config: EvolveConfig) -> Prepared:
         config.generator, config.weights, config.image_size, config.device
     ).build()
     plan = plan_run(generator, config.optimizer, config.seed, config.settings, budget=config.budget)
+    inversion = None
+    if config.init_images is not None:
+        with blame("init_images"):
+            inversion = invert(generator, images_in(config.init_images))
+            plan.optimizer.start_from(inversion.codes)
     refs = None
     if config.references:
         refs = reference_crops(
@@ -115,7 +125,7 @@ def prepare(config: EvolveConfig) -> Prepared:
         network_weights=config.network_weights,
     )
     ref_best = None if ref_acts is None else float(objective.score(ref_acts).max())
-    return Prepared(config, generator, plan, neurons, objective, ref_best)
+    return Prepared(config, generator, plan, neurons, objective, ref_best, inversion)
 
 
 class _Pictures:
@@ -162,6 +172,7 @@ def run(
         "optimizer_settings": asdict(prepared.optimizer.settings),
         # spikes per unit of activation: observed = Poisson(activation * scale) / scale
         "noise_scale": None if noise is None else float(noise.scale[0]),
+        "inversion": _inverted(prepared),
     }
     store = SessionFile(out / "session.h5", config)
     engine = Engine(prepared.generator, prepared.optimizer, store)
@@ -205,8 +216,14 @@ def run(
         # Noiseless mean response per channel, first and last generation.
         "first_channel_means": pictures.channel_means[0].tolist(),
         "last_channel_means": pictures.channel_means[-1].tolist(),
+        "inversion": _inverted(prepared),
         "data_file": str(out / "session.h5"),
     }
+
+
+def _inverted(prepared: Prepared) -> dict[str, Any] | None:
+    """What the file and the summary say about the images the run started from."""
+    return None if prepared.inversion is None else dict(prepared.inversion.summary())
 
 
 def _write_pictures(out: Path, prepared: Prepared, history: History, pictures: _Pictures) -> None:

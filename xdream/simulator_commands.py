@@ -66,6 +66,7 @@ def _evolve(args: argparse.Namespace) -> int:
         settings=parse_settings(args.set),
         channels=args.channels,
         objective=args.objective,
+        init_images=args.init_images,
     )
     prepared = evolve.prepare(config)
     summary = evolve.run(prepared, progress=None if args.quiet else _ProgressBar())
@@ -107,6 +108,12 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
         help="what is maximised, e.g. selectivity:drive=0;suppress=1,2 or "
         "target:channels=0,1;target=5,0 or mean:channels=0;minimize=true or "
         "sparseness:channels=0,1,2 (default: channel 0's response)",
+    )
+    p.add_argument(
+        "--init-images",
+        metavar="DIR",
+        help="start from the images of DIR, inverted into the generator's codes (default: "
+        "the optimizer's own start)",
     )
     p.add_argument(
         "--generator",

@@ -115,6 +115,12 @@ class PooledGenerator:
         self._closed = False
 
     @property
+    def generator(self) -> Generator:
+        """The shared generator itself, for what the batched :meth:`generate` does not do
+        (inverting images into its codes: server/engine/inversion.py)."""
+        return self._shared.generator
+
+    @property
     def name(self) -> str:
         return self._shared.generator.name
 

@@ -79,6 +79,10 @@ class SessionConfig(BaseModel):
     references_per_generation: Annotated[int, Field(ge=0, le=1000)] = 0
     #: Folder of reference photos, cycled; None = scikit-image's bundled photographs.
     reference_folder: ServerPath | None = None
+    #: Folder of images (on the server, inside a reference root) the first generation starts
+    #: from: inverted into the generator's codes (server/engine/inversion.py), the GA's first
+    #: generation, CMA-ES's best or mean (its ``seeds`` setting). None = the optimizer's own.
+    init_images: ServerPath | None = None
     #: Score a response that carries baseline counts as its evoked count minus the baseline
     #: count scaled to the evoked window's length (rates subtracted, as Ponce lab's pipeline
     #: does); False scores the evoked count alone. Stored counts are the rig's either way.
@@ -161,16 +165,17 @@ class SessionConfig(BaseModel):
     def confined(
         self, weights_roots: Sequence[Path], reference_roots: Sequence[Path]
     ) -> SessionConfig:
-        """These settings with ``weights`` and ``reference_folder`` as real paths inside the
-        folders the server was started with (relative ones taken from the first). A path
-        elsewhere is refused with the same words whether it exists or not, so a request
-        learns nothing about the server's disk outside them."""
+        """These settings with ``weights``, ``reference_folder`` and ``init_images`` as real
+        paths inside the folders the server was started with (relative ones taken from the
+        first). A path elsewhere is refused with the same words whether it exists or not, so
+        a request learns nothing about the server's disk outside them."""
         return self.model_copy(
             update={
                 "weights": confine(self.weights, weights_roots, "weights", "weights-root"),
-                "reference_folder": confine(
-                    self.reference_folder, reference_roots, "reference_folder", "reference-root"
-                ),
+                **{
+                    name: confine(getattr(self, name), reference_roots, name, "reference-root")
+                    for name in ("reference_folder", "init_images")
+                },
             }
         )
 

@@ -35,6 +35,7 @@ from protocol.errors import (
 from protocol.messages import Presented, Responses, ResponsesAck
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
+from server.engine.inversion import images_in, invert
 from server.engine.loop import Engine
 from server.engine.natural_images import session_references
 from server.engine.plan import blame, plan_run
@@ -139,12 +140,20 @@ class SessionManager:
                 config.generations,
                 state,
             )
+            extra: dict[str, Any] = {}
+            if state is None and config.init_images is not None:
+                with blame("init_images"):
+                    inversion = invert(generator.generator, images_in(config.init_images))
+                    plan.optimizer.start_from(inversion.codes)
+                extra["inversion"] = inversion.summary()
             if references is None and config.references_per_generation:
                 with blame("reference_folder"):
                     references = session_references(
                         config.reference_folder, generator.image_size, config.seed
                     )
-            record = {"config": config.model_dump(mode="json"), **plan.record(generator)}
+            record = {
+                "config": config.model_dump(mode="json"), **plan.record(generator), **extra
+            }
             engine = Engine(generator, plan.optimizer)
             return _Parts(config, engine, generator, plan.generations, references, record)
         except BaseException:

@@ -9,6 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 
 from server.engine.optimizers import Optimizer
 from server.storage.tables import read_state
@@ -146,9 +147,32 @@ def test_an_objective_over_several_units_recorded_in_one_pass(tmp_path):
     np.testing.assert_allclose(scores, activation[:, 0] - activation[:, 1], rtol=1e-5)
 
 
+def test_a_run_starts_from_a_folder_of_images(tmp_path):
+    """``--init-images``: the GA's first generation is the folder's images (inverted
+    exactly: the fourier generator's own renderings of them), then their children."""
+    folder = tmp_path / "start"
+    folder.mkdir()
+    colours = [(210, 40, 30), (30, 90, 200)]
+    for name, colour in zip("ab", colours, strict=True):
+        Image.new("RGB", (70, 50), colour).save(folder / f"{name}.png")
+    out = tmp_path / "run"
+    proc = xdream("evolve", "--target", "efficientnet-lite0:_blocks.8:76", "--budget", "40",
+                  "--generator", "fourier", "--optimizer", "ga", "--init-images", str(folder),
+                  "--out", str(out), "--json", *FAST)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["inversion"]["images"] == 2 and summary["inversion"]["method"] == "exact"
+    with h5py.File(out / "session.h5", "r") as f:
+        images = f["generations/images"][:2]
+        assert json.loads(f.attrs["config"])["inversion"] == summary["inversion"]
+    for image, colour in zip(images, colours, strict=True):
+        assert np.abs(image.astype(int) - colour).max() <= 1
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--init-images", "/nonexistent/start"], "init_images /nonexistent/start is not a"),
         (["--target", "efficientnet-lite0:_blocks.99:1"], "has no layer '_blocks.99'"),
         (["--target", "efficientnet-lite0:_fc:5000"], "channel 5000 out of range"),
         (["--target", "efficientnet-lite0:_blocks.8:1:50:50"], "outside"),

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 
 from protocol.errors import (
     ChannelMismatch,
+    ConfigError,
     LateResponse,
     SessionStateError,
     UnknownSession,
@@ -437,3 +440,35 @@ def test_a_session_scores_with_its_objective(tmp_path):
     assert StoredSession(path).config.scoring().kind == "target"
     with pytest.raises(ValueError, match="objective or channels"):
         config(objective=objective, channels=[1])
+
+
+def test_a_session_starts_from_a_folder_of_images(tmp_path):
+    """``init_images`` (inside a reference root): the first generation shows the photos,
+    inverted into the pixel generator's codes (CMA-ES's seeds), then the optimizer's own
+    samples; the file records the inversion. A folder outside the roots is refused."""
+    folder = tmp_path / "references" / "start"
+    folder.mkdir(parents=True)
+    colours = [(200, 30, 40), (90, 90, 90), (20, 60, 220)]
+    for name, colour in zip("abc", colours, strict=True):
+        Image.new("RGB", (50, 40), colour).save(folder / f"{name}.png")
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path, transport) as manager:
+            with pytest.raises(ConfigError, match="must be inside") as outside:
+                await manager.create(config(init_images=str(tmp_path)))
+            assert outside.value.field == "init_images"
+            session = await manager.create(config(init_images="start", generations=1))
+            await session.start()
+            await answer(session, await transport.next(0))
+            await wait_state(session, "finished")
+            return session.store.path
+
+    path = run(main())
+    with h5py.File(path, "r") as f:
+        images, record = f["generations/images"][()], json.loads(f.attrs["config"])
+    assert len(images) == 6
+    for image, colour in zip(images[:3], colours, strict=True):
+        assert np.abs(image.astype(int) - colour).max() <= 1
+    assert record["inversion"]["images"] == 3 and record["inversion"]["method"] == "exact"
+    assert record["config"]["init_images"] == str((tmp_path / "references" / "start").resolve())
