@@ -20,12 +20,12 @@ import numpy as np
 from protocol.errors import ConfigError
 from server.engine import pictures as report
 from server.engine.generators import Generator
-from server.engine.inversion import Inversion, images_in, invert
+from server.engine.inversion import Inversion, start_from_images
 from server.engine.loop import Engine, GenerationResult, run_in_process
 from server.engine.natural_images import reference_crops
 from server.engine.objectives import Mean, Objective, parse_objective
 from server.engine.optimizers import Optimizer
-from server.engine.plan import RunPlan, blame, choose_generator, plan_run
+from server.engine.plan import RunPlan, choose_generator, plan_run
 from server.engine.statistics import History
 from server.sessions.states import SessionState
 from server.storage.session_file import SessionFile
@@ -106,9 +106,7 @@ def prepare(config: EvolveConfig) -> Prepared:
     plan = plan_run(generator, config.optimizer, config.seed, config.settings, budget=config.budget)
     inversion = None
     if config.init_images is not None:
-        with blame("init_images"):
-            inversion = invert(generator, images_in(config.init_images))
-            plan.optimizer.start_from(inversion.codes)
+        inversion = start_from_images(plan.optimizer, generator, config.init_images)
     refs = None
     if config.references:
         refs = reference_crops(

@@ -19,6 +19,8 @@ import torch
 from protocol.errors import ConfigError
 from server.engine.generators import Generator
 from server.engine.natural_images import centre_squares, load_photos
+from server.engine.optimizers import Optimizer
+from server.engine.plan import blame
 
 #: Gradient steps for a generator without an exact inverse, and their learning rate.
 STEPS = 200
@@ -82,3 +84,12 @@ def invert(
     errors.append(error(codes))
     return Inversion(codes.detach().cpu().numpy().astype(np.float64), "gradient", errors)
 
+
+def start_from_images(optimizer: Optimizer, generator: Generator, folder: str | Path) -> Inversion:
+    """Start ``optimizer`` from the images of ``folder``: the first ``population`` of them
+    by file name (no generation shows more, so no more are inverted), as codes of
+    ``generator``. ConfigErrors name ``init_images``."""
+    with blame("init_images"):
+        inversion = invert(generator, images_in(folder)[: optimizer.population])
+        optimizer.start_from(inversion.codes)
+    return inversion

@@ -80,8 +80,9 @@ class SessionConfig(BaseModel):
     #: Folder of reference photos, cycled; None = scikit-image's bundled photographs.
     reference_folder: ServerPath | None = None
     #: Folder of images (on the server, inside a reference root) the first generation starts
-    #: from: inverted into the generator's codes (server/engine/inversion.py), the GA's first
-    #: generation, CMA-ES's best or mean (its ``seeds`` setting). None = the optimizer's own.
+    #: from, the first ``population`` by file name: inverted into the generator's codes
+    #: (server/engine/inversion.py), the GA's first generation, CMA-ES's best or mean (its
+    #: ``seeds`` setting). None = the optimizer's own start.
     init_images: ServerPath | None = None
     #: Score a response that carries baseline counts as its evoked count minus the baseline
     #: count scaled to the evoked window's length (rates subtracted, as Ponce lab's pipeline

@@ -35,7 +35,7 @@ from protocol.errors import (
 from protocol.messages import Presented, Responses, ResponsesAck
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
-from server.engine.inversion import images_in, invert
+from server.engine.inversion import start_from_images
 from server.engine.loop import Engine
 from server.engine.natural_images import session_references
 from server.engine.plan import blame, plan_run
@@ -142,9 +142,9 @@ class SessionManager:
             )
             extra: dict[str, Any] = {}
             if state is None and config.init_images is not None:
-                with blame("init_images"):
-                    inversion = invert(generator.generator, images_in(config.init_images))
-                    plan.optimizer.start_from(inversion.codes)
+                inversion = start_from_images(
+                    plan.optimizer, generator.generator, config.init_images
+                )
                 extra["inversion"] = inversion.summary()
             if references is None and config.references_per_generation:
                 with blame("reference_folder"):

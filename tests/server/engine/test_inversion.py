@@ -11,8 +11,9 @@ from PIL import Image
 
 from protocol.errors import ConfigError
 from server.engine.generators import make_generator
-from server.engine.inversion import images_in, invert
+from server.engine.inversion import images_in, invert, start_from_images
 from server.engine.natural_images import centre_squares, load_photos
+from server.engine.optimizers import make_optimizer
 from tests.server.engine.deepsim_layout import random_state
 
 
@@ -63,3 +64,19 @@ def test_a_folder_without_images_is_named_in_the_error(tmp_path):
     assert missing.value.field == empty.value.field == "init_images"
     Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / "green.png")
     assert [p.shape for p in images_in(tmp_path)] == [(30, 40, 3)]
+
+
+def test_an_optimizer_starts_from_the_first_population_of_a_folder(tmp_path):
+    """Five images for a GA of three: the first three by file name are inverted (no
+    generation would show the others) and are its first generation."""
+    for i in range(5):
+        Image.new("RGB", (20, 20), (40 * i + 10, 100, 100)).save(tmp_path / f"{i}.png")
+    generator = make_generator("pixel", resolution=8, image_size=16, device="cpu")
+    optimizer = make_optimizer("ga", generator.code_dim, population=3)
+    inversion = start_from_images(optimizer, generator, tmp_path)
+    assert inversion.summary()["images"] == 3
+    images = generator.generate(optimizer.ask())
+    assert [int(round(image[..., 0].mean())) for image in images] == [10, 50, 90]
+    with pytest.raises(ConfigError, match="before its first generation") as late:
+        start_from_images(optimizer, generator, tmp_path)
+    assert late.value.field == "init_images"
