@@ -32,6 +32,11 @@ def _distinct(channels: Sequence[int], name: str) -> None:
         raise ValueError(f"{name} must not repeat a channel")
 
 
+def _one_per_channel(values: Sequence[float], name: str, channels: Sequence[int]) -> None:
+    if len(values) != len(channels):
+        raise ValueError(f"{name} has {len(values)} entries for {len(channels)} channels")
+
+
 class _Objective(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,10 +76,8 @@ class Mean(_Objective):
     @model_validator(mode="after")
     def _check(self) -> Mean:
         _distinct(self.channels, "channels")
-        if self.weights is not None and len(self.weights) != len(self.channels):
-            raise ValueError(
-                f"weights has {len(self.weights)} entries for {len(self.channels)} channels"
-            )
+        if self.weights is not None:
+            _one_per_channel(self.weights, "weights", self.channels)
         return self
 
     def channels_used(self) -> list[int]:
@@ -131,10 +134,7 @@ class TargetPattern(_Objective):
     @model_validator(mode="after")
     def _check(self) -> TargetPattern:
         _distinct(self.channels, "channels")
-        if len(self.target) != len(self.channels):
-            raise ValueError(
-                f"target has {len(self.target)} values for {len(self.channels)} channels"
-            )
+        _one_per_channel(self.target, "target", self.channels)
         return self
 
     def channels_used(self) -> list[int]:

@@ -67,7 +67,7 @@ def test_unanswered_images_score_nan_and_missing_channels_are_named():
     "data, words",
     [
         ({"kind": "selectivity", "drive": [0], "suppress": [0]}, "both driven and suppressed"),
-        ({"kind": "target", "channels": [0, 1], "target": [1.0]}, "1 values for 2 channels"),
+        ({"kind": "target", "channels": [0, 1], "target": [1.0]}, "1 entries for 2 channels"),
         ({"kind": "mean", "channels": [1, 1]}, "must not repeat"),
         ({"kind": "sparseness", "channels": [3]}, "at least 2"),
         ({"kind": "median"}, "kind"),
