@@ -6,9 +6,9 @@ own code path (simulator/evolve.py) on EfficientNet-Lite0 units under Poisson no
   the mean rates (rectified noiseless activations) of A and B in the last generation;
 - target pattern: three units brought to the response pattern of a natural image that
   drives all three (a unit's rate is its rectified activation, so a pattern with a
-  negative entry could not be seen, let alone reached): the distance between the
-  noiseless rates and the pattern in the first and the last generation;
-- sparseness across four units: first and last generation, and the mean of the unit
+  negative entry could not be seen, let alone reached): each image's distance between its
+  noiseless rates and the pattern, averaged over the first and the last generation;
+- sparseness across four units: first and last generation, and the mean rate of the unit
   left carrying the response (a sparse pattern of nothing would score as well);
 - start from images: each unit's 10 best of 200 natural crops (by noiseless response, as
   a screening block would rank them; not the noise references) as the first generation,
@@ -145,6 +145,9 @@ def one(run: dict, work: Path) -> dict:
     if run["study"] == "selectivity":  # A's and B's mean rate in the last generation
         last = rates[index == index.max()]
         extra["last_rates"] = [float(last[:, 0].mean()), float(last[:, b].mean())]
+    if run["study"] == "sparseness":  # every unit's mean rate, first and last generation
+        extra["first_channel_rates"] = rates[index == 0].mean(axis=0).tolist()
+        extra["last_channel_rates"] = rates[index == index.max()].mean(axis=0).tolist()
     per_generation = [float(true[index == g].mean()) for g in range(int(index.max()) + 1)]
     best_by = {n: float(true[:n].max()) for n in (*CHECKPOINTS, len(true))}
     return {
@@ -190,10 +193,10 @@ def report(path: Path) -> str:
         lines.append(f"\n{study} ({len(picked)} seeds): {words} {np.mean(first):.3f} in the "
                      f"first generation, {np.mean(last):.3f} in the last (per seed: {seeds})")
         if study == "sparseness":
-            carrying = np.mean([max(r["last_channel_means"]) for r in picked])
-            strongest = np.mean([max(r["first_channel_means"]) for r in picked])
-            lines.append(f"the unit left carrying the response: mean activation {carrying:.2f} "
-                         f"in the last generation (first generation's strongest: {strongest:.2f})")
+            carrying = np.mean([max(r["last_channel_rates"]) for r in picked])
+            strongest = np.mean([max(r["first_channel_rates"]) for r in picked])
+            lines.append(f"the unit left carrying the response: mean rate {carrying:.2f} in the "
+                         f"last generation (first generation's strongest unit: {strongest:.2f})")
     lines += ["", "| unit | optimizer | start | best after " +
               " | ".join(f"{n}" for n in CHECKPOINTS) + " | all images |",
               "|---|---|---|" + "---|" * (len(CHECKPOINTS) + 1)]  # fmt: skip
