@@ -153,13 +153,17 @@ Round = tuple[list[Counted[Onset]], float]
 class BackgroundCounting:
     """Calls ``count`` every ``pace_s`` in a thread of its own until the ``with`` block
     ends, keeping the rounds for :meth:`rounds`: the inlets are drained meanwhile, however
-    long the main thread waits for the server."""
+    long the main thread waits for the server. A failure is said at once (``say``): the
+    main thread may be waiting for the server, and meanwhile nothing is pulled."""
 
-    def __init__(self, count: Callable[[], Round], pace_s: float) -> None:
+    def __init__(
+        self, count: Callable[[], Round], pace_s: float, say: Callable[[str], None] = _say
+    ) -> None:
         self._count = count
         self._pace_s = pace_s
+        self._say = say
         self._rounds: queue.SimpleQueue[Round] = queue.SimpleQueue()
-        self._failure: Exception | None = None
+        self._failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lsl-counting")
 
@@ -167,18 +171,21 @@ class BackgroundCounting:
         try:
             while not self._stop.wait(self._pace_s):
                 self._rounds.put(self._count())
-        except Exception as exc:  # raised in the main thread, by rounds()
+        except BaseException as exc:  # raised again in the main thread, by rounds()
             self._failure = exc
+            self._say(f"counting the LSL streams stopped: {exc!r}; trials counted so far are "
+                      "still sent, then the recorder exits")  # fmt: skip
 
     def rounds(self) -> list[Round]:
-        """The rounds counted since the last call, oldest first; raises what ended the
-        thread, if anything did (the recording cannot go on without its counts)."""
-        if self._failure is not None:
-            raise self._failure
+        """The rounds counted since the last call, oldest first. Once they are all taken,
+        raises what ended the thread, if anything did (the recording cannot go on without
+        its counts)."""
         taken: list[Round] = []
         with contextlib.suppress(queue.Empty):
             while True:
                 taken.append(self._rounds.get_nowait())
+        if not taken and self._failure is not None:
+            raise self._failure
         return taken
 
     def __enter__(self) -> BackgroundCounting:
@@ -326,14 +333,16 @@ class LslRecording:
         """Record until ``stop()``; then send what is complete. The streams are counted in
         the background (:class:`BackgroundCounting`), the connection used here only: its
         socket is not for two threads."""
-        counting = BackgroundCounting(self.count, POLL_S)
-        with counting:
-            while not stop():
-                self._send_due(counting.rounds())
-                self.recorder.connection.poll(POLL_S)  # heartbeats; nothing else is for us
-        self._send_due(counting.rounds())
-        self.step()
-        self.flush()
+        counting = BackgroundCounting(self.count, POLL_S, self._say)
+        try:
+            with counting:
+                while not stop():
+                    self._send_due(counting.rounds())
+                    self.recorder.connection.poll(POLL_S)  # heartbeats; nothing else is for us
+            self._send_due(counting.rounds())
+            self.step()
+        finally:  # what is complete goes out, also when counting failed
+            self.flush()
         if self.counter.pending:
             self._say(f"{self.counter.pending} trials not complete at the end: not sent")
 

@@ -260,6 +260,50 @@ def test_the_streams_are_pulled_and_counted_while_the_server_does_not_answer():
     assert recording.accepted == 2 and counter.pending == 0
 
 
+class BrokenInlet(FakeInlet):
+    """Hands out its chunks, then fails as a stream whose source went away."""
+
+    def pull_chunk(self, timeout: float, max_samples: int) -> tuple[list[Any], list[float]]:
+        if not self.chunks:
+            raise RuntimeError("the stream's source is lost")
+        return self.chunks.pop(0)
+
+
+def test_a_failed_count_is_said_at_once_and_what_was_complete_is_still_sent():
+    """The spike inlet fails after the first trial's spikes: the failure is said from the
+    counting thread while the first send still waits for the server; the trial counted
+    before it goes out all the same, and the recording ends with the error."""
+    markers, spikes = FakeInlet([0.0]), BrokenInlet([0.0])
+    markers.chunks.append(([[encode_onset("s1", 0, "p1", "x1")]], [10.0]))
+    spikes.chunks.append(([[0]], [10.1]))
+    recorder, said = StalledRecorder(), []
+    clock = lambda: 10.5  # noqa: E731
+    recording = LslRecording(
+        recorder, ClockedInlet(markers, clock), ClockedInlet(spikes, clock),  # type: ignore[arg-type]
+        TrialCounter(SpikeEvents(1), Windows()), clock, say=said.append,
+    )  # fmt: skip
+    failures: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            recording.run(lambda: False)
+        except RuntimeError as exc:
+            failures.append(exc)
+
+    running = threading.Thread(target=record)
+    running.start()
+    try:
+        wait_until(lambda: any("counting the LSL streams stopped" in t for t in said),
+                   "the failure was not said while the send waited")  # fmt: skip
+        assert recorder.waiting.is_set() and recorder.sent == []
+    finally:
+        recorder.answer.set()
+        running.join(60)
+    assert not running.is_alive()
+    assert recorder.sent == [[1.0]]
+    assert [str(f) for f in failures] == ["the stream's source is lost"]
+
+
 # -- the command line ----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("argv", "message"),
