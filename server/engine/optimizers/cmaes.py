@@ -122,10 +122,11 @@ class _CMABase(Optimizer):
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         valid = valid_mask(scores)
-        if self.seed_codes is not None:  # the seeds' generation: start at its best code
-            self.seed_codes = None
-            if valid.any():
-                self.mean = codes[int(np.nanargmax(scores))].copy()
+        if self.seed_codes is not None:  # the seeds' generation: start at the best seed
+            seeds = len(self.seed_codes)
+            if valid[:seeds].any():  # else (no seed answered) they are shown again
+                self.mean = codes[int(np.nanargmax(scores[:seeds]))].copy()
+                self.seed_codes = None
             return
         if valid.sum() < 2:
             return  # nothing to rank; the next ask resamples around the same mean

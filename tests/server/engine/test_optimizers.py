@@ -177,9 +177,14 @@ def test_ga_shows_the_codes_and_cmaes_starts_at_their_best_or_mean():
     best.start_from(given)
     seeded = best.ask()
     np.testing.assert_array_equal(seeded[:3], given)  # shown, to find the best
-    scores = np.array([1.0, 9.0, 2.0, np.nan, 0.0, 0.0])
-    best.tell(seeded, scores)
+    best.tell(seeded, np.array([np.nan, np.nan, np.nan, 50.0, 0.0, 0.0]))
+    again = best.ask()  # no seed answered: they are shown again, not lost to a fill-in
+    np.testing.assert_array_equal(again[:3], given)
+    np.testing.assert_array_equal(best.mean, given.mean(axis=0))
+    scores = np.array([1.0, 9.0, 2.0, 50.0, 0.0, 0.0])  # a fill-in beats them: still a seed
+    best.tell(again, scores)
     np.testing.assert_array_equal(best.mean, given[1])
+    assert not np.isin(best.ask(), given).all()
 
     mean = make_optimizer("cmaes", DIM, population=6, seeds="mean")
     mean.start_from(given)
