@@ -44,12 +44,13 @@ class Inversion:
                 "error_first": self.errors[0], "error_last": self.errors[-1]}  # fmt: skip
 
 
-def images_in(folder: str | Path) -> list[np.ndarray]:
-    """The photographs of ``folder`` (ConfigError naming ``init_images`` if there are none)."""
+def images_in(folder: str | Path, limit: int | None = None) -> list[np.ndarray]:
+    """The photographs of ``folder``, the first ``limit`` by file name (ConfigError naming
+    ``init_images`` if there are none, or one cannot be read)."""
     if not Path(folder).is_dir():
         raise ConfigError(f"init_images {folder} is not a folder", field="init_images")
     try:
-        return load_photos(folder)
+        return load_photos(folder, limit)
     except ConfigError as exc:
         raise ConfigError(f"init_images: {exc}", field="init_images") from None
 
@@ -64,14 +65,25 @@ def invert(
     squares = centre_squares(photos, generator.native_size)
     target = torch.as_tensor(squares, dtype=torch.float32, device=generator.device)
     target = target.permute(0, 3, 1, 2)
-
-    def error(codes: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float((generator.render(codes) - target).abs().mean())
-
     if generator.invertible:
         codes = generator.encode(target)
-        return Inversion(codes.cpu().numpy().astype(np.float64), "exact", [error(codes)])
+        with torch.no_grad():
+            error = float((generator.render(codes) - target).abs().mean())
+        return Inversion(codes.cpu().numpy().astype(np.float64), "exact", [error])
+    # In the generator's own batches: autograd keeps every layer's output of a batch.
+    parts = [_descend(generator, target[i : i + generator.batch_size], steps, learning_rate)
+             for i in range(0, len(target), generator.batch_size)]  # fmt: skip
+    sizes = np.array([len(codes) for codes, _ in parts], dtype=np.float64)
+    errors = np.stack([e for _, e in parts]).T @ sizes / sizes.sum()
+    codes = np.concatenate([c for c, _ in parts])
+    return Inversion(codes, "gradient", errors.tolist())
+
+
+def _descend(
+    generator: Generator, target: torch.Tensor, steps: int, learning_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adam on the pixel error from zero codes: the codes, and the mean absolute error
+    before each step and after the last."""
     codes = torch.zeros(len(target), generator.code_dim, device=generator.device)
     codes.requires_grad_(True)
     optimizer = torch.optim.Adam([codes], lr=learning_rate)
@@ -81,15 +93,16 @@ def invert(
         errors.append(float(difference.detach().abs().mean()))  # before this step
         (codes.grad,) = torch.autograd.grad((difference**2).mean(), codes)  # not the weights'
         optimizer.step()
-    errors.append(error(codes))
-    return Inversion(codes.detach().cpu().numpy().astype(np.float64), "gradient", errors)
+    with torch.no_grad():
+        errors.append(float((generator.render(codes) - target).abs().mean()))
+    return codes.detach().cpu().numpy().astype(np.float64), np.array(errors)
 
 
 def start_from_images(optimizer: Optimizer, generator: Generator, folder: str | Path) -> Inversion:
     """Start ``optimizer`` from the images of ``folder``: the first ``population`` of them
-    by file name (no generation shows more, so no more are inverted), as codes of
+    by file name (no generation shows more, so no more are read or inverted), as codes of
     ``generator``. ConfigErrors name ``init_images``."""
     with blame("init_images"):
-        inversion = invert(generator, images_in(folder)[: optimizer.population])
+        inversion = invert(generator, images_in(folder, optimizer.population))
         optimizer.start_from(inversion.codes)
     return inversion

@@ -38,8 +38,9 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.uint8)
 
 
-def load_photos(folder: str | Path | None = None) -> list[np.ndarray]:
-    """Source photographs: those in ``folder``, else scikit-image's bundled ones."""
+def load_photos(folder: str | Path | None = None, limit: int | None = None) -> list[np.ndarray]:
+    """Source photographs: those in ``folder`` (the first ``limit`` by file name), else
+    scikit-image's bundled ones."""
     if folder is None:
         import skimage.data
 
@@ -54,7 +55,13 @@ def load_photos(folder: str | Path | None = None) -> list[np.ndarray]:
     )
     if not files:
         raise ConfigError(f"no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in folder {path}")
-    return [_as_rgb(np.asarray(Image.open(f).convert("RGB"))) for f in files]
+    photos = []
+    for file in files[:limit]:
+        try:
+            photos.append(_as_rgb(np.asarray(Image.open(file).convert("RGB"))))
+        except OSError as exc:  # PIL's UnidentifiedImageError among them
+            raise ConfigError(f"cannot read image {file}: {exc}") from None
+    return photos
 
 
 def random_crops(photos: list[np.ndarray], n: int, size: int, seed: int = 0) -> np.ndarray:
