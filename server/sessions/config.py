@@ -82,7 +82,9 @@ class SessionConfig(BaseModel):
     #: Folder of images (on the server, inside a reference root) the first generation starts
     #: from, the first ``population`` by file name: inverted into the generator's codes
     #: (server/engine/inversion.py), the GA's first generation, CMA-ES's best or mean (its
-    #: ``seeds`` setting). None = the optimizer's own start.
+    #: ``seeds`` setting). None = the optimizer's own start. Inverted when the session is
+    #: made, and again on a resume before the first generation is stored (the folder as it
+    #: is then); once the optimizer's state is stored, that is where it goes on from.
     init_images: ServerPath | None = None
     #: Score a response that carries baseline counts as its evoked count minus the baseline
     #: count scaled to the evoked window's length (rates subtracted, as Ponce lab's pipeline
