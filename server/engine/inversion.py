@@ -66,17 +66,16 @@ def invert(
     target = torch.as_tensor(squares, dtype=torch.float32, device=generator.device)
     target = target.permute(0, 3, 1, 2)
     if generator.invertible:
-        codes = generator.encode(target)
+        exact = generator.encode(target)
         with torch.no_grad():
-            error = float((generator.render(codes) - target).abs().mean())
-        return Inversion(codes.cpu().numpy().astype(np.float64), "exact", [error])
+            error = float((generator.render(exact) - target).abs().mean())
+        return Inversion(exact.cpu().numpy().astype(np.float64), "exact", [error])
     # In the generator's own batches: autograd keeps every layer's output of a batch.
     parts = [_descend(generator, target[i : i + generator.batch_size], steps, learning_rate)
              for i in range(0, len(target), generator.batch_size)]  # fmt: skip
     sizes = np.array([len(codes) for codes, _ in parts], dtype=np.float64)
     errors = np.stack([e for _, e in parts]).T @ sizes / sizes.sum()
-    codes = np.concatenate([c for c, _ in parts])
-    return Inversion(codes, "gradient", errors.tolist())
+    return Inversion(np.concatenate([c for c, _ in parts]), "gradient", errors.tolist())
 
 
 def _descend(
