@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,19 @@ class Inversion:
         """What a session file and ``--json`` keep of it."""
         return {"images": len(self.codes), "method": self.method,
                 "error_first": self.errors[0], "error_last": self.errors[-1]}  # fmt: skip
+
+
+def described(summary: dict[str, Any] | None) -> str | None:
+    """An :meth:`Inversion.summary` in words, for the operator (None: the optimizer's own
+    start)."""
+    if summary is None:
+        return None
+    if summary["method"] == "exact":
+        how = f"exact inversion, {summary['error_last']:.1f} grey levels off"
+    else:
+        how = (f"gradient inversion, {summary['error_first']:.1f} -> "
+               f"{summary['error_last']:.1f} grey levels off")  # fmt: skip
+    return f"started from {summary['images']} images ({how})"
 
 
 def images_in(folder: str | Path, limit: int | None = None) -> list[np.ndarray]:

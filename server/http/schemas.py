@@ -107,6 +107,9 @@ class SessionBase(Answer):
     optimizer: str | None = None
     #: None in files from before the device was recorded.
     device: str | None = None
+    #: Where the search started, in words ("started from 10 images (exact inversion, ...)");
+    #: None: the optimizer's own start.
+    start: str | None = None
     current: CurrentGeneration | None = None
     #: The active alarms, newest first.
     alarms: list[SessionAlarm] = []

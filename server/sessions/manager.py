@@ -35,7 +35,7 @@ from protocol.errors import (
 from protocol.messages import Presented, Responses, ResponsesAck
 from server.engine.device import resolve_device
 from server.engine.generators.weights import weights_dir
-from server.engine.inversion import start_from_images
+from server.engine.inversion import described, start_from_images
 from server.engine.loop import Engine
 from server.engine.natural_images import session_references
 from server.engine.plan import blame, plan_run
@@ -299,6 +299,7 @@ class SessionManager:
             session_id, parts.config, parts.engine, store, parts.generations, parts.references,
             self.transport, state=state, changes=Changes(self.changes),
             release=parts.generator.close, retire=self._retire,
+            started_from=described(parts.record.get("inversion")),
         )  # fmt: skip
         self.sessions[session_id] = session
         self.changes.bump()
@@ -370,6 +371,8 @@ class SessionManager:
                 config = SessionConfig.from_stored(store.config["config"])
                 point = store.resume_point()
                 parts = self._parts(config, store.optimizer_state(), store.references())
+                if "inversion" in store.config:  # inverted when made, not again now
+                    parts.record.setdefault("inversion", store.config["inversion"])
                 store.drop_partial_generation(point.done)
                 store.log_event("server_restarted", point.done)
                 history = History.of(store.generation_scores(point.done))

@@ -66,9 +66,12 @@ class Session(RigIntake):
         changes: Changes | None = None,
         release: Callable[[], None] = lambda: None,
         retire: Callable[[Session], None] = lambda session: None,
+        started_from: str | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
+        #: Where the search started, in words (None: the optimizer's own start).
+        self.started_from = started_from
         self.engine = engine
         self.store = store
         self.generations = generations
@@ -476,6 +479,7 @@ class Session(RigIntake):
             "generator": self.engine.generator.name,
             "optimizer": self.engine.optimizer.name,
             "device": str(self.engine.generator.device),
+            "start": self.started_from,
             "current": current,
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),

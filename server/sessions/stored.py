@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from server.engine.inversion import described
 from server.engine.statistics import History
 from server.sessions.alarms import Alarms
 from server.sessions.config import SessionConfig
@@ -62,6 +63,7 @@ class StoredSession:
             "generator": self._record["generator"],
             "optimizer": self._record["optimizer"],
             "device": self._record.get("device"),  # None in files from before it was recorded
+            "start": described(self._record.get("inversion")),
             "current": None,
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from protocol.errors import ConfigError
 from server.engine.generators import make_generator
-from server.engine.inversion import images_in, invert, start_from_images
+from server.engine.inversion import described, images_in, invert, start_from_images
 from server.engine.natural_images import centre_squares, load_photos
 from server.engine.optimizers import make_optimizer
 from tests.server.engine.deepsim_layout import random_state
@@ -58,6 +58,11 @@ def test_a_deepsim_generator_is_inverted_by_gradient_descent(tmp_path):
         again = generator.render(torch.as_tensor(inversion.codes, dtype=torch.float32))
     target = torch.as_tensor(np.stack(photos), dtype=torch.float32).permute(0, 3, 1, 2)
     assert abs(float((again - target).abs().mean()) - inversion.errors[-1]) < 1e-3
+    first, last = inversion.errors[0], inversion.errors[-1]
+    assert described(inversion.summary()) == (
+        f"started from 2 images (gradient inversion, {first:.1f} -> {last:.1f} grey levels off)"
+    )
+    assert described(None) is None
 
 
 def test_a_folder_without_images_is_named_in_the_error(tmp_path):

@@ -298,3 +298,33 @@ def test_ended_files_are_left_alone_unless_their_writer_never_closed_them(tmp_pa
         lengths = {ds.shape[0] for ds in f["responses"].values()}
         assert len(lengths) == 1 and f.attrs["closed"]  # repaired, and closed again
         assert "repaired" in list(f["events/kind"].asstr()[()])
+
+
+def test_a_resumed_session_still_says_it_started_from_images(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "data" / "references" / "start"
+    folder.mkdir(parents=True)
+    for name, grey in (("a.png", 60), ("b.png", 180)):
+        Image.new("RGB", (20, 20), (grey, grey, grey)).save(folder / name)
+    cfg = config(init_images="start", generations=2)
+
+    async def first_run():
+        transport = FakeTransport()
+        manager = SessionManager(tmp_path / "data", transport)
+        session = await manager.create(cfg)
+        await session.start()
+        await answer(session, await transport.next(0))  # generation 0 stored
+        await transport.next(1)
+        said = session.summary()["start"]
+        await manager.close()
+        return said
+
+    said = run(first_run())
+
+    async def second_run():
+        async with manager_in(tmp_path / "data", FakeTransport()) as manager:
+            (session_id,) = await manager.restore()
+            return manager.get(session_id).summary()["start"]
+
+    assert said.startswith("started from 2 images") and run(second_run()) == said

@@ -459,12 +459,15 @@ def test_a_session_starts_from_a_folder_of_images(tmp_path):
                 await manager.create(config(init_images=str(tmp_path)))
             assert outside.value.field == "init_images"
             session = await manager.create(config(init_images="start", generations=1))
+            live = session.summary()["start"]
             await session.start()
             await answer(session, await transport.next(0))
             await wait_state(session, "finished")
-            return session.store.path
+            return session.store.path, live
 
-    path = run(main())
+    path, live = run(main())
+    assert live == StoredSession(path).summary()["start"]
+    assert live.startswith("started from 3 images (exact inversion, 0.")
     with h5py.File(path, "r") as f:
         images, record = f["generations/images"][()], json.loads(f.attrs["config"])
     assert len(images) == 6

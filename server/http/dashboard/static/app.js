@@ -498,7 +498,7 @@ function renderSession(s, latency) {
       (s.pause_reason && s.pause_reason !== "operator" ? "held generation." : "next generation.");
   $("session-info").textContent =
     `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
-    (s.objective ? ` · ${s.objective}` : "") +
+    (s.objective ? ` · ${s.objective}` : "") + (s.start ? ` · ${s.start}` : "") +
     (s.rig ? ` · presenter ${s.rig}` : "") + ` · ${s.data_file}`;
   $("failure").hidden = !s.failure;
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
