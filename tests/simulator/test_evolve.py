@@ -9,6 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from server.engine.optimizers import Optimizer
@@ -169,9 +170,31 @@ def test_a_run_starts_from_a_folder_of_images(tmp_path):
         assert np.abs(image.astype(int) - colour).max() <= 1
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_a_modellers_torchscript_model_is_the_target(tmp_path):
+    """A network the project never saw, saved as TorchScript with its own input size: the
+    run evolves images for its output and stores the noiseless responses."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    model.input_size = 32
+    torch.jit.script(model).save(str(tmp_path / "model.pt"))
+    out = tmp_path / "run"
+    proc = xdream("evolve", "--target", f"torchscript:{tmp_path / 'model.pt'}:output:1",
+                  "--budget", "80", "--generator", "pixel", "--image-size", "32",
+                  "--references", "10", "--quiet", "--out", str(out), "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["target"].endswith("model.pt:output:1") and summary["images"] == 80
+    with h5py.File(out / "session.h5", "r") as f:
+        assert np.isfinite(f["generations/activation"][()]).all()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--target", "torchscript:/nonexistent/m.pt:output:0"], "TorchScript file not found"),
         (["--init-images", "/nonexistent/start"], "init_images /nonexistent/start is not a"),
         (["--target", "efficientnet-lite0:_blocks.99:1"], "has no layer '_blocks.99'"),
         (["--target", "efficientnet-lite0:_fc:5000"], "channel 5000 out of range"),

@@ -79,6 +79,8 @@ def full_forward(net, images: np.ndarray, layer: str) -> tuple[torch.Tensor, tor
         ),
         ("torchvision:resnet50:layer3.1:5", "torchvision:resnet50", Unit("layer3.1", 5)),
         ("efficientnet-lite0:_fc:1", "efficientnet-lite0", Unit("_fc", 1)),
+        ("python:lab.models:make_v4:v4.2:7", "python:lab.models:make_v4", Unit("v4.2", 7)),
+        ("torchscript:/models/it.pt:output:3", "torchscript:/models/it.pt", Unit("output", 3)),
     ],
 )
 def test_parse_valid_targets_and_round_trip(text, network, unit):

@@ -1,0 +1,153 @@
+"""A modeller's own network as the in-silico target: a Python factory
+(``python:MODULE:FUNCTION``) or a TorchScript file (``torchscript:PATH``), each with the
+preprocessing its attributes say, and what a wrong one is told."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from protocol.errors import ConfigError, WeightsError
+from simulator.networks import load_network
+from simulator.neuron import build_neurons
+from simulator.target import TargetError
+
+# torch 2.13 calls TorchScript deprecated (for torch.export); modellers still hand it over.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+
+MODULE = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_size = 32
+            self.mean = (0.0, 0.0, 0.0)
+            self.std = (255.0, 255.0, 255.0)
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return self.fc(h.mean(dim=(2, 3)))
+
+
+    def make(weights=None):
+        torch.manual_seed(0)
+        model = Tiny()
+        if weights is not None:
+            model.load_state_dict(torch.load(weights, weights_only=True))
+        return model
+
+
+    def plain():  # no preprocessing attributes: ImageNet's, at 224 px
+        model = make()
+        del model.input_size, model.mean, model.std
+        return model
+
+
+    def number():
+        return 3
+
+
+    def tiny_input():
+        model = make()
+        model.input_size = 5
+        return model
+
+
+    def two_means():
+        model = make()
+        model.mean = (1.0, 2.0)
+        return model
+''')
+
+
+@pytest.fixture
+def modeller(tmp_path, monkeypatch):
+    """The modeller's module on the path, and its model scripted and saved."""
+    (tmp_path / "lab_models.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lab_models
+
+    scripted = tmp_path / "tiny.pt"
+    torch.jit.script(lab_models.make()).save(str(scripted))
+    yield lab_models, scripted
+    sys.modules.pop("lab_models", None)  # the next test's module is another file
+
+
+def images(n: int = 3) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def preprocessed(pictures: np.ndarray) -> torch.Tensor:
+    """The images as the model's attributes ask: 32 px already, divided by 255."""
+    return torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 255.0
+
+
+def test_a_python_factory_is_recorded_at_a_layer_and_at_its_output(modeller):
+    """The conv layer's channel 1 at the map's centre (before the ReLU, the module's own
+    output) and the output's channel 0, against the model run by hand."""
+    lab_models, _ = modeller
+    neurons, _ = build_neurons(
+        ["python:lab_models:make:conv:1", "python:lab_models:make:output:0"], None, None
+    )
+    _, true = neurons.respond(images())
+    model = lab_models.make()
+    with torch.no_grad():
+        maps, outputs = model.conv(preprocessed(images())), model(preprocessed(images()))
+    np.testing.assert_allclose(true[:, 0], maps[:, 1, 16, 16].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(true[:, 1], outputs[:, 0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_factory_gets_the_weights_file_and_defaults_to_imagenet(modeller, tmp_path):
+    lab_models, _ = modeller
+    state = {k: torch.full_like(v, 0.01) for k, v in lab_models.make().state_dict().items()}
+    torch.save(state, tmp_path / "w.pt")
+    weighted = load_network("python:lab_models:make", tmp_path / "w.pt")
+    assert all((p == 0.01).all() for p in weighted.module.parameters())
+    plain = load_network("python:lab_models:plain")
+    assert plain.input_size == 224 and plain.mean == pytest.approx((123.675, 116.28, 103.53))
+
+
+def test_a_torchscript_file_is_read_at_its_output_only(modeller):
+    lab_models, scripted = modeller
+    neurons, _ = build_neurons([f"torchscript:{scripted}:output:1"], None, None)
+    _, true = neurons.respond(images())
+    with torch.no_grad():
+        outputs = lab_models.make()(preprocessed(images()))
+    np.testing.assert_allclose(true[:, 0], outputs[:, 1].numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(TargetError, match="TorchScript: its layers cannot be hooked"):
+        build_neurons([f"torchscript:{scripted}:conv:1"], None, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("python:no_such_module:make", ConfigError, "cannot import no_such_module"),
+        ("python:lab_models:missing", ConfigError, "lab_models has no missing"),
+        ("python:lab_models", ConfigError, "is not python:MODULE:FUNCTION"),
+        ("python:lab_models:number", ConfigError, "gave int, not a torch nn.Module"),
+        ("python:lab_models:tiny_input", ConfigError, "input_size must be a whole number"),
+        ("python:lab_models:two_means", ConfigError, "mean must be three numbers"),
+        ("torchscript:/nonexistent/model.pt", WeightsError, "TorchScript file not found"),
+    ],
+)
+def test_a_wrong_model_says_what_is_wrong(modeller, name, error, message):
+    with pytest.raises(error, match=message):
+        load_network(name)
+
+
+def test_a_file_that_is_not_torchscript_is_a_weights_error(modeller, tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(WeightsError, match="is not a TorchScript module"):
+        load_network(f"torchscript:{tmp_path / 'junk.pt'}")
+    _, scripted = modeller
+    with pytest.raises(ConfigError, match="holds its own weights"):
+        load_network(f"torchscript:{scripted}", tmp_path / "junk.pt")
