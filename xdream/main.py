@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         simulator_commands.add_evolve,
+        simulator_commands.add_sweep,
         server_commands.add_serve,
         server_commands.add_demo,
         simulator_commands.add_simulate,

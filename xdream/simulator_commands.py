@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
 
+from protocol.errors import ConfigError
 from xdream.common import (
     add_client_options,
     client_connection,
@@ -153,6 +155,61 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_evolve)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    share_cpus_politely()
+    from pathlib import Path
+
+    from simulator import sweep
+
+    config = sweep.SweepConfig.load(args.config)
+    out = Path(args.out)
+    if args.report:
+        print(sweep.report(config, out))
+        return 0
+    if args.workers < 1:
+        raise ConfigError(f"--workers is at least 1, got {args.workers}")
+    runner = sweep.on_ray(args.ray) if args.ray else sweep.on_local_pool(args.workers)
+
+    def progress(row: dict, n: int, total: int) -> None:
+        if not args.quiet:
+            what = row.get("error") or f"best activation {row['best_activation']:.3g}"
+            print(f"{n}/{total} {row['label']} {row['target']} seed {row['seed']}: {what}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    failed = sweep.sweep(config, out, runner, progress)
+    print(sweep.report(config, out))
+    if failed:
+        print(f"{failed} cells failed (their lines in {out / sweep.RESULTS} say why; they "
+              "run again when the sweep is started again)", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
+def add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="a grid of in-silico evolutions: targets x configurations x seeds",
+        description="Run every cell of a grid (a JSON file: targets, configurations, seeds, "
+        "common settings; see simulator/sweep.py) as an xdream evolve run, on local "
+        "processes or a Ray cluster. Results go to OUT/results.jsonl as they finish; started "
+        "again, the sweep runs only the cells without a result.",
+    )
+    p.add_argument("config", help="the grid's JSON file")
+    p.add_argument("--out", required=True, help="folder for results.jsonl (and kept runs)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, os.cpu_count() or 1),
+        help="local processes (default: one per core)",
+    )
+    p.add_argument(
+        "--ray", metavar="ADDRESS", help="run on a Ray cluster (e.g. ray://head:10001; "
+        "'local': a Ray started here); needs the cluster extra",
+    )  # fmt: skip
+    p.add_argument("--report", action="store_true", help="print the results' table only")
+    p.add_argument("--quiet", action="store_true", help="no line per finished cell")
+    p.set_defaults(handler=_sweep)
 
 
 def _simulate(args: argparse.Namespace) -> int:

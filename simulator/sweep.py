@@ -1,0 +1,259 @@
+"""``xdream sweep CONFIG``: a grid of in-silico evolutions (targets x configurations x
+seeds), each one ``xdream evolve`` run, on a local process pool or a Ray cluster.
+
+The grid is a JSON file::
+
+    {"targets": ["efficientnet-lite0:_blocks.8:76", "efficientnet-lite1:_fc:5"],
+     "configurations": [{"label": "cma", "generator": "fourier", "optimizer": "cmaes"},
+                        {"label": "ga", "generator": "fourier", "optimizer": "ga"}],
+     "seeds": [0, 1],
+     "common": {"budget": 1000, "noise": "poisson:20", "image_size": 64}}
+
+``common`` and each configuration hold :class:`~simulator.evolve.EvolveConfig` fields (a
+configuration's win). Every finished cell is one line of ``OUT/results.jsonl`` (the run's
+``--json`` summary with its label, target and seed), written as it finishes, so a sweep
+that is stopped goes on where it was when started again: cells with a result are skipped,
+cells that failed (their line carries ``error``) are run again. A cell's session file and
+pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its line is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, fields
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from protocol.errors import ConfigError
+
+RESULTS = "results.jsonl"
+#: EvolveConfig fields a grid may set (``target``, ``seed`` and ``out`` are the sweep's).
+_OWN = ("target", "seed", "out")
+
+
+class SweepConfig(BaseModel):
+    """The grid, as its JSON file says it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets: Annotated[list[str], Field(min_length=1)]
+    configurations: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    common: dict[str, Any] = {}
+    #: Keep each cell's session file and pictures (OUT/runs/...).
+    keep_runs: bool = False
+
+    @field_validator("configurations")
+    @classmethod
+    def _labelled(cls, configurations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        labels = [c.get("label") for c in configurations]
+        if not all(isinstance(label, str) and label for label in labels):
+            raise ValueError("every configuration needs a label (a non-empty string)")
+        if len(set(labels)) != len(labels):
+            raise ValueError("configuration labels must differ")
+        return configurations
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepConfig:
+        """The grid of a JSON file; ConfigError saying what is wrong."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"sweep config {path}: {exc}") from None
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "config"
+            raise ConfigError(f"sweep config {path}: {where}: {first['msg']}") from None
+        for configuration in config.configurations:
+            try:  # every field known, before anything runs
+                config.settings_for(configuration)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep config {path}: {exc}") from None
+        return config
+
+    def settings_for(self, configuration: dict[str, Any]) -> dict[str, Any]:
+        """EvolveConfig fields of a configuration's cells (without target, seed and out)."""
+        from simulator.evolve import EvolveConfig
+
+        merged = {**self.common, **configuration}
+        merged.pop("label")
+        known = {f.name for f in fields(EvolveConfig)} - set(_OWN)
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(
+                f"configuration {configuration['label']!r}: unknown setting(s) "
+                f"{', '.join(unknown)}; settings are xdream evolve's: {', '.join(sorted(known))}"
+            )
+        for needed in ("generator", "optimizer"):
+            if needed not in merged:
+                raise ConfigError(f"configuration {configuration['label']!r} names no {needed}")
+        return merged
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    label: str
+    target: str
+    seed: int
+    settings: tuple[tuple[str, Any], ...]
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.label, self.target, self.seed)
+
+    def folder(self, out: Path) -> Path:
+        """Where the run writes (the target's colons and slashes made file-name safe)."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.target)
+        return out / "runs" / self.label / safe / f"seed-{self.seed}"
+
+
+def cells(config: SweepConfig) -> list[Cell]:
+    """Every cell, configuration by configuration, target by target, seed by seed."""
+    return [
+        Cell(c["label"], target, seed, tuple(sorted(config.settings_for(c).items())))
+        for c in config.configurations
+        for target in config.targets
+        for seed in config.seeds
+    ]
+
+
+def results(out: Path) -> list[dict[str, Any]]:
+    """The lines of ``OUT/results.jsonl`` (a torn last line, from a kill, left out)."""
+    path = out / RESULTS
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def to_do(config: SweepConfig, out: Path) -> list[Cell]:
+    """The cells without a result yet (failed ones again)."""
+    done = {(r["label"], r["target"], r["seed"]) for r in results(out) if "error" not in r}
+    return [cell for cell in cells(config) if cell.key not in done]
+
+
+def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, Any]:
+    """Run one cell (in a worker): its summary line, or its error."""
+    import torch
+
+    from simulator import evolve
+
+    torch.set_num_threads(torch_threads)
+    scratch = None if keep else Path(tempfile.mkdtemp(prefix="xdream-sweep-"))
+    folder = cell.folder(Path(out)) if scratch is None else scratch / "run"
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted run left
+    key = {"label": cell.label, "target": cell.target, "seed": cell.seed}
+    try:
+        config = evolve.EvolveConfig(
+            target=cell.target, seed=cell.seed, out=str(folder), **dict(cell.settings)
+        )
+        summary = evolve.run(evolve.prepare(config))
+    except Exception as exc:  # one bad cell must not end a long sweep: its line says why
+        return {**key, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        summary.pop("data_file", None)
+    return {**key, **summary}
+
+
+Runner = Callable[[list[Cell], Path, bool], Iterator[dict[str, Any]]]
+
+
+def on_local_pool(workers: int) -> Runner:
+    """Cells on ``workers`` processes (spawned: torch and fork do not mix), the machine's
+    cores shared out among them."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def run(todo: list[Cell], out: Path, keep: bool) -> Iterator[dict[str, Any]]:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_cell, cell, str(out), keep, threads) for cell in todo]
+            for future in as_completed(futures):
+                yield future.result()
+
+    return run
+
+
+def on_ray(address: str) -> Runner:
+    """Cells as Ray tasks on the cluster at ``address`` (``local``: a Ray started here)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'xdream-rig[cluster]'") from None
+
+    def run(todo: list[Cell], out: Path, keep: bool) -> Iterator[dict[str, Any]]:
+        ray.init(address=None if address == "local" else address, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(run_cell)
+            pending = [remote.remote(cell, str(out), keep, 1) for cell in todo]
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(ready[0])
+        finally:
+            ray.shutdown()
+
+    return run
+
+
+def sweep(
+    config: SweepConfig,
+    out: Path,
+    runner: Runner,
+    progress: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> int:
+    """Run the cells still to do, appending each result as it comes; how many failed."""
+    out.mkdir(parents=True, exist_ok=True)
+    todo = to_do(config, out)
+    failed = 0
+    path = out / RESULTS
+    torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as f:
+        if torn:  # a kill mid-line: end it, so that the next result is a line of its own
+            f.write("\n")
+        for n, row in enumerate(runner(todo, out, config.keep_runs), start=1):
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            failed += "error" in row
+            if progress is not None:
+                progress(row, n, len(todo))
+    return failed
+
+
+def report(config: SweepConfig, out: Path) -> str:
+    """Per configuration: cells done, and the median over them of the best noiseless
+    activation and of its ratio to the best reference image."""
+    rows = [r for r in results(out) if "error" not in r]
+    lines = ["| configuration | cells | median best activation | median best / best natural |",
+             "|---|---|---|---|"]  # fmt: skip
+    total = len(config.targets) * len(config.seeds)
+    for configuration in config.configurations:
+        mine = [r for r in rows if r["label"] == configuration["label"]]
+        best = [r["best_activation"] for r in mine]
+        ratio = [r["best_activation"] / r["best_reference"] for r in mine
+                 if r.get("best_reference")]  # fmt: skip
+        lines.append(f"| {configuration['label']} | {len(mine)}/{total} | {_median(best)} | "
+                     f"{_median(ratio)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> str:
+    return f"{np.median(values):.3f}" if values else "-"

@@ -1,0 +1,117 @@
+"""``xdream sweep``: a grid of in-silico evolutions on local processes (and a local Ray
+instance), resumable from its results file, and what a wrong grid is told."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simulator import sweep
+
+pytestmark = pytest.mark.slow
+
+# Small images, one generation per run: a cell takes about a second on 2 CPUs.
+COMMON = {"generator": "pixel", "budget": 40, "image_size": 32, "input_size": 64,
+          "references": 10}  # fmt: skip
+TARGETS = ["efficientnet-lite0:_blocks.8:76", "efficientnet-lite0:_blocks.8:20"]
+
+
+def grid(tmp_path, **changes) -> str:
+    data = {
+        "targets": TARGETS,
+        "configurations": [{"label": "cma", "optimizer": "cmaes"},
+                           {"label": "ga", "optimizer": "ga"}],
+        "seeds": [0],
+        "common": COMMON,
+        **changes,
+    }  # fmt: skip
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def xdream(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xdream", *args], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+
+
+def lines(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_every_cell_runs_once_and_a_restart_runs_only_what_is_missing(tmp_path):
+    out = tmp_path / "out"
+    proc = xdream("sweep", grid(tmp_path), "--out", str(out), "--workers", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    first = lines(out)
+    assert sorted((r["label"], r["target"], r["seed"]) for r in first) == sorted(
+        (label, target, 0) for label in ("cma", "ga") for target in TARGETS
+    )
+    assert all(r["images"] == 40 and "data_file" not in r for r in first)
+    assert not (out / "runs").exists()  # keep_runs off: only the lines stay
+    assert "| cma | 2/2 |" in proc.stdout and "| ga | 2/2 |" in proc.stdout
+
+    # As if stopped after three cells (and torn in the middle of the fourth line).
+    kept = first[:3]
+    (out / "results.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in kept) + json.dumps(first[3])[:20]
+    )
+    proc = xdream("sweep", grid(tmp_path), "--out", str(out), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    again = [r for r in sweep.results(out) if r not in kept]
+    assert [(r["label"], r["target"]) for r in again] == [(first[3]["label"], first[3]["target"])]
+    assert again[0]["best_activation"] == first[3]["best_activation"]  # same seed, same run
+    assert proc.stderr.count("1/1 ") == 1
+
+
+def test_a_failing_cell_is_recorded_runs_again_and_sets_the_exit_status(tmp_path):
+    out = tmp_path / "out"
+    config = grid(tmp_path, targets=["efficientnet-lite0:_blocks.8:500"],
+                  configurations=[{"label": "cma", "optimizer": "cmaes"}])  # fmt: skip
+    proc = xdream("sweep", config, "--out", str(out), "--workers", "1")
+    assert proc.returncode == 1
+    (row,) = lines(out)
+    assert "channel 500 out of range" in row["error"]
+    assert "1 cells failed" in proc.stderr
+    assert sweep.to_do(sweep.SweepConfig.load(config), out)  # it runs again next time
+
+
+def test_kept_runs_hold_their_session_files(tmp_path):
+    out = tmp_path / "out"
+    config = grid(tmp_path, targets=TARGETS[:1], keep_runs=True,
+                  configurations=[{"label": "ga", "optimizer": "ga"}])  # fmt: skip
+    assert xdream("sweep", config, "--out", str(out), "--quiet").returncode == 0
+    (row,) = lines(out)
+    assert (out / "runs" / "ga").is_dir() and row["data_file"].endswith("session.h5")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"targets": []}, "targets: List should have at least 1 item"),
+        ({"configurations": [{"optimizer": "ga"}]}, "every configuration needs a label"),
+        ({"configurations": [{"label": "a", "optimizer": "ga"}] * 2}, "labels must differ"),
+        ({"configurations": [{"label": "a", "optimizer": "ga", "budgte": 5}]},
+         "configuration 'a': unknown setting(s) budgte"),
+        ({"common": {"budget": 40}}, "configuration 'cma' names no generator"),
+        ({"seed": [1]}, "seed: Extra inputs are not permitted"),
+    ],
+)
+def test_a_wrong_grid_is_one_line_and_runs_nothing(tmp_path, changes, message):
+    out = tmp_path / "out"
+    proc = xdream("sweep", grid(tmp_path, **changes), "--out", str(out))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("xdream sweep: error: sweep config ")
+    assert message in line and not out.exists()
+
+
+def test_cells_run_as_tasks_on_a_local_ray_instance(tmp_path):
+    out = tmp_path / "out"
+    config = grid(tmp_path, configurations=[{"label": "ga", "optimizer": "ga"}])
+    proc = xdream("sweep", config, "--out", str(out), "--ray", "local", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(r["target"] for r in lines(out)) == sorted(TARGETS)
