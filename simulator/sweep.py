@@ -201,7 +201,10 @@ def on_ray(address: str) -> Runner:
         raise ConfigError("--ray needs Ray: pip install 'xdream-rig[cluster]'") from None
 
     def run(todo: list[Cell], out: Path, keep: bool) -> Iterator[dict[str, Any]]:
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+        if address == "local":  # no dashboard: it is a few more processes on a small machine
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
         try:
             remote = ray.remote(num_cpus=1)(run_cell)
             pending = [remote.remote(cell, str(out), keep, 1) for cell in todo]
