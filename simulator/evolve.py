@@ -59,6 +59,8 @@ class EvolveConfig:
     objective: str | None = None
     #: Folder of images the first generation starts from (server/engine/inversion.py).
     init_images: str | None = None
+    #: The generator's own settings (e.g. ``{"resolution": 16}`` for a coarser fourier code).
+    generator_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,8 +103,9 @@ def prepare(config: EvolveConfig) -> Prepared:
     if spikes is not None and config.references < 1:
         raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
     generator = choose_generator(
-        config.generator, config.weights, config.image_size, config.device
-    ).build()
+        config.generator, config.weights, config.image_size, config.device,
+        settings=config.generator_settings,
+    ).build()  # fmt: skip
     plan = plan_run(generator, config.optimizer, config.seed, config.settings, budget=config.budget)
     inversion = None
     if config.init_images is not None:

@@ -69,6 +69,7 @@ def _evolve(args: argparse.Namespace) -> int:
         channels=args.channels,
         objective=args.objective,
         init_images=args.init_images,
+        generator_settings=parse_settings(args.generator_set),
     )
     prepared = evolve.prepare(config)
     summary = evolve.run(prepared, progress=None if args.quiet else _ProgressBar())
@@ -151,6 +152,13 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="optimizer setting, e.g. --set population=40 (repeatable)",
+    )
+    p.add_argument(
+        "--generator-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generator setting, e.g. --generator-set resolution=16 for fourier (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -55,10 +55,18 @@ def choose_generator(
     image_size: int | None = None,
     device: str = "auto",
     precision: str = "float32",
+    settings: dict[str, Any] | None = None,
 ) -> GeneratorChoice:
     """The generator ``name`` (default: DeePSiM-fc6 if its weights are installed, else the
-    offline one) on ``device`` (``auto`` resolved now), checked before anything is built."""
+    offline one) on ``device`` (``auto`` resolved now), checked before anything is built;
+    ``settings``: the generator's own (e.g. fourier's ``resolution``)."""
     name = name or default_generator()
+    own = {"weights", "image_size", "precision", "device"} & set(settings or {})
+    if own:
+        raise ConfigError(
+            f"generator setting(s) {', '.join(sorted(own))} have options of their own",
+            field="generator_settings",
+        )
     if weights and name not in DEEPSIM_VARIANTS:
         raise ConfigError(
             f"weights are for DeePSiM generators ({', '.join(DEEPSIM_VARIANTS)}); "
@@ -68,6 +76,7 @@ def choose_generator(
     with blame("device"):
         where = str(resolve_device(device))
     options = {
+        **(settings or {}),
         **({"weights": weights} if weights else {}),
         **({"image_size": image_size} if image_size else {}),
         "precision": precision,

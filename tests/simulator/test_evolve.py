@@ -170,6 +170,17 @@ def test_a_run_starts_from_a_folder_of_images(tmp_path):
         assert np.abs(image.astype(int) - colour).max() <= 1
 
 
+def test_generator_settings_reach_the_generator(tmp_path):
+    """``--generator-set resolution=16``: a coarser fourier code (3 x 16 x 9 x 2 numbers)."""
+    out = tmp_path / "coarse"
+    proc = xdream("evolve", "--target", "efficientnet-lite0:_blocks.8:76", "--budget", "40",
+                  "--generator", "fourier", "--optimizer", "ga", "--generator-set",
+                  "resolution=16", "--out", str(out), "--json", *FAST)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out / "session.h5", "r") as f:
+        assert f["generations/codes"].shape == (40, 3 * 16 * 9 * 2)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_a_modellers_torchscript_model_is_the_target(tmp_path):
     """A network the project never saw, saved as TorchScript with its own input size: the
@@ -195,6 +206,9 @@ def test_a_modellers_torchscript_model_is_the_target(tmp_path):
     "args, message",
     [
         (["--target", "torchscript:/nonexistent/m.pt:output:0"], "TorchScript file not found"),
+        (["--generator", "fourier", "--generator-set", "resolutoin=16"],
+         "generator fourier has no setting(s) resolutoin"),
+        (["--generator-set", "image_size=64"], "image_size have options of their own"),
         (["--init-images", "/nonexistent/start"], "init_images /nonexistent/start is not a"),
         (["--target", "efficientnet-lite0:_blocks.99:1"], "has no layer '_blocks.99'"),
         (["--target", "efficientnet-lite0:_fc:5000"], "channel 5000 out of range"),

@@ -6,6 +6,9 @@ checked in one place and the offline default is chosen consistently.
 
 from __future__ import annotations
 
+import inspect
+
+from protocol.errors import ConfigError
 from server.engine.generators import deepsim, fourier, pixel  # noqa: F401  (registers the classes)
 from server.engine.generators.base import GENERATORS, Generator
 from server.engine.generators.weights import weights_path
@@ -29,8 +32,34 @@ def default_generator() -> str:
 
 
 def make_generator(name: str, **kwargs) -> Generator:
-    """Build the generator registered as ``name`` (``ConfigError`` for unknown names)."""
-    return GENERATORS.get(name)(**kwargs)
+    """Build the generator registered as ``name`` (``ConfigError`` for unknown names and
+    for settings it does not have)."""
+    cls = GENERATORS.get(name)
+    known = _settings_of(cls)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigError(
+            f"generator {name} has no setting(s) {', '.join(unknown)}; its settings: "
+            f"{', '.join(sorted(known))}"
+        )
+    return cls(**kwargs)
+
+
+def _settings_of(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` takes, through its ``**kwargs`` chain up to
+    :class:`Generator`."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for parameter in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            if parameter.name != "self" and parameter.kind not in (
+                parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD
+            ):
+                names.add(parameter.name)
+        if klass is Generator:
+            break
+    return names
 
 
 __all__ = [
