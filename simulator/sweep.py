@@ -241,20 +241,29 @@ def sweep(
     return failed
 
 
-def report(config: SweepConfig, out: Path) -> str:
+def report(config: SweepConfig, out: Path, baseline: str | None = None) -> str:
     """Per configuration: cells done, and the median over them of the best noiseless
-    activation and of its ratio to the best reference image."""
+    activation, of its ratio to the best reference image and (``baseline``: a label) of
+    its ratio to the baseline's best on the same target and seed."""
     rows = [r for r in results(out) if "error" not in r]
-    lines = ["| configuration | cells | median best activation | median best / best natural |",
-             "|---|---|---|---|"]  # fmt: skip
+    base = {(r["target"], r["seed"]): r["best_activation"] for r in rows
+            if r["label"] == baseline}  # fmt: skip
+    header = "| configuration | cells | median best activation | median best / best natural |"
+    lines = [header + (f" median best / {baseline}'s |" if baseline else ""),
+             "|---|---|---|---|" + ("---|" if baseline else "")]  # fmt: skip
     total = len(config.targets) * len(config.seeds)
     for configuration in config.configurations:
         mine = [r for r in rows if r["label"] == configuration["label"]]
         best = [r["best_activation"] for r in mine]
-        ratio = [r["best_activation"] / r["best_reference"] for r in mine
-                 if r.get("best_reference")]  # fmt: skip
-        lines.append(f"| {configuration['label']} | {len(mine)}/{total} | {_median(best)} | "
-                     f"{_median(ratio)} |")  # fmt: skip
+        natural = [r["best_activation"] / r["best_reference"] for r in mine
+                   if r.get("best_reference")]  # fmt: skip
+        line = (f"| {configuration['label']} | {len(mine)}/{total} | {_median(best)} | "
+                f"{_median(natural)} |")  # fmt: skip
+        if baseline:
+            paired = [r["best_activation"] / base[r["target"], r["seed"]] for r in mine
+                      if base.get((r["target"], r["seed"]))]  # fmt: skip
+            line += f" {_median(paired)} |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -173,8 +173,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
     config = sweep.SweepConfig.load(args.config)
     out = Path(args.out)
+    if args.baseline and args.baseline not in {c["label"] for c in config.configurations}:
+        raise ConfigError(f"--baseline {args.baseline} is none of the grid's labels")
     if args.report:
-        print(sweep.report(config, out))
+        print(sweep.report(config, out, args.baseline))
         return 0
     if args.workers < 1:
         raise ConfigError(f"--workers is at least 1, got {args.workers}")
@@ -187,7 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
 
     failed = sweep.sweep(config, out, runner, progress)
-    print(sweep.report(config, out))
+    print(sweep.report(config, out, args.baseline))
     if failed:
         print(f"{failed} cells failed (their lines in {out / sweep.RESULTS} say why; they "
               "run again when the sweep is started again)", file=sys.stderr)  # fmt: skip
@@ -216,6 +218,11 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         "'local': a Ray started here); needs the cluster extra",
     )  # fmt: skip
     p.add_argument("--report", action="store_true", help="print the results' table only")
+    p.add_argument(
+        "--baseline", metavar="LABEL",
+        help="a configuration the table compares every other with, target by target and "
+        "seed by seed (e.g. the GA's)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no line per finished cell")
     p.set_defaults(handler=_sweep)
 

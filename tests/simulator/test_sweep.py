@@ -53,6 +53,11 @@ def test_every_cell_runs_once_and_a_restart_runs_only_what_is_missing(tmp_path):
     assert all(r["images"] == 40 and "data_file" not in r for r in first)
     assert not (out / "runs").exists()  # keep_runs off: only the lines stay
     assert "| cma | 2/2 |" in proc.stdout and "| ga | 2/2 |" in proc.stdout
+    table = xdream("sweep", grid(tmp_path), "--out", str(out), "--report", "--baseline", "ga")
+    assert "median best / ga's |" in table.stdout
+    assert table.stdout.splitlines()[-1].endswith("| 1.000 |")  # the GA against itself
+    wrong = xdream("sweep", grid(tmp_path), "--out", str(out), "--report", "--baseline", "x")
+    assert wrong.returncode == 2 and "--baseline x is none of the grid's labels" in wrong.stderr
 
     # As if stopped after three cells (and torn in the middle of the fourth line).
     kept = first[:3]
