@@ -13,8 +13,10 @@ The grid is a JSON file::
 configuration's win). Every finished cell is one line of ``OUT/results.jsonl`` (the run's
 ``--json`` summary with its label, target and seed), written as it finishes, so a sweep
 that is stopped goes on where it was when started again: cells with a result are skipped,
-cells that failed (their line carries ``error``) are run again. A cell's session file and
-pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its line is.
+cells that failed (their line carries ``error``) are run again. A cell is known by its
+label, target and seed: a configuration whose settings change needs a new label. A cell's
+session file and pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its
+line is. On Ray, every node needs xdream-rig (with the server extra) installed.
 """
 
 from __future__ import annotations
