@@ -125,12 +125,21 @@ def _python_factory(where: str, weights: str | os.PathLike | None) -> Network:
         raise ConfigError(f"python:{where} is not python:MODULE:FUNCTION")
     try:
         factory = getattr(importlib.import_module(module_name), function)
-    except ImportError as exc:
-        raise ConfigError(f"python:{where}: cannot import {module_name}: {exc}") from None
     except AttributeError:
         raise ConfigError(f"python:{where}: {module_name} has no {function}") from None
-    module = factory() if weights is None else factory(str(weights))
-    return _brought(f"python:{where}", module)
+    except Exception as exc:  # ImportError, or the module's own error (a SyntaxError...)
+        raise ConfigError(f"python:{where}: cannot import {module_name}: {_first(exc)}") from None
+    try:
+        module = factory() if weights is None else factory(str(weights))
+    except Exception as exc:  # the modeller's code: its error, in one line
+        raise ConfigError(f"python:{where} failed: {_first(exc)}") from None
+    return _brought(f"python:{where}", module, hooks=not isinstance(module, torch.jit.ScriptModule))
+
+
+def _first(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _torchscript(path_text: str) -> Network:

@@ -148,7 +148,16 @@ class Recording:
     def _probe(self) -> list[str]:
         """Shapes of the recorded layers, and the order in which they are computed."""
         with torch.inference_mode():
-            got = self._run(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))
+            try:
+                got = self._run(
+                    torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
+                )
+            except RuntimeError as exc:  # e.g. a modeller's model wants other inputs
+                first = str(exc).strip().splitlines()[0]
+                raise TargetError(
+                    f"{self.network.name} fails on a {self.input_size}-px RGB image in "
+                    f"float32: {first}"
+                ) from None
         reused = {name: n for name, n in self._calls.items() if n > 1}
         if reused:
             name, n = next(iter(reused.items()))

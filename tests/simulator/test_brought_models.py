@@ -66,6 +66,20 @@ MODULE = textwrap.dedent('''
         model = make()
         model.mean = (1.0, 2.0)
         return model
+
+
+    def broken():
+        raise RuntimeError("the checkpoint is missing")
+
+
+    def grey():  # a model of one input channel
+        model = make()
+        model.conv = nn.Conv2d(1, 4, 3, padding=1)
+        return model
+
+
+    def scripted():
+        return torch.jit.script(make())
 ''')
 
 
@@ -136,12 +150,23 @@ def test_a_torchscript_file_is_read_at_its_output_only(modeller):
         ("python:lab_models:number", ConfigError, "gave int, not a torch nn.Module"),
         ("python:lab_models:tiny_input", ConfigError, "input_size must be a whole number"),
         ("python:lab_models:two_means", ConfigError, "mean must be three numbers"),
+        ("python:lab_models:broken", ConfigError, "failed: RuntimeError: the checkpoint is"),
         ("torchscript:/nonexistent/model.pt", WeightsError, "TorchScript file not found"),
     ],
 )
 def test_a_wrong_model_says_what_is_wrong(modeller, name, error, message):
     with pytest.raises(error, match=message):
         load_network(name)
+
+
+def test_a_model_that_fails_on_images_or_cannot_be_hooked_says_so(modeller, tmp_path):
+    with pytest.raises(TargetError, match="fails on a 32-px RGB image in float32"):
+        build_neurons(["python:lab_models:grey:output:0"], None, None)
+    with pytest.raises(TargetError, match="TorchScript: its layers cannot be hooked"):
+        build_neurons(["python:lab_models:scripted:conv:0"], None, None)
+    (tmp_path / "typo_models.py").write_text("def make(:\n")
+    with pytest.raises(ConfigError, match="cannot import typo_models: SyntaxError"):
+        load_network("python:typo_models:make")
 
 
 def test_a_file_that_is_not_torchscript_is_a_weights_error(modeller, tmp_path):
