@@ -62,6 +62,12 @@ def choose_generator(
     ``settings``: the generator's own (e.g. fourier's ``resolution``)."""
     name = name or default_generator()
     own = {"weights", "image_size", "precision", "device"} & set(settings or {})
+    odd = [k for k, v in (settings or {}).items() if not isinstance(v, (int, float, str))]
+    if odd:  # a choice is a key of the generator pool: its values must be hashable
+        raise ConfigError(
+            f"generator setting(s) {', '.join(sorted(odd))} must be numbers or text",
+            field="generator_settings",
+        )
     if own:
         raise ConfigError(
             f"generator setting(s) {', '.join(sorted(own))} have options of their own",

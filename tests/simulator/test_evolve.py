@@ -209,6 +209,8 @@ def test_a_modellers_torchscript_model_is_the_target(tmp_path):
         (["--generator", "fourier", "--generator-set", "resolutoin=16"],
          "generator fourier has no setting(s) resolutoin"),
         (["--generator-set", "image_size=64"], "image_size have options of their own"),
+        (["--generator", "fourier", "--generator-set", "resolution=16.5"],
+         "generator fourier: a setting has the wrong type"),
         (["--init-images", "/nonexistent/start"], "init_images /nonexistent/start is not a"),
         (["--target", "efficientnet-lite0:_blocks.99:1"], "has no layer '_blocks.99'"),
         (["--target", "efficientnet-lite0:_fc:5000"], "channel 5000 out of range"),

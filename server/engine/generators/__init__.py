@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, XDreamError
 from server.engine.generators import deepsim, fourier, pixel  # noqa: F401  (registers the classes)
 from server.engine.generators.base import GENERATORS, Generator
 from server.engine.generators.weights import weights_path
@@ -42,22 +42,26 @@ def make_generator(name: str, **kwargs) -> Generator:
             f"generator {name} has no setting(s) {', '.join(unknown)}; its settings: "
             f"{', '.join(sorted(known))}"
         )
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except XDreamError:  # the generator's own check, already saying what is wrong
+        raise
+    except (TypeError, ValueError) as exc:  # a setting of the wrong type (16.0, "16", null)
+        raise ConfigError(f"generator {name}: a setting has the wrong type: {exc}") from None
 
 
 def _settings_of(cls: type) -> set[str]:
     """The keyword arguments ``cls(...)`` takes, through its ``**kwargs`` chain up to
-    :class:`Generator`."""
+    :class:`Generator` (an ``__init__`` without ``**kwargs`` ends the chain)."""
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        for parameter in inspect.signature(vars(klass)["__init__"]).parameters.values():
-            if parameter.name != "self" and parameter.kind not in (
-                parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD
-            ):
-                names.add(parameter.name)
-        if klass is Generator:
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in parameters if p.name != "self" and p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY
+        )}  # fmt: skip
+        if klass is Generator or not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
     return names
 
