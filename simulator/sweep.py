@@ -21,12 +21,17 @@ line is. On Ray, every node needs xdream-rig (with the server extra) installed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
@@ -38,6 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from protocol.errors import ConfigError
 
 RESULTS = "results.jsonl"
+#: A configuration's label: also a folder name under OUT/runs.
+LABEL = re.compile(r"[A-Za-z0-9._+-]+")
 #: EvolveConfig fields a grid may set (``target``, ``seed`` and ``out`` are the sweep's).
 _OWN = ("target", "seed", "out")
 
@@ -58,11 +65,18 @@ class SweepConfig(BaseModel):
     @classmethod
     def _labelled(cls, configurations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         labels = [c.get("label") for c in configurations]
-        if not all(isinstance(label, str) and label for label in labels):
-            raise ValueError("every configuration needs a label (a non-empty string)")
+        if not all(isinstance(label, str) and LABEL.fullmatch(label) for label in labels):
+            raise ValueError("every configuration needs a label of letters, digits and ._+-")
         if len(set(labels)) != len(labels):
             raise ValueError("configuration labels must differ")
         return configurations
+
+    @field_validator("targets", "seeds")
+    @classmethod
+    def _distinct(cls, values: list[Any]) -> list[Any]:
+        if len(set(values)) != len(values):
+            raise ValueError("must not repeat an entry (the same cell would run twice)")
+        return values
 
     @classmethod
     def load(cls, path: str | Path) -> SweepConfig:
@@ -116,6 +130,11 @@ class Cell:
     def key(self) -> tuple[str, str, int]:
         return (self.label, self.target, self.seed)
 
+    def done_by(self, row: dict[str, Any]) -> bool:
+        """``row`` is this cell's result: same key, no error, the same settings."""
+        same = (row.get("label"), row.get("target"), row.get("seed")) == self.key
+        return same and "error" not in row and row.get("settings") == dict(self.settings)
+
     def folder(self, out: Path) -> Path:
         """Where the run writes (the target's colons and slashes made file-name safe)."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.target)
@@ -146,9 +165,22 @@ def results(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def latest(config: SweepConfig, out: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Each cell's result (the last line that is one), by key: rows of cells no longer in
+    the grid, failed ones and those of other settings left out."""
+    by_key: dict[tuple[Any, ...], Cell] = {cell.key: cell for cell in cells(config)}
+    found = {}
+    for row in results(out):
+        cell = by_key.get((row.get("label"), row.get("target"), row.get("seed")))
+        if cell is not None and cell.done_by(row):
+            found[cell.key] = row
+    return found
+
+
 def to_do(config: SweepConfig, out: Path) -> list[Cell]:
-    """The cells without a result yet (failed ones again)."""
-    done = {(r["label"], r["target"], r["seed"]) for r in results(out) if "error" not in r}
+    """The cells without a result yet: failed ones again, and those whose settings changed
+    since their result (a line keeps the settings it ran with)."""
+    done = latest(config, out)
     return [cell for cell in cells(config) if cell.key not in done]
 
 
@@ -162,7 +194,8 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="xdream-sweep-"))
     folder = cell.folder(Path(out)) if scratch is None else scratch / "run"
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted run left
-    key = {"label": cell.label, "target": cell.target, "seed": cell.seed}
+    key = {"label": cell.label, "target": cell.target, "seed": cell.seed,
+           "settings": dict(cell.settings)}  # fmt: skip
     try:
         config = evolve.EvolveConfig(
             target=cell.target, seed=cell.seed, out=str(folder), **dict(cell.settings)
@@ -184,15 +217,32 @@ Runner = Callable[[list[Cell], Path, bool], Iterator[dict[str, Any]]]
 def on_local_pool(workers: int) -> Runner:
     """Cells on ``workers`` processes (spawned: torch and fork do not mix), the machine's
     cores shared out among them."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
 
     def run(todo: list[Cell], out: Path, keep: bool) -> Iterator[dict[str, Any]]:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_cell, cell, str(out), keep, threads) for cell in todo]
+        if not todo:
+            return
+        n = min(workers, len(todo))
+        threads = max(1, (os.cpu_count() or 1) // n)
+        pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_worker)
+        try:
+            futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
             for future in as_completed(futures):
-                yield future.result()
+                try:
+                    yield future.result()
+                except BrokenProcessPool:  # a worker died (killed, out of memory): say so
+                    cell = futures[future]
+                    yield {"label": cell.label, "target": cell.target, "seed": cell.seed,
+                           "error": "BrokenProcessPool: a worker died during this cell or "
+                           "beside it (killed, or out of memory)"}  # fmt: skip
+        finally:  # Ctrl-C or an error here: queued cells are not run for nothing
+            pool.shutdown(wait=True, cancel_futures=True)
 
     return run
+
+
+def _worker() -> None:
+    """A pool worker leaves Ctrl-C to the sweep's own process, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def on_ray(address: str) -> Runner:
@@ -225,8 +275,31 @@ def sweep(
     runner: Runner,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> int:
-    """Run the cells still to do, appending each result as it comes; how many failed."""
+    """Run the cells still to do, appending each result as it comes; how many failed. One
+    sweep at a time writes to ``out`` (a second is refused)."""
+    out = out.resolve()  # Ray workers and spawned processes may have another working folder
     out.mkdir(parents=True, exist_ok=True)
+    with _only_writer(out):
+        return _sweep(config, out, runner, progress)
+
+
+@contextlib.contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` while the sweep runs (ConfigError if another sweep holds it)."""
+    with (out / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another sweep is writing to {out}") from None
+        yield
+
+
+def _sweep(
+    config: SweepConfig,
+    out: Path,
+    runner: Runner,
+    progress: Callable[[dict[str, Any], int, int], None] | None,
+) -> int:
     todo = to_do(config, out)
     failed = 0
     path = out / RESULTS
@@ -247,7 +320,7 @@ def report(config: SweepConfig, out: Path, baseline: str | None = None) -> str:
     """Per configuration: cells done, and the median over them of the best noiseless
     activation, of its ratio to the best reference image and (``baseline``: a label) of
     its ratio to the baseline's best on the same target and seed."""
-    rows = [r for r in results(out) if "error" not in r]
+    rows = list(latest(config, out).values())
     base = {(r["target"], r["seed"]): r["best_activation"] for r in rows
             if r["label"] == baseline}  # fmt: skip
     header = "| configuration | cells | median best activation | median best / best natural |"

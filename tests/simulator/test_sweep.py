@@ -3,6 +3,7 @@ instance), resumable from its results file, and what a wrong grid is told."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -84,6 +85,24 @@ def test_a_failing_cell_is_recorded_runs_again_and_sets_the_exit_status(tmp_path
     assert sweep.to_do(sweep.SweepConfig.load(config), out)  # it runs again next time
 
 
+def test_changed_settings_run_again_and_a_second_sweep_on_the_same_folder_is_refused(
+    tmp_path,
+):
+    out = tmp_path / "out"
+    one = grid(tmp_path, targets=TARGETS[:1], configurations=[{"label": "ga", "optimizer": "ga"}])
+    assert xdream("sweep", one, "--out", str(out), "--quiet").returncode == 0
+    config = sweep.SweepConfig.load(one)
+    assert sweep.to_do(config, out) == []
+    changed = grid(tmp_path, targets=TARGETS[:1], common={**COMMON, "budget": 60},
+                   configurations=[{"label": "ga", "optimizer": "ga"}])  # fmt: skip
+    (cell,) = sweep.to_do(sweep.SweepConfig.load(changed), out)  # its line is of budget 40
+    assert dict(cell.settings)["budget"] == 60
+    with (out / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = xdream("sweep", changed, "--out", str(out))
+    assert proc.returncode == 2 and "another sweep is writing to" in proc.stderr
+
+
 def test_kept_runs_hold_their_session_files(tmp_path):
     out = tmp_path / "out"
     config = grid(tmp_path, targets=TARGETS[:1], keep_runs=True,
@@ -103,6 +122,9 @@ def test_kept_runs_hold_their_session_files(tmp_path):
          "configuration 'a': unknown setting(s) budgte"),
         ({"common": {"budget": 40}}, "configuration 'cma' names no generator"),
         ({"seed": [1]}, "seed: Extra inputs are not permitted"),
+        ({"seeds": [0, 0]}, "seeds: Value error, must not repeat an entry"),
+        ({"configurations": [{"label": "../up", "optimizer": "ga"}]},
+         "a label of letters, digits and ._+-"),
     ],
 )
 def test_a_wrong_grid_is_one_line_and_runs_nothing(tmp_path, changes, message):
