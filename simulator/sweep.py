@@ -13,10 +13,11 @@ The grid is a JSON file::
 configuration's win). Every finished cell is one line of ``OUT/results.jsonl`` (the run's
 ``--json`` summary with its label, target and seed), written as it finishes, so a sweep
 that is stopped goes on where it was when started again: cells with a result are skipped,
-cells that failed (their line carries ``error``) are run again. A cell is known by its
-label, target and seed: a configuration whose settings change needs a new label. A cell's
-session file and pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its
-line is. On Ray, every node needs xdream-rig (with the server extra) installed.
+cells that failed (their line carries ``error``) are run again, and so are cells whose
+settings changed since their line (it keeps the settings it ran with). A cell's session
+file and pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its line is.
+On Ray, every node needs xdream-rig (with the server extra) installed, and the files a
+grid names (TorchScript models, image folders) at the same paths.
 """
 
 from __future__ import annotations
