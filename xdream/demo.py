@@ -20,7 +20,7 @@ from typing import Any
 
 from protocol.errors import XDreamError
 from server.serve import serve
-from server.sessions.config import SessionConfig
+from server.sessions.config import SessionConfig, ThreadConfig
 from server.sessions.manager import SessionManager
 from server.sessions.session import Session
 from server.sessions.states import SessionState
@@ -42,6 +42,12 @@ class DemoConfig:
     references_per_generation: int = 4
     seed: int = 0
     json: bool = False
+    #: 2: the default search and the paper's GA as two threads, interleaved on one unit.
+    threads: int = 1
+
+
+#: The demo's threads, in order: the default search, then the 2020 paper's GA beside it.
+DEMO_THREADS = ({"name": "default search"}, {"name": "paper's GA", "optimizer": "ga"})
 
 
 def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
@@ -58,6 +64,7 @@ def summary(session: Session) -> dict[str, Any]:
         "state": str(session.state),
         "generations": session.done,
         **session.history.summary(),
+        "threads": [t.summary(k) for k, t in enumerate(session.threads)],
         "data_file": str(session.store.path),
     }
 
@@ -72,11 +79,15 @@ async def _run_session(
             references_per_generation=config.references_per_generation,
             seed=config.seed,
             response_timeout_s=10.0,
+            threads=[ThreadConfig(**t) for t in DEMO_THREADS[: config.threads]]
+            if config.threads > 1
+            else [],
         )
     )
+    images = " + ".join(str(t.engine.optimizer.population) for t in session.threads)
     print(  # on stderr, so that --json keeps stdout to its one line
         f"xdream demo: session {session.id}, {session.generations} generations of "
-        f"{session.engine.optimizer.population} images; watch it on the dashboard at "
+        f"{images} images; watch it on the dashboard at "
         f"{addresses['http']}/#/session/{session.id} ; data {session.store.path}",
         file=sys.stderr,
         flush=True,
@@ -119,9 +130,11 @@ def main(config: DemoConfig) -> int:
     if config.json:
         print(json.dumps(result), flush=True)
     else:
-        print(
-            f"best score {result['best_score']}; mean first generation "
-            f"{result['first_generation_mean']}, last {result['last_generation_mean']}; "
-            f"data in {result['data_file']}"
-        )
+        for thread in result["threads"]:
+            print(
+                f"{thread['name'] or 'best'}: best score {thread['best_score']}; mean first "
+                f"generation {thread['first_generation_mean']}, last "
+                f"{thread['last_generation_mean']}"
+            )
+        print(f"data in {result['data_file']}")
     return 0

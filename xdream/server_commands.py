@@ -93,6 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
             data=args.data,
             seed=args.seed,
             json=args.json,
+            threads=args.threads,
         )
     )
 
@@ -107,6 +108,14 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generations", type=int, help="stop after N generations (default: run on)")
     p.add_argument("--data", help="folder for the session file (default: a new temp folder)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: the default search and the 2020 paper's GA as two threads, interleaved "
+        "in the same blocks on the same unit",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(handler=_demo)
 

@@ -88,6 +88,23 @@ class SessionNote(Answer):
     text: str
 
 
+class ThreadSummary(Answer):
+    """One evolution thread of a session (``SessionThread.summary``)."""
+
+    index: int
+    #: Its label: the thread's name, "channel N" (a thread per channel), or "thread N".
+    name: str = ""
+    generator: str | None = None
+    optimizer: str | None = None
+    population: int | None = None
+    objective: str | None = None
+    start: str | None = None
+    best_score: float | None = None
+    first_generation_mean: float | None = None
+    last_generation_mean: float | None = None
+    last_reference_mean: float | None = None
+
+
 class SessionBase(Answer):
     """The keys a session summary and a session detail share (``Session.summary()``,
     ``StoredSession.summary()``)."""
@@ -110,6 +127,9 @@ class SessionBase(Answer):
     #: Where the search started, in words ("started from 10 images (exact inversion, ...)");
     #: None: the optimizer's own start.
     start: str | None = None
+    #: Every evolution thread (one unless the session runs several); the fields above
+    #: (generator, optimizer, population, start, best_score) are thread 0's.
+    threads: list[ThreadSummary] = []
     current: CurrentGeneration | None = None
     #: The active alarms, newest first.
     alarms: list[SessionAlarm] = []
@@ -181,7 +201,10 @@ class SessionDetail(SessionBase):
     """One session with its settings, history and recent warnings."""
 
     config: SessionConfig
+    #: Thread 0's history (the session's, with one thread).
     history: SessionHistory
+    #: Each thread's history, given when the session runs several threads.
+    thread_histories: list[SessionHistory] = []
     warnings: list[SessionWarning] = []
     #: Every alarm the session raised (the last 100), active ones first.
     alarm_log: list[SessionAlarm] = []

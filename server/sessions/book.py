@@ -25,8 +25,10 @@ from server.engine.statistics import channel_means
 class StimulusSlot:
     stimulus_id: str
     kind: Literal["evolved", "reference"]
-    #: Row of the generation's codes (evolved) or index of the reference image.
+    #: Row of its thread's codes (evolved) or index of the reference image.
     index: int
+    #: The evolution thread an evolved image is of (references are every thread's).
+    thread: int = 0
     #: Counts as the rig sent them (what the channel means plot).
     responses: list[np.ndarray] = field(default_factory=list)
     #: What the score is made of, one per response: the counts, or with the session's
@@ -191,19 +193,26 @@ class GenerationBook:
     def complete(self) -> bool:
         return not self.missing()
 
-    def channel_means(self, kind: str) -> np.ndarray | None:
-        """Mean count per recorded channel of the stimuli of ``kind`` (see
+    def _of(self, kind: str, thread: int | None) -> list[StimulusSlot]:
+        """The stimuli of ``kind`` (and of ``thread``, unless None)."""
+        return [
+            s for s in self.slots.values()
+            if s.kind == kind and (thread is None or s.thread == thread)
+        ]  # fmt: skip
+
+    def channel_means(self, kind: str, thread: int | None = None) -> np.ndarray | None:
+        """Mean count per recorded channel of the stimuli of ``kind`` (of ``thread``) (see
         :func:`~server.engine.statistics.channel_means`); None if none was answered."""
-        slots = [s for s in self.slots.values() if s.kind == kind and s.responses]
+        slots = [s for s in self._of(kind, thread) if s.responses]
         if not slots:
             return None
         ids = [s.stimulus_id for s in slots for _ in s.responses]
         return channel_means(ids, np.stack([r for s in slots for r in s.responses]))
 
-    def scores(self, kind: str, objective: Objective) -> np.ndarray:
-        """``objective``'s score of each stimulus of ``kind`` (of its net counts averaged
-        over its presentations), ordered by index; NaN if unanswered."""
-        slots = sorted((s for s in self.slots.values() if s.kind == kind), key=lambda s: s.index)
+    def scores(self, kind: str, objective: Objective, thread: int | None = None) -> np.ndarray:
+        """``objective``'s score of each stimulus of ``kind`` (of ``thread``; of its net
+        counts averaged over its presentations), ordered by index; NaN if unanswered."""
+        slots = sorted(self._of(kind, thread), key=lambda s: s.index)
         out = np.full(len(slots), np.nan)
         answered = [i for i, slot in enumerate(slots) if slot.net]
         if answered:

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from protocol.errors import ConfigError
 from protocol.messages import PresentationParams
@@ -26,6 +34,39 @@ ServerPath = Annotated[str, Field(min_length=1, max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 #: One channel's weight in the score: finite, and small enough that a sum cannot overflow.
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+
+
+#: Most threads a session runs: each shows a whole population in every block.
+MAX_THREADS = 16
+#: What a thread may set for itself; the rest (rig, repeats, references, length, image
+#: size, ...) is the session's, shared by every thread.
+THREAD_FIELDS = (
+    "generator", "weights", "optimizer", "population", "settings", "objective", "channels",
+    "channel_weights", "init_images",
+)  # fmt: skip
+#: The fields that say what a score is: a thread that sets one sets the score anew.
+SCORE_FIELDS = {"objective", "channels", "channel_weights"}
+
+
+class ThreadConfig(BaseModel):
+    """One evolution thread of a session: what it sets differently from the session. Each
+    field left out (None) is the session's; ``name`` labels the thread on the dashboard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=64)] = ""
+    generator: Name | None = None
+    weights: ServerPath | None = None
+    optimizer: Name | None = None
+    population: Annotated[int, Field(ge=2, le=MAX_POPULATION)] | None = None
+    settings: Annotated[dict[Name, Any], Field(max_length=32)] | None = None
+    objective: Objective | None = None
+    channels: (
+        Annotated[list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)]
+        | None
+    ) = None
+    channel_weights: Annotated[list[Weight], Field(max_length=4096)] | None = None
+    init_images: ServerPath | None = None
 
 
 #: Settings added after sessions were first stored, with the value a session stored before
@@ -108,6 +149,15 @@ class SessionConfig(BaseModel):
     #: The generator's arithmetic: float16 or bfloat16 run it in half precision (faster on
     #: GPUs; images change by about a grey level: docs/BENCHMARKS.md, "Half precision").
     precision: Literal["float32", "float16", "bfloat16"] = "float32"
+    #: Interleaved evolutions on the same rig (the reference XDream's threads, a DeePSiM
+    #: thread beside another generator's): each its own generator, optimizer and score,
+    #: shown in the same blocks in random order. Empty = one thread, the session's own.
+    threads: Annotated[list[ThreadConfig], Field(max_length=MAX_THREADS)] = Field(
+        default_factory=list
+    )
+    #: One thread per channel of ``channels``, each raising that channel's mean: an array
+    #: session that evolves an image for each of several sites at once.
+    thread_per_channel: bool = False
 
     # Checks that involve two fields sit on the later one, so the error names a field.
     @field_validator("generations")
@@ -154,8 +204,66 @@ class SessionConfig(BaseModel):
             raise ValueError("give objective or channels and channel_weights, not both")
         return objective
 
+    @model_validator(mode="after")
+    def _threads_resolve(self) -> SessionConfig:
+        if self.thread_per_channel and self.threads:
+            raise ValueError("give threads or thread_per_channel, not both")
+        if self.thread_per_channel and (self.objective or self.channel_weights):
+            raise ValueError("thread_per_channel scores each channel's mean: no objective")
+        if self.thread_per_channel and len(self.channels) > MAX_THREADS:
+            raise ValueError(f"thread_per_channel runs at most {MAX_THREADS} channels")
+        self.thread_configs()  # each thread's settings are valid together
+        return self
+
+    def thread_configs(self) -> list[SessionConfig]:
+        """Each thread's settings, as a one-thread session's: the session's, with what the
+        thread sets instead (its score anew if it sets one) and seed ``seed + k``, so that
+        two threads alike do not show the same images. One thread: these settings."""
+        if self.thread_per_channel:
+            overrides = [{"channels": [channel]} for channel in self.channels]
+        elif self.threads:
+            overrides = [t.model_dump(exclude_none=True, exclude={"name"}) for t in self.threads]
+        else:
+            return [self]
+        base = self.model_dump(exclude={"threads", "thread_per_channel"})
+        resolved = []
+        for k, update in enumerate(overrides):
+            mine = {**base, "seed": (self.seed + k) % 2**32}
+            if SCORE_FIELDS & update.keys():
+                for name in SCORE_FIELDS:
+                    mine.pop(name)
+            try:
+                resolved.append(SessionConfig.model_validate({**mine, **update}))
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"])
+                raise ValueError(f"thread {k}: {where}: {error['msg']}") from None
+        return resolved
+
+    def thread_names(self) -> list[str]:
+        """Each thread's label: its ``name``, the channel it evolves for, or its number."""
+        if self.thread_per_channel:
+            return [f"channel {channel}" for channel in self.channels]
+        if not self.threads:
+            return [""]
+        return [t.name or f"thread {k}" for k, t in enumerate(self.threads)]
+
+    def channels_used(self) -> list[int]:
+        """Every recorded channel a thread's score reads (the rig must record each)."""
+        return sorted({c for t in self.thread_configs() for c in t.scoring().channels_used()})
+
+    def describe_objective(self) -> str:
+        """What the session optimises, in words: its objective, or each thread's."""
+        configs = self.thread_configs()
+        if len(configs) == 1:
+            return self.scoring().describe()
+        return "; ".join(
+            f"{name}: {c.scoring().describe()}"
+            for name, c in zip(self.thread_names(), configs, strict=True)
+        )
+
     def scoring(self) -> Objective:
-        """The objective the session scores with."""
+        """The objective the session scores with (one thread's: :meth:`thread_configs`)."""
         if self.objective is not None:
             return self.objective
         return Mean(channels=self.channels, weights=self.channel_weights)
@@ -174,11 +282,16 @@ class SessionConfig(BaseModel):
         a request learns nothing about the server's disk outside them."""
         return self.model_copy(
             update={
-                "weights": confine(self.weights, weights_roots, "weights", "weights-root"),
-                **{
-                    name: confine(getattr(self, name), reference_roots, name, "reference-root")
-                    for name in ("reference_folder", "init_images")
-                },
+                **_confined(self, "", weights_roots, reference_roots),
+                "reference_folder": confine(
+                    self.reference_folder, reference_roots, "reference_folder", "reference-root"
+                ),
+                "threads": [
+                    t.model_copy(
+                        update=_confined(t, f"threads.{k}.", weights_roots, reference_roots)
+                    )
+                    for k, t in enumerate(self.threads)
+                ],
             }
         )
 
@@ -191,6 +304,22 @@ class SessionConfig(BaseModel):
             self.device or server_device,
             self.precision,
         )
+
+
+def _confined(
+    settings: SessionConfig | ThreadConfig,
+    prefix: str,
+    weights_roots: Sequence[Path],
+    reference_roots: Sequence[Path],
+) -> dict[str, str | None]:
+    """``settings``' ``weights`` and ``init_images`` confined (:func:`confine`; the field
+    named with ``prefix``)."""
+    return {
+        "weights": confine(settings.weights, weights_roots, f"{prefix}weights", "weights-root"),
+        "init_images": confine(
+            settings.init_images, reference_roots, f"{prefix}init_images", "reference-root"
+        ),
+    }
 
 
 def confine(text: str | None, roots: Sequence[Path], field: str, option: str) -> str | None:

@@ -145,7 +145,7 @@ class RigIntake(Safety):
     async def _take_responses(self, msg: Responses, source: str, client: str) -> ResponsesAck:
         async with self._ingest_lock:
             recorded = len(msg.responses[0].counts)
-            needed = max(self.config.scoring().channels_used())
+            needed = max(self.config.channels_used())
             if needed >= recorded:
                 raise ChannelMismatch(
                     f"the session scores channel {needed}, "

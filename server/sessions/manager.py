@@ -14,6 +14,7 @@ An ended session can be archived: its files move to ``DATA_DIR/archive/`` and le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from server.sessions.config import SessionConfig
 from server.sessions.session import Session
 from server.sessions.states import SessionState
 from server.sessions.stored import EndedSession, StoredSession
+from server.sessions.threads import SessionThread
 from server.sessions.transport import Transport
 from server.storage.catalog import (
     creating_path,
@@ -71,16 +73,21 @@ RETIRE_WAIT_S = 30.0
 
 @dataclass
 class _Parts:
-    """What a session is built from: its engine (with a pooled generator), its length, its
-    reference images, and what its file records about them."""
+    """What a session is built from: its threads' engines (with pooled generators), its
+    length, its reference images, and what its file records about them."""
 
     #: The settings, with their paths confined to the server's folders.
     config: SessionConfig
-    engine: Engine
-    generator: PooledGenerator
+    threads: list[SessionThread]
+    generators: list[PooledGenerator]
     generations: int
     references: np.ndarray | None
     record: dict[str, Any]
+
+    def close(self) -> None:
+        """Give the generators back to the pool."""
+        for generator in self.generators:
+            generator.close()
 
 
 class SessionManager:
@@ -121,44 +128,79 @@ class SessionManager:
     def _parts(
         self,
         config: SessionConfig,
-        state: dict[str, Any] | None = None,
+        states: Sequence[dict[str, Any] | None] = (),
         references: np.ndarray | None = None,
+        inversions: Sequence[dict[str, Any] | None] = (),
     ) -> _Parts:
-        """A session's generator (from the pool), optimizer and references (blocking);
-        ``state`` and ``references``: those a resumed session stored."""
+        """A session's threads (generators from the pool, optimizers) and references
+        (blocking); ``states``, ``references`` and ``inversions``: what a resumed session
+        stored (its optimizers go on from their states, so nothing is inverted again)."""
         config = config.confined(self.weights_roots, self.reference_roots)
-        choice = config.generator_choice(self.device)
-        generator = self.generators.acquire(choice, choice.build)
+        many = len(config.thread_configs()) > 1
+        generators: list[PooledGenerator] = []
         try:
-            plan = plan_run(
-                generator,
-                config.optimizer,
-                config.seed,
-                config.settings,
-                config.population,
-                config.budget,
-                config.generations,
-                state,
-            )
-            extra: dict[str, Any] = {}
-            if state is None and config.init_images is not None:
-                inversion = start_from_images(
-                    plan.optimizer, generator.generator, config.init_images
+            threads, records = [], []
+            for k, (mine, name) in enumerate(
+                zip(config.thread_configs(), config.thread_names(), strict=True)
+            ):
+                state = states[k] if states else None
+                with blame(f"threads.{k}") if many else contextlib.nullcontext():
+                    thread, record = self._thread(mine, name, state, generators)
+                if state is not None and inversions and inversions[k] is not None:
+                    record["inversion"] = inversions[k]  # inverted when made, not again now
+                thread.started_from = described(record.get("inversion"))
+                threads.append(thread)
+                records.append(record)
+            if len({g.image_size for g in generators}) > 1:
+                sizes = ", ".join(f"{g.name} {g.image_size}" for g in generators)
+                raise ConfigError(
+                    f"every thread's images are shown alike, but they are {sizes} pixels: "
+                    "set image_size",
+                    field="image_size",
                 )
-                extra["inversion"] = inversion.summary()
             if references is None and config.references_per_generation:
                 with blame("reference_folder"):
                     references = session_references(
-                        config.reference_folder, generator.image_size, config.seed
+                        config.reference_folder, generators[0].image_size, config.seed
                     )
-            record = {
-                "config": config.model_dump(mode="json"), **plan.record(generator), **extra
-            }
-            engine = Engine(generator, plan.optimizer)
-            return _Parts(config, engine, generator, plan.generations, references, record)
+            first = {k: v for k, v in records[0].items() if k != "name"}
+            record = {"config": config.model_dump(mode="json"), **first}
+            if many:
+                record["threads"] = records
+            generations = records[0]["generations"]
+            return _Parts(config, threads, generators, generations, references, record)
         except BaseException:
-            generator.close()
+            for generator in generators:
+                generator.close()
             raise
+
+    def _thread(
+        self,
+        config: SessionConfig,
+        name: str,
+        state: dict[str, Any] | None,
+        generators: list[PooledGenerator],
+    ) -> tuple[SessionThread, dict[str, Any]]:
+        """One thread of ``config`` (a one-thread session's settings; its generator added to
+        ``generators``) and what the file records about it."""
+        choice = config.generator_choice(self.device)
+        generator = self.generators.acquire(choice, choice.build)
+        generators.append(generator)
+        plan = plan_run(
+            generator,
+            config.optimizer,
+            config.seed,
+            config.settings,
+            config.population,
+            config.budget,
+            config.generations,
+            state,
+        )
+        record: dict[str, Any] = {"name": name, **plan.record(generator)}
+        if state is None and config.init_images is not None:
+            inversion = start_from_images(plan.optimizer, generator.generator, config.init_images)
+            record["inversion"] = inversion.summary()
+        return SessionThread(name, config, Engine(generator, plan.optimizer)), record
 
     def get(self, session_id: str | None) -> Session:
         """A live session; an ended one is a SessionStateError (it takes nothing more)."""
@@ -230,7 +272,7 @@ class SessionManager:
         Channels beyond what the rig's recorder sends now are refused here rather than
         in every response later."""
         recorded = self.transport.recorded_channels(config.rig)
-        needed = max(config.scoring().channels_used())
+        needed = max(config.channels_used())
         if recorded is not None and needed >= recorded:
             rig = f"rig {config.rig}" if config.rig else "the connected recorder"
             raise ConfigError(
@@ -284,7 +326,7 @@ class SessionManager:
         try:
             store = await asyncio.to_thread(create_file)
         except BaseException:
-            parts.generator.close()
+            parts.close()
             raise
         return self._add(session_id, parts, store, SessionState.created)
 
@@ -296,10 +338,9 @@ class SessionManager:
         state: SessionState,
     ) -> Session:
         session = Session(
-            session_id, parts.config, parts.engine, store, parts.generations, parts.references,
-            self.transport, state=state, changes=Changes(self.changes),
-            release=parts.generator.close, retire=self._retire,
-            started_from=described(parts.record.get("inversion")),
+            session_id, parts.config, parts.threads, store, parts.generations,
+            parts.references, self.transport, state=state, changes=Changes(self.changes),
+            release=parts.close, retire=self._retire,
         )  # fmt: skip
         self.sessions[session_id] = session
         self.changes.bump()
@@ -349,7 +390,7 @@ class SessionManager:
 
     async def _restore(self, path: Path) -> Session | None:
         def open_parts() -> (
-            tuple[SessionFile, _Parts, ResumePoint, History, str, list[Event]] | None
+            tuple[SessionFile, _Parts, ResumePoint, list[History], str, list[Event]] | None
         ):
             stored = self._stored_status(path)
             if stored is None:
@@ -370,26 +411,33 @@ class SessionManager:
                     return None
                 config = SessionConfig.from_stored(store.config["config"])
                 point = store.resume_point()
-                parts = self._parts(config, store.optimizer_state(), store.references())
-                if "inversion" in store.config:  # inverted when made, not again now
-                    parts.record.setdefault("inversion", store.config["inversion"])
+                record = store.config
+                threads = record.get("threads", [record])
+                parts = self._parts(
+                    config,
+                    [store.optimizer_state(k) for k in range(len(threads))],
+                    store.references(),
+                    [t.get("inversion") for t in threads],
+                )
                 store.drop_partial_generation(point.done)
                 store.log_event("server_restarted", point.done)
-                history = History.of(store.generation_scores(point.done))
-                session_id = str(store.config["session_id"])
-                return store, parts, point, history, session_id, store.events()
+                histories = [
+                    History.of(store.generation_scores(point.done, k)) for k in range(len(threads))
+                ]
+                session_id = str(record["session_id"])
+                return store, parts, point, histories, session_id, store.events()
             except BaseException:
                 store.abandon()  # whatever went wrong, the file does not read as closed
                 if parts is not None:
-                    parts.generator.close()
+                    parts.close()
                 raise
 
         opened = await asyncio.to_thread(open_parts)
         if opened is None:
             return None
-        store, parts, point, history, session_id, events = opened
+        store, parts, point, histories, session_id, events = opened
         session = self._add(session_id, parts, store, SessionState(store.status))
-        session.restore(history, point, events)
+        session.restore(histories, point, events)
         return session
 
     @staticmethod
@@ -429,22 +477,21 @@ class SessionManager:
         """Write the file anew from its journal: the images from the old file where it still
         holds them, the others made again by the generator (acquired only if needed). A
         damaged file (``damage``) is kept beside the new one; an unclosed one replaced."""
-        generator: PooledGenerator | None = None
+        generators: dict[int, PooledGenerator] = {}
 
-        def render(codes: np.ndarray) -> np.ndarray:
-            nonlocal generator
-            if generator is None:  # only now: with every image kept, no weights are needed
+        def render(thread: int, codes: np.ndarray) -> np.ndarray:
+            if thread not in generators:  # only now: with every image kept, no weights needed
                 record = json.loads(journal_attributes(journal)["config"])
                 config = SessionConfig.from_stored(record["config"])
                 confined = config.confined(self.weights_roots, self.reference_roots)
-                choice = confined.generator_choice(self.device)
-                generator = self.generators.acquire(choice, choice.build)
-            return generator.generate(codes)
+                choice = confined.thread_configs()[thread].generator_choice(self.device)
+                generators[thread] = self.generators.acquire(choice, choice.build)
+            return generators[thread].generate(codes)
 
         try:
             done = rebuild_from_journal(path, journal, render, keep_old=damage is not None)
         finally:
-            if generator is not None:
+            for generator in generators.values():
                 generator.close()
         store = SessionFile.reopen(path, journal=journal)
         why = "it was left unclosed" if damage is None else str(damage)

@@ -2,9 +2,11 @@
 the rule for showing a block again.
 
 Stimulus ids are ``g<generation>-e<i>`` for evolved image ``i`` and ``g<generation>-r<k>``
-for the ``k``-th reference image of the generation (PROTOCOL.md, section 7). Block 0 holds
-every stimulus; a later block holds the stimuli still lacking responses, each asked for as
-many more presentations as it lacks.
+for the ``k``-th reference image of the generation (PROTOCOL.md, section 7); a session of
+several threads names thread ``t``'s images ``g<generation>-t<t>-e<i>`` and shows them all,
+with the references, in one random order (seeded, so a resumed session shows the same).
+Block 0 holds every stimulus; a later block holds the stimuli still lacking responses, each
+asked for as many more presentations as it lacks.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ MAX_RESEND_S = 30.0
 
 @dataclass
 class Round:
-    """The generation in flight: its proposal, bookkeeping and the block being shown."""
+    """The generation in flight: its proposals (one per thread), bookkeeping and the block
+    being shown."""
 
-    proposal: Proposal
+    proposals: list[Proposal]
     book: GenerationBook
-    #: Images in stimulus order: evolved first, then references.
+    #: Images in the order of the book's stimuli.
     images: np.ndarray
     #: Which of the session's reference images this generation shows, in order.
     references: list[int]
@@ -68,7 +71,7 @@ class Round:
 
     @property
     def index(self) -> int:
-        return self.proposal.index
+        return self.proposals[0].index
 
     def answered(self, stimulus_id: str) -> int:
         """Presentations of ``stimulus_id`` that are over (answered or aborted)."""
@@ -145,21 +148,32 @@ class Round:
 
 
 def open_round(
-    proposal: Proposal,
+    proposals: Sequence[Proposal],
     references: np.ndarray | None,
     per_generation: int,
     repeats: int,
     n_channels: int | None,
     subtract_baseline: bool = False,
+    seed: int = 0,
 ) -> Round:
-    """The round for ``proposal``: its evolved images, then ``per_generation`` of the
-    session's ``references`` (cycled through the session, never optimised on)."""
-    g = proposal.index
-    slots = [StimulusSlot(f"g{g}-e{i}", "evolved", i) for i in range(len(proposal.images))]
-    images, picks = proposal.images, []
+    """The round for ``proposals`` (one per thread, of the same generation): their evolved
+    images, then ``per_generation`` of the session's ``references`` (cycled through the
+    session, never optimised on); with several threads, all in an order drawn from
+    ``seed`` and the generation."""
+    g = proposals[0].index
+    slots: list[StimulusSlot] = []
+    for t, proposal in enumerate(proposals):
+        prefix = f"g{g}-" if len(proposals) == 1 else f"g{g}-t{t}-"
+        slots += [
+            StimulusSlot(f"{prefix}e{i}", "evolved", i, t) for i in range(len(proposal.images))
+        ]
+    images, picks = np.concatenate([p.images for p in proposals]), []
     if per_generation and references is not None:
         picks = [(g * per_generation + j) % len(references) for j in range(per_generation)]
         slots += [StimulusSlot(f"g{g}-r{j}", "reference", j) for j in range(per_generation)]
-        images = np.concatenate([proposal.images, references[picks]])
+        images = np.concatenate([images, references[picks]])
+    if len(proposals) > 1:  # interleaved: no thread's images always first on the rig
+        order = np.random.default_rng([seed, g]).permutation(len(slots))
+        slots, images = [slots[i] for i in order], images[order]
     book = GenerationBook(g, slots, repeats, n_channels, subtract_baseline)
-    return Round(proposal, book, images, picks)
+    return Round(list(proposals), book, images, picks)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from protocol.errors import SessionStateError
-from server.engine.loop import Engine, GenerationResult, Proposal
+from server.engine.loop import Engine, Proposal
 from server.engine.statistics import History, Scored, finite
 from server.sessions.alarms import Alarms
 from server.sessions.changes import Changes
@@ -37,10 +37,11 @@ from server.sessions.replay import Logged, note
 from server.sessions.rounds import Round, open_round
 from server.sessions.safety import mostly_missing, stall_limit
 from server.sessions.states import SessionState, check_control, check_transition
+from server.sessions.threads import SessionThread
 from server.sessions.transport import Transport
 from server.sessions.warnings import Warnings
 from server.sessions.workers import Workers
-from server.storage.records import Event, ResumePoint
+from server.storage.records import Event, ResumePoint, ThreadGeneration
 from server.storage.session_file import SessionFile
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class Session(RigIntake):
         self,
         session_id: str,
         config: SessionConfig,
-        engine: Engine,
+        threads: Sequence[SessionThread],
         store: SessionFile,
         generations: int,
         references: np.ndarray | None,
@@ -66,13 +67,11 @@ class Session(RigIntake):
         changes: Changes | None = None,
         release: Callable[[], None] = lambda: None,
         retire: Callable[[Session], None] = lambda session: None,
-        started_from: str | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
-        #: Where the search started, in words (None: the optimizer's own start).
-        self.started_from = started_from
-        self.engine = engine
+        #: The evolutions the session runs, in lockstep (one unless ``config.threads``).
+        self.threads = list(threads)
         self.store = store
         self.generations = generations
         self.references = references
@@ -80,7 +79,6 @@ class Session(RigIntake):
         self.state = SessionState(state)
         self.done = 0
         self.round: Round | None = None
-        self.history = History()
         self.n_channels: int | None = None
         #: Bumped whenever something the dashboard shows changes.
         self.changes = changes or Changes()
@@ -115,6 +113,25 @@ class Session(RigIntake):
         self._collected = -1
         self._closed = False
         self._let_go = asyncio.Event()  # set once an ended session has been retired
+
+    @property
+    def engine(self) -> Engine:
+        """Thread 0's engine: the session's own, in a one-thread session."""
+        return self.threads[0].engine
+
+    @property
+    def history(self) -> History:
+        """Thread 0's history, which also keeps the session's loop latency."""
+        return self.threads[0].history
+
+    @property
+    def histories(self) -> list[History]:
+        """Each thread's history."""
+        return [thread.history for thread in self.threads]
+
+    def _propose(self) -> list[Proposal]:
+        """The next generation of every thread (blocking: a worker runs it)."""
+        return [thread.engine.propose() for thread in self.threads]
 
     def _event(self, kind: str, generation: int = -1, **detail: Any) -> None:
         """Log an event (unless the file is closed) and show it if it is a warning."""
@@ -243,7 +260,7 @@ class Session(RigIntake):
             proposal = None
             while self.done < self.generations:
                 if proposal is None:
-                    proposal = await self._workers.compute(self.engine.propose)
+                    proposal = await self._workers.compute(self._propose)
                 await self._settle_pause()
                 await self._running.wait()
                 rnd = await self._open_round(proposal)
@@ -273,19 +290,22 @@ class Session(RigIntake):
                 failure, done = self.failure, self.done
                 await self._workers.io(lambda: self.store.log_event("error", done, message=failure))
 
-    async def _open_round(self, proposal: Proposal) -> Round:
-        config = self.config
-        rnd = open_round(
-            proposal,
-            self.references,
-            config.references_per_generation,
-            config.repeats,
-            self.n_channels,
-            config.subtract_baseline,
+    async def _open_round(self, proposals: list[Proposal]) -> Round:
+        config, n_channels = self.config, self.n_channels
+        rnd = await self._workers.compute(  # it copies images: not on the event loop
+            lambda: open_round(
+                proposals,
+                self.references,
+                config.references_per_generation,
+                config.repeats,
+                n_channels,
+                config.subtract_baseline,
+                config.seed,
+            )
         )
         if self._reload_round:  # resumed: the rig may have reported part of this generation
             self._reload_round = False
-            stored = await self._workers.io(self.store.stored_round, proposal.index)
+            stored = await self._workers.io(self.store.stored_round, rnd.index)
             if stored.presentations:
                 rnd.book.record_presented(stored.presentations)
             if stored.responses:
@@ -403,47 +423,73 @@ class Session(RigIntake):
             rnd.represented = 0
             self._send_block(rnd, "resumed")
 
-    async def _close_round(self, rnd: Round) -> Proposal | None:
-        """Tell the optimizer, propose the next generation, and store this one meanwhile."""
-        objective = self.config.scoring()
-        scores = rnd.book.scores("evolved", objective)
-        ref_scores = rnd.book.scores("reference", objective)
-        n_responses = np.array(
-            [len(s.responses) for s in rnd.book.slots.values() if s.kind == "evolved"]
-        )
+    async def _close_round(self, rnd: Round) -> list[Proposal] | None:
+        """Tell every thread's optimizer, propose the next generation, and store this one
+        meanwhile."""
+        book = rnd.book
+        scored = [
+            Scored(
+                book.scores("evolved", thread.objective, k),
+                book.scores("reference", thread.objective),
+                rnd.references,
+                book.channel_means("evolved", k),
+                book.channel_means("reference"),
+            )
+            for k, thread in enumerate(self.threads)
+        ]
+        answers = [
+            np.array([len(s.responses) for s in book.slots.values()
+                      if s.kind == "evolved" and s.thread == k])
+            for k in range(len(self.threads))
+        ]  # fmt: skip
         last = self.done + 1 >= self.generations
         rig_s = (rnd.completed_at or 0.0) - rnd.started_at
 
-        def work() -> tuple[GenerationResult, dict[str, Any], Proposal | None]:
-            extra = {"responses": n_responses}
-            result = self.engine.complete(rnd.proposal, scores, extra, score_seconds=rig_s)
-            state = self.engine.optimizer.state_dict()
-            return result, state, None if last else self.engine.propose()
+        def work() -> tuple[list[ThreadGeneration], list[Proposal] | None]:
+            done = []
+            for thread, proposal, score, n in zip(
+                self.threads, rnd.proposals, scored, answers, strict=True
+            ):
+                engine = thread.engine
+                result = engine.complete(proposal, score.scores, {"responses": n}, rig_s)
+                refs = list(zip(rnd.references, np.asarray(score.reference_scores).tolist(),
+                                strict=True))  # fmt: skip
+                done.append(ThreadGeneration(result, engine.optimizer.state_dict(), refs))
+            return done, None if last else self._propose()
 
         if self._pending_write is not None:  # surface a failed write before going on
             await asyncio.shield(self._pending_write)
-        result, state, proposal = await self._workers.compute(work)
-        refs = list(zip(rnd.references, ref_scores.tolist(), strict=True))
+        done, proposals = await self._workers.compute(work)
+        first = done[0]
         self._pending_write = asyncio.ensure_future(
-            self._workers.io(self.store.write_generation, result, state, refs)
+            self._workers.io(
+                self.store.write_generation,
+                first.result,
+                first.optimizer_state,
+                first.reference_scores,
+                done[1:],
+            )
         )
         self._last_completed_at = rnd.completed_at
         self.progress.completed()
         self.done += 1
-        self.history.add(
-            Scored(scores, ref_scores, rnd.references, rnd.book.channel_means("evolved"),
-                   rnd.book.channel_means("reference"))
-        )  # fmt: skip
+        for thread, score in zip(self.threads, scored, strict=True):
+            thread.history.add(score)
         self.changes.bump()
-        return proposal
+        return proposals
 
     # -- restoring after a restart ---------------------------------------------------------
-    def restore(self, history: History, point: ResumePoint, events: Sequence[Event]) -> None:
-        """Continue from the file: ``point.done`` generations complete (the optimizer already
-        holds their state), so the next proposal is the generation that was in flight.
-        What the operator was shown comes back from the event log; the alarms of before
-        the restart are cleared, their conditions are looked at anew."""
-        self.history, self.done = history, point.done
+    def restore(
+        self, histories: Sequence[History], point: ResumePoint, events: Sequence[Event]
+    ) -> None:
+        """Continue from the file: ``point.done`` generations complete (every thread's
+        optimizer already holds their state; ``histories``: each thread's), so the next
+        proposal is the generation that was in flight. What the operator was shown comes
+        back from the event log; the alarms of before the restart are cleared, their
+        conditions are looked at anew."""
+        for thread, history in zip(self.threads, histories, strict=True):
+            thread.history = history
+        self.done = point.done
         logged = Logged.of(events)
         self.warnings, self.alarms = logged.warnings, logged.alarms
         self.progress, self.notes = logged.progress, logged.notes
@@ -479,7 +525,8 @@ class Session(RigIntake):
             "generator": self.engine.generator.name,
             "optimizer": self.engine.optimizer.name,
             "device": str(self.engine.generator.device),
-            "start": self.started_from,
+            "start": self.threads[0].started_from,
+            "threads": [t.summary(k) for k, t in enumerate(self.threads)],
             "current": current,
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),
@@ -499,7 +546,7 @@ def shared_summary(
         "name": config.name,
         "state": state.value,
         "rig": config.rig,
-        "objective": config.scoring().describe(),
+        "objective": config.describe_objective(),
         "generations_done": done,
         "best_score": finite(history.best_score),
     }

@@ -22,6 +22,7 @@ from server.sessions.progress import Progress
 from server.sessions.replay import Logged
 from server.sessions.session import shared_summary
 from server.sessions.states import SessionState
+from server.sessions.threads import thread_summary
 from server.sessions.warnings import Warnings
 from server.storage.session_file import SessionFile
 
@@ -40,7 +41,11 @@ class StoredSession:
             record = store.config
             self.state = SessionState(store.status)
             self.done = store.generations_done()
-            self.history = History.of(store.generation_scores(self.done))
+            #: Each thread's history (one, unless the session ran several threads).
+            self.histories = [
+                History.of(store.generation_scores(self.done, k)) for k in range(store.threads)
+            ]
+            self.history = self.histories[0]
             self.created = store.created
             #: The warnings the session showed while it ran, re-derived from its event log.
             logged = Logged.of(store.events(), live=False)
@@ -64,6 +69,7 @@ class StoredSession:
             "optimizer": self._record["optimizer"],
             "device": self._record.get("device"),  # None in files from before it was recorded
             "start": described(self._record.get("inversion")),
+            "threads": self._threads(),
             "current": None,
             "warnings": self.warnings.count,
             "alarms": self.alarms.as_json(active_only=True),
@@ -75,6 +81,21 @@ class StoredSession:
         }
 
 
+    def _threads(self) -> list[dict[str, Any]]:
+        """Each thread's summary, from what the file records of it."""
+        records = self._record.get("threads", [self._record])
+        objectives = [c.scoring().describe() for c in self.config.thread_configs()]
+        return [
+            thread_summary(
+                k, record.get("name", ""), record, objective,
+                described(record.get("inversion")), history,
+            )
+            for k, (record, objective, history) in enumerate(
+                zip(records, objectives, self.histories, strict=True)
+            )
+        ]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class EndedSession:
     """A session of this run that is finished or aborted, as it last was."""
@@ -83,6 +104,8 @@ class EndedSession:
     state: SessionState
     config: SessionConfig
     history: History
+    #: Each thread's history (the first is ``history``).
+    histories: list[History]
     warnings: Warnings
     alarms: Alarms
     progress: Progress
@@ -92,7 +115,8 @@ class EndedSession:
     @classmethod
     def of(cls, session: Session) -> EndedSession:
         return cls(
-            session.id, session.state, session.config, session.history, session.warnings,
+            session.id, session.state, session.config, session.history,
+            [t.history for t in session.threads], session.warnings,
             session.alarms, session.progress, session.notes,
             {**session.summary(), "current": None},
         )  # fmt: skip

@@ -31,12 +31,15 @@ import numpy as np
 from server.engine.loop import GenerationResult
 from server.storage.disk import sync_path
 from server.storage.journal import read_journal
-from server.storage.records import SessionFileError
+from server.storage.records import SessionFileError, ThreadGeneration
 from server.storage.recovery import unique_rows
 from server.storage.session_file import SessionFile
+from server.storage.tables import thread_path
 
-#: Makes the images of a generation from its codes (the session's generator).
-Render = Callable[[np.ndarray], np.ndarray]
+#: Makes the images of a generation of a thread from its codes (the thread's generator).
+Render = Callable[[int, np.ndarray], np.ndarray]
+#: A generation's images, by thread, generation and codes.
+Images = Callable[[int, int, np.ndarray], np.ndarray]
 
 
 def _beginning(records: list[dict[str, Any]], journal: Path) -> dict[str, Any]:
@@ -67,6 +70,10 @@ class Rebuilt:
     rendered: int = 0
 
 
+#: A thread's stored codes and images, and the rows of each generation both hold.
+_Stored = tuple[h5py.Dataset, h5py.Dataset, dict[int, np.ndarray]]
+
+
 class _OldImages:
     """The images of the generations a crash-left file still holds intact (read only);
     ``damaged`` once the file, or a generation it holds, proved unreadable or not the
@@ -74,36 +81,46 @@ class _OldImages:
 
     def __init__(self, path: Path) -> None:
         self.damaged = False
-        self._by_generation: dict[int, tuple[np.ndarray, h5py.Dataset]] = {}
         self._file: h5py.File | None = None
-        self._codes: h5py.Dataset | None = None
+        #: Per thread: its codes, images and each generation's rows (None: none stored).
+        self._threads: dict[int, _Stored | None] = {}
         try:
             self._file = h5py.File(path, "r")
-            g = self._file["generations"]
-            if "index" not in g:  # killed before its first generation: nothing to keep
-                return
+        except Exception:  # unreadable in any way: every image is made again
+            self.damaged = True
+
+    def _thread(self, thread: int) -> _Stored | None:
+        """``thread``'s codes, images and the rows of each generation that both hold."""
+        if thread not in self._threads:
+            assert self._file is not None
+            g = self._file.get(thread_path(thread, "generations"))
+            if g is None or "index" not in g:  # killed before its first generation
+                self._threads[thread] = None
+                return None
+            by_generation: dict[int, np.ndarray] = {}
             index, codes, images = g["index"][()], g["codes"], g["images"]
             for generation in np.unique(index):
                 rows = np.flatnonzero(index == generation)
                 if rows[-1] < min(codes.shape[0], images.shape[0]):
-                    self._by_generation[int(generation)] = (rows, images)
-            self._codes = codes
-        except Exception:  # unreadable in any way: every image is made again
-            self._by_generation.clear()
-            self.damaged = True
+                    by_generation[int(generation)] = rows
+            self._threads[thread] = (codes, images, by_generation)
+        return self._threads[thread]
 
-    def images(self, generation: int, codes: np.ndarray) -> np.ndarray | None:
-        """The stored images of ``generation`` if its stored codes are ``codes``."""
-        found = self._by_generation.get(generation)
-        if found is None or self._codes is None:
+    def images(self, thread: int, generation: int, codes: np.ndarray) -> np.ndarray | None:
+        """The stored images of ``thread``'s ``generation`` if its stored codes are ``codes``."""
+        if self._file is None:
             return None
-        rows, images = found
         try:
-            stored = self._codes[rows[0] : rows[-1] + 1]
+            found = self._thread(thread)
+            rows = None if found is None else found[2].get(generation)
+            if found is None or rows is None:
+                return None
+            stored_codes, images, _ = found
+            stored = stored_codes[rows[0] : rows[-1] + 1]
             same = stored.shape == codes.shape and np.array_equal(stored, codes)
             if same and _written(images, rows[0], rows[-1]):
                 return images[rows[0] : rows[-1] + 1]
-        except Exception:  # a chunk a crash tore: make it again
+        except Exception:  # unreadable, or a chunk a crash tore: make it again
             pass
         self.damaged = True
         return None
@@ -150,13 +167,13 @@ def rebuild_from_journal(
     old = _OldImages(path) if path.exists() else None
     done = Rebuilt(None)
 
-    def images(generation: int, codes: np.ndarray) -> np.ndarray:
-        stored = None if old is None else old.images(generation, codes)
+    def images(thread: int, generation: int, codes: np.ndarray) -> np.ndarray:
+        stored = None if old is None else old.images(thread, generation, codes)
         if stored is not None:
             done.reused += 1
             return stored
         done.rendered += 1
-        return render(codes)
+        return render(thread, codes)
 
     try:
         for i, record in enumerate(records[1:], start=1):
@@ -185,25 +202,33 @@ def rebuild_from_journal(
     return done
 
 
-def _replay(
-    store: SessionFile, record: dict[str, Any], images: Callable[[int, np.ndarray], np.ndarray]
-) -> None:
+def _replay(store: SessionFile, record: dict[str, Any], images: Images) -> None:
     if "status" in record:
         store.set_status(record["status"])
     elif "references" in record:
         store.write_references(record["references"])
     elif "generation" in record:
         g = record["generation"]
-        codes = np.asarray(g["codes"])
-        result = GenerationResult(
-            g["index"],
-            codes,
-            images(g["index"], codes),
-            np.asarray(g["scores"]),
-            g["timings"],
-            g["extra"],
+        first, *rest = [
+            _generation(thread, r, images) for thread, r in enumerate([g, *g.get("threads", [])])
+        ]
+        store.write_generation(
+            first.result, first.optimizer_state, first.reference_scores, threads=rest
         )
-        store.write_generation(result, g["optimizer"], [tuple(r) for r in g["reference_scores"]])
+
+
+def _generation(thread: int, g: dict[str, Any], images: Images) -> ThreadGeneration:
+    """A journalled generation of ``thread``, with its images."""
+    codes = np.asarray(g["codes"])
+    result = GenerationResult(
+        g["index"],
+        codes,
+        images(thread, g["index"], codes),
+        np.asarray(g["scores"]),
+        g["timings"],
+        g["extra"],
+    )
+    return ThreadGeneration(result, g["optimizer"], [tuple(r) for r in g["reference_scores"]])
 
 
 def _free_name(path: Path) -> Path:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import XDreamError
 from protocol.messages import Presentation, Response
+from server.engine.loop import GenerationResult
 
 
 class SessionFileError(XDreamError, OSError):
     """A file that cannot be opened as an xdream-rig session file (damaged, or not ours)."""
+
+
+@dataclass
+class ThreadGeneration:
+    """A complete generation of one more thread of a session (thread 1, 2, ...): what
+    :meth:`SessionFile.write_generation` stores beside thread 0's."""
+
+    result: GenerationResult
+    optimizer_state: dict[str, Any]
+    #: (reference image, score on this thread's objective) per reference shown.
+    reference_scores: Sequence[tuple[int, float]] = ()
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 
 from server.storage.journal import read_journal
 from server.storage.records import SessionFileError
-from server.storage.tables import append_table, read_state, with_missing_columns
+from server.storage.tables import append_table, read_state, thread_path, with_missing_columns
 
 #: Tables of one row per thing the rig reported or the session did (all journalled).
 ROW_TABLES = ("presentations", "responses", "late_responses", "events")
@@ -58,11 +58,13 @@ def cut_to_acknowledged(file: h5py.File) -> list[str]:
     """Cut each table's columns to the shortest (see above); what was cut."""
     _check_everything(file)
     cut = []
-    for name in (*ROW_TABLES, "generations", "references"):
+    threads = [f"threads/{k}" for k in file.get("threads", {})]
+    per_thread = [f"{t}/{name}" for t in threads for name in ("generations", "references")]
+    for name in (*ROW_TABLES, "generations", "references", *per_thread):
         group = file.get(name)
         if group is None:
             continue
-        columns = {k: ds for k, ds in group.items() if (name, k) != ("references", "images")}
+        columns = {k: ds for k, ds in group.items() if f"{name}/{k}" != "references/images"}
         lengths = {ds.shape[0] for ds in columns.values()}
         if len(lengths) > 1:
             keep = min(lengths)
@@ -158,9 +160,9 @@ def _trusted_rows(
 
 def check_generations(file: h5py.File, records: list[dict[str, Any]]) -> None:
     """SessionFileError unless the file's complete generations are the journal's: the same
-    optimizer state, scores and codes (first and last of each generation). The file may be
-    one generation behind (a kill between the journal record and the file's write): the
-    resumed session completes that one again from its stored responses."""
+    optimizer state, scores and codes (first and last of each generation), of every thread.
+    The file may be one generation behind (a kill between the journal record and the file's
+    write): the resumed session completes that one again from its stored responses."""
     if not records:
         return
     name = Path(file.filename).name
@@ -172,19 +174,34 @@ def check_generations(file: h5py.File, records: list[dict[str, Any]]) -> None:
         raise SessionFileError(
             f"{name}: {done} complete generations, its journal {len(journalled)}"
         )
-    if state is not None and not _same_state(state, journalled[done - 1]["optimizer"]):
-        raise SessionFileError(f"{name}: the optimizer state differs from the journal's")
-    g = file["generations"]
-    index = g["index"][()] if "index" in g else np.zeros(0, np.int32)
-    for i in range(done):
-        rows = np.flatnonzero(index == i)
-        wanted = journalled[i]
-        codes = np.asarray(wanted["codes"])
-        if len(rows) != len(codes) or not _same(g["scores"][rows], np.asarray(wanted["scores"])):
-            raise SessionFileError(f"{name}: generation {i} differs from the journal's")
-        ends = [rows[0], rows[-1]] if len(rows) else []
-        if len(rows) and not _same(g["codes"][ends], codes[[0, -1]]):
-            raise SessionFileError(f"{name}: generation {i}'s codes differ from the journal's")
+    if done == 0:
+        return
+    last = journalled[done - 1]
+    for thread, wanted in enumerate([last, *last.get("threads", [])]):
+        stored = group if thread == 0 else group.get(f"threads/{thread}")
+        if stored is None or not _same_state(read_state(stored), wanted["optimizer"]):
+            raise SessionFileError(
+                f"{name}: thread {thread}'s optimizer state differs from the journal's"
+            )
+        g = file.get(thread_path(thread, "generations"))
+        index = g["index"][()] if g is not None and "index" in g else np.zeros(0, np.int32)
+        for i in range(done):
+            record = journalled[i] if thread == 0 else journalled[i]["threads"][thread - 1]
+            _check_generation(name, g, np.flatnonzero(index == i), i, record)
+
+
+def _check_generation(
+    name: str, g: h5py.Group | None, rows: np.ndarray, i: int, wanted: dict[str, Any]
+) -> None:
+    """SessionFileError unless ``rows`` of ``g`` are generation ``i`` as journalled."""
+    codes = np.asarray(wanted["codes"])
+    if len(rows) != len(codes) or (
+        g is not None and len(rows) and not _same(g["scores"][rows], np.asarray(wanted["scores"]))
+    ):
+        raise SessionFileError(f"{name}: generation {i} differs from the journal's")
+    ends = [rows[0], rows[-1]] if len(rows) else []
+    if g is not None and len(rows) and not _same(g["codes"][ends], codes[[0, -1]]):
+        raise SessionFileError(f"{name}: generation {i}'s codes differ from the journal's")
 
 
 def _same_state(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -19,6 +19,11 @@ Layout (all under the file root)::
     responses/...         one row per accepted response (counts per channel, rig windows)
     late_responses/...    responses that arrived after their generation completed
     events/...            time, generation, kind, detail (JSON): the session's log
+    threads/<k>/generations, threads/<k>/references/{generation,index,score}
+                          a session of several threads: thread k >= 1's images, scored on
+                          its objective (thread 0's are the root's, as in a one-thread file);
+                          their optimizer states are optimizer/threads/<k>, swapped in with
+                          thread 0's, so one rename completes a generation of every thread
 
 Tables grow along their first axis and the file is flushed after every write the server
 acknowledges. HDF5 itself is not crash-safe (a kill inside a flush can leave a dataset
@@ -45,7 +50,13 @@ from protocol.messages import Presentation, Response
 from server.engine.loop import GenerationResult
 from server.engine.statistics import Scored, channel_means
 from server.storage.journal import Journal
-from server.storage.records import Event, ResumePoint, SessionFileError, StoredRound
+from server.storage.records import (
+    Event,
+    ResumePoint,
+    SessionFileError,
+    StoredRound,
+    ThreadGeneration,
+)
 from server.storage.recovery import (
     ROW_TABLES,
     check_generations,
@@ -59,7 +70,15 @@ from server.storage.rows import (
     response_rows,
     responses_from,
 )
-from server.storage.tables import append, append_table, read_state, read_table, rows, write_state
+from server.storage.tables import (
+    append,
+    append_table,
+    read_state,
+    read_table,
+    rows,
+    thread_path,
+    write_state,
+)
 
 FORMAT = "xdream-rig session 1"
 
@@ -149,10 +168,18 @@ class SessionFile:
         """When the session was created (seconds since the epoch)."""
         return float(self._file.attrs["created"])
 
-    def optimizer_state(self) -> dict[str, Any] | None:
-        """The state after the last complete generation (None before the first)."""
+    def optimizer_state(self, thread: int = 0) -> dict[str, Any] | None:
+        """``thread``'s optimizer state after the last complete generation (None before
+        the first)."""
         group = self._file.get("optimizer") or self._file.get("optimizer.new")
+        if group is not None and thread:
+            group = group.get(f"threads/{thread}")
         return read_state(group) if group is not None and len(group.attrs) else None
+
+    @property
+    def threads(self) -> int:
+        """How many evolution threads the session runs (its record's ``threads``)."""
+        return max(len(self.config.get("threads", [])), 1)
 
     def generations_done(self) -> int:
         """Complete generations: those the saved optimizer state has been told about."""
@@ -174,16 +201,17 @@ class SessionFile:
     def drop_partial_generation(self, done: int) -> None:
         """Remove rows a crash left of generation ``done`` (written before its optimizer
         state was), so that the resumed session stores that generation exactly once."""
-        g = self._file["generations"]
-        if "index" in g:
-            keep = int(np.sum(g["index"][()] < done))
-            for ds in g.values():
-                ds.resize(keep, axis=0)
-        refs = self._file.get("references")
-        if refs is not None and "generation" in refs:
-            keep = int(np.sum(refs["generation"][()] < done))
-            for name in ("generation", "index", "score"):
-                refs[name].resize(keep, axis=0)
+        for thread in range(self.threads):
+            g = self._file.get(thread_path(thread, "generations"))
+            if g is not None and "index" in g:
+                keep = int(np.sum(g["index"][()] < done))
+                for ds in g.values():
+                    ds.resize(keep, axis=0)
+            refs = self._file.get(thread_path(thread, "references"))
+            if refs is not None and "generation" in refs:
+                keep = int(np.sum(refs["generation"][()] < done))
+                for name in ("generation", "index", "score"):
+                    refs[name].resize(keep, axis=0)
         if "timings" in self._file:
             self._file["timings"].resize(min(done, self._file["timings"].shape[0]), axis=0)
         self._touch_and_flush()
@@ -256,19 +284,37 @@ class SessionFile:
         result: GenerationResult,
         optimizer_state: dict[str, Any],
         reference_scores: Sequence[tuple[int, float]] = (),
+        threads: Sequence[ThreadGeneration] = (),
     ) -> None:
         """Store a complete generation, the optimizer state after it, and reference scores
         (journalled first without the images, which the generator makes again from the
-        codes if the file must be rebuilt)."""
+        codes if the file must be rebuilt); ``threads``: the same generation of the
+        session's threads 1, 2, ... (the timings row is every thread's, summed)."""
         t0 = time.perf_counter()
-        self._log(
-            {"generation": {
-                "index": result.index, "codes": result.codes.astype(np.float32),
-                "scores": result.scores, "extra": result.extra, "timings": result.timings,
-                "reference_scores": list(reference_scores), "optimizer": optimizer_state,
-            }}
-        )  # fmt: skip
-        g = self._file["generations"]
+        every = [ThreadGeneration(result, optimizer_state, reference_scores), *threads]
+        record = _journalled(every[0])
+        if threads:
+            record["threads"] = [_journalled(t) for t in threads]
+        self._log({"generation": record})
+        for thread, generation in enumerate(every):
+            self._append_generation(thread, generation)
+        timings = {
+            c: float(np.sum([t.result.timings.get(c, np.nan) for t in every]))
+            for c in ("ask_s", "generate_s", "tell_s")
+        }
+        timings.update(score_s=result.timings.get("score_s", np.nan),
+                       store_s=time.perf_counter() - t0)  # fmt: skip
+        first = "timings" not in self._file
+        append(self._file, "timings", np.array([[timings[c] for c in _TIMING_COLUMNS]]))
+        if first:
+            self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
+        self._write_optimizer_state([t.optimizer_state for t in every])
+        self._touch_and_flush()
+
+    def _append_generation(self, thread: int, generation: ThreadGeneration) -> None:
+        """Append one thread's images, codes, scores and reference scores."""
+        result, reference_scores = generation.result, generation.reference_scores
+        g = self._file.require_group(thread_path(thread, "generations"))
         n = len(result.scores)
         append(g, "index", np.full(n, result.index, dtype=np.int32))
         append(g, "codes", result.codes.astype(np.float32))
@@ -278,26 +324,23 @@ class SessionFile:
             append(g, name, np.asarray(values))
         if reference_scores:
             append_table(
-                self._file.require_group("references"),
+                self._file.require_group(thread_path(thread, "references")),
                 {
                     "generation": np.full(len(reference_scores), result.index, dtype=np.int32),
                     "index": np.array([i for i, _ in reference_scores], dtype=np.int32),
                     "score": np.array([s for _, s in reference_scores], dtype=np.float64),
                 },
             )
-        timings = dict(result.timings, store_s=time.perf_counter() - t0)
-        first = "timings" not in self._file
-        append(self._file, "timings", np.array([[timings.get(c, np.nan) for c in _TIMING_COLUMNS]]))
-        if first:
-            self._file["timings"].attrs["columns"] = list(_TIMING_COLUMNS)
-        self._write_optimizer_state(optimizer_state)
-        self._touch_and_flush()
 
-    def _write_optimizer_state(self, state: dict[str, Any]) -> None:
-        """Written last and swapped in whole: the saved state marks a generation complete."""
+    def _write_optimizer_state(self, states: Sequence[dict[str, Any]]) -> None:
+        """Written last and swapped in whole (every thread's in one group): the saved state
+        marks a generation complete."""
         if "optimizer.new" in self._file:
             del self._file["optimizer.new"]
-        write_state(self._file.create_group("optimizer.new"), state)
+        group = self._file.create_group("optimizer.new")
+        write_state(group, states[0])
+        for thread, state in enumerate(states[1:], start=1):
+            write_state(group.create_group(f"threads/{thread}"), state)
         if "optimizer" in self._file:
             del self._file["optimizer"]
         self._file.move("optimizer.new", "optimizer")
@@ -341,14 +384,16 @@ class SessionFile:
         counts = responses.get("counts")
         return ResumePoint(done, seen, None if counts is None else int(counts.shape[1]))
 
-    def generation_scores(self, done: int) -> list[Scored]:
-        """The first ``done`` generations: evolved and reference scores, which reference
-        image each is, and the mean count per channel of the responses that were scored
-        (those of aborted presentations are not)."""
+    def generation_scores(self, done: int, thread: int = 0) -> list[Scored]:
+        """The first ``done`` generations of ``thread``: evolved and reference scores (on
+        its objective), which reference image each is, and the mean count per channel of
+        the responses that were scored (those of aborted presentations are not)."""
         empty = np.array([])
-        gens = self.table("generations", columns=("index", "scores"))
+        gens = self.table(thread_path(thread, "generations"), columns=("index", "scores"))
         index, scores = gens.get("index", empty), gens.get("scores", empty)
-        refs = self.table("references", columns=("generation", "index", "score"))
+        refs = self.table(
+            thread_path(thread, "references"), columns=("generation", "index", "score")
+        )
         ref_gen, ref_score = refs.get("generation", empty), refs.get("score", empty)
         ref_image = refs.get("index", empty)
         answers = self.table("responses", columns=("generation", "presentation_id", "stimulus_id",
@@ -357,7 +402,9 @@ class SessionFile:
         aborted = {p for p, o in rows(shown, "presentation_id", "outcome") if o == "aborted"}
         scored = np.array([p not in aborted for p in answers.get("presentation_id", [])], bool)
         stimulus = np.asarray(answers.get("stimulus_id", []), dtype=str)
-        evolved = np.char.find(stimulus, "-e") >= 0
+        mark = "-e" if self.threads == 1 else f"-t{thread}-e"  # rounds.py's stimulus ids
+        evolved = np.char.find(stimulus, mark) >= 0
+        reference = np.char.find(stimulus, "-r") >= 0
         # Rows of each generation, found in one pass (a long session has many of both).
         images, shown_refs = by_generation(index, done), by_generation(ref_gen, done)
         answered = by_generation(answers.get("generation", empty), done)
@@ -371,7 +418,7 @@ class SessionFile:
         return [
             Scored(scores[images[g]], ref_score[shown_refs[g]],
                    ref_image[shown_refs[g]].astype(int),
-                   channels(answered[g], evolved), channels(answered[g], ~evolved))
+                   channels(answered[g], evolved), channels(answered[g], reference))
             for g in range(done)
         ]  # fmt: skip
 
@@ -391,20 +438,27 @@ class SessionFile:
             for t, g, k, d in rows(table, "time", "generation", "kind", "detail")
         ]
 
-    def read_image(self, generation: int, position: int) -> np.ndarray:
-        """Image ``position`` of ``generation`` (NotFound if it is not stored)."""
-        g = self._file["generations"]
-        if "index" not in g:
+    def _generations(self, thread: int) -> h5py.Group | None:
+        """Thread ``thread``'s generations, None before its first (NotFound: the session
+        has no such thread)."""
+        if not 0 <= thread < self.threads:
+            raise NotFound(f"the session has no thread {thread}")
+        return self._file.get(thread_path(thread, "generations"))
+
+    def read_image(self, generation: int, position: int, thread: int = 0) -> np.ndarray:
+        """Image ``position`` of ``generation`` of ``thread`` (NotFound if not stored)."""
+        g = self._generations(thread)
+        if g is None or "index" not in g:
             raise NotFound(f"generation {generation} is not stored")
         found = np.flatnonzero(g["index"][()] == generation)
         if not 0 <= position < len(found):
             raise NotFound(f"generation {generation} has no image {position}")
         return g["images"][found[position]]
 
-    def best(self) -> tuple[int, float, np.ndarray] | None:
-        """Generation, score and image of the best-scored image so far."""
-        g = self._file["generations"]
-        if "scores" not in g:
+    def best(self, thread: int = 0) -> tuple[int, float, np.ndarray] | None:
+        """Generation, score and image of ``thread``'s best-scored image so far."""
+        g = self._generations(thread)
+        if g is None or "scores" not in g:
             return None
         scores = g["scores"][()]
         if np.isnan(scores).all():
@@ -412,11 +466,11 @@ class SessionFile:
         row = int(np.nanargmax(scores))
         return int(g["index"][row]), float(scores[row]), g["images"][row]
 
-    def best_per_generation(self) -> list[tuple[int, float, np.ndarray]]:
-        """Generation, score and image of each generation's best image (unscored ones left
-        out), in generation order."""
-        g = self._file["generations"]
-        if "scores" not in g:
+    def best_per_generation(self, thread: int = 0) -> list[tuple[int, float, np.ndarray]]:
+        """Generation, score and image of each generation's best image of ``thread``
+        (unscored ones left out), in generation order."""
+        g = self._generations(thread)
+        if g is None or "scores" not in g:
             return []
         index, scores = g["index"][()], g["scores"][()]
         out = []
@@ -449,3 +503,14 @@ class SessionFile:
         finally:
             if self._journal is not None:
                 self._journal.close()
+
+
+def _journalled(generation: ThreadGeneration) -> dict[str, Any]:
+    """A thread's generation as the journal keeps it: everything but the images."""
+    result = generation.result
+    return {
+        "index": result.index, "codes": result.codes.astype(np.float32),
+        "scores": result.scores, "extra": result.extra, "timings": result.timings,
+        "reference_scores": list(generation.reference_scores),
+        "optimizer": generation.optimizer_state,
+    }  # fmt: skip

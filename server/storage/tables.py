@@ -100,8 +100,10 @@ def write_state(group: h5py.Group, state: dict[str, Any]) -> None:
 
 
 def read_state(group: h5py.Group) -> dict[str, Any]:
-    """Inverse of :func:`write_state`."""
-    state: dict[str, Any] = {key: group[key][()] for key in group}
+    """Inverse of :func:`write_state` (groups inside, other threads' states, left out)."""
+    state: dict[str, Any] = {
+        key: item[()] for key, item in group.items() if isinstance(item, h5py.Dataset)
+    }
     for key, value in group.attrs.items():
         state[key] = value.item() if isinstance(value, np.generic) else value
     return state
@@ -111,3 +113,9 @@ def rows(table: dict[str, Any], *columns: str) -> Iterator[tuple[Any, ...]]:
     """The rows of a table read by :meth:`SessionFile.table`, as tuples of ``columns``
     (none if the table does not exist yet)."""
     return zip(*(table.get(name, []) for name in columns), strict=True)
+
+
+def thread_path(thread: int, name: str) -> str:
+    """Where thread ``thread``'s ``name`` (generations, references) lives in a session file:
+    thread 0 at the root, as in a one-thread session; thread k under ``threads/k``."""
+    return name if thread == 0 else f"threads/{thread}/{name}"

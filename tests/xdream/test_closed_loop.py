@@ -227,3 +227,28 @@ def test_demo_prints_one_json_summary(tmp_path):
         assert summary[key] is not None, key
     with h5py.File(summary["data_file"], "r") as f:
         assert np.bincount(f["generations/index"][()]).tolist() == [40, 40]
+
+
+def test_demo_with_two_threads_reports_each_and_stores_both(tmp_path):
+    """``xdream demo --threads 2``: the default search and the GA, interleaved in the same
+    blocks on the same simulated unit over real ZeroMQ."""
+    demo = xdream(
+        "demo", "--generations", "2", "--threads", "2", "--json",
+        "--data", str(tmp_path / "data"),
+        stdout=subprocess.PIPE, stderr=(tmp_path / "demo.log").open("w"),
+    )  # fmt: skip
+    out, _ = demo.communicate(timeout=300)
+    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    threads = summary["threads"]
+    assert [t["optimizer"] for t in threads] == ["cmaes", "ga"]
+    for thread in threads:
+        for key in ("best_score", "first_generation_mean", "last_generation_mean"):
+            assert thread[key] is not None, (thread["name"], key)
+    assert summary["best_score"] == threads[0]["best_score"]
+    with h5py.File(summary["data_file"], "r") as f:
+        sizes = [threads[0]["population"], threads[1]["population"]]
+        assert np.bincount(f["generations/index"][()]).tolist() == [sizes[0]] * 2
+        assert np.bincount(f["threads/1/generations/index"][()]).tolist() == [sizes[1]] * 2
+        shown = set(f["responses/stimulus_id"].asstr()[()])
+    assert any("-t0-e" in s for s in shown) and any("-t1-e" in s for s in shown)

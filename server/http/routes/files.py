@@ -29,9 +29,11 @@ from server.http.deps import Manager, SessionId
 from server.http.errors import documented, error_response
 from server.http.images import binary, encode, image_response, respond
 from server.http.schemas import ErrorBody
+from server.sessions.config import MAX_THREADS
 from server.sessions.manager import SessionManager
 from server.storage.nwb_export import NwbUnavailable, export_nwb, require_nwb
 from server.storage.session_file import SessionFile
+from server.storage.tables import thread_path
 
 router = APIRouter(prefix="/api/sessions/{session_id}", tags=["files"])
 
@@ -42,12 +44,18 @@ IMAGE = {**binary("image/png"), **documented(404, 422)}
 THUMBNAIL = {**binary("image/jpeg"), **documented(404, 422)}
 
 
+#: ``?thread=k``: which evolution thread of a session (0, the first, by default).
+Thread = Annotated[int, Query(ge=0, le=MAX_THREADS, description="evolution thread")]
+
+
 async def _stored_image(
-    manager: SessionManager, session_id: str, generation: int, position: int
+    manager: SessionManager, session_id: str, generation: int, position: int, thread: int
 ) -> np.ndarray:
-    """Image ``position`` of ``generation`` (NotFound if that generation or image is not
-    stored)."""
-    return await manager.read(session_id, lambda store: store.read_image(generation, position))
+    """Image ``position`` of ``generation`` of ``thread`` (NotFound if that thread,
+    generation or image is not stored)."""
+    return await manager.read(
+        session_id, lambda store: store.read_image(generation, position, thread)
+    )
 
 
 async def _scored(
@@ -64,10 +72,10 @@ async def _scored(
     "/generations/{generation}/images/{position}.png", response_class=Response, responses=IMAGE
 )
 async def image(
-    manager: Manager, session_id: SessionId, generation: int, position: int
+    manager: Manager, session_id: SessionId, generation: int, position: int, thread: Thread = 0
 ) -> Response:
     """An image exactly as the generator made it (lossless)."""
-    found = await _stored_image(manager, session_id, generation, position)
+    found = await _stored_image(manager, session_id, generation, position, thread)
     return await respond(found, cache=True)
 
 
@@ -82,9 +90,10 @@ async def thumbnail(
     generation: int,
     position: int,
     size: Annotated[int, Query(ge=16, le=1024, description="side in px")] = 112,
+    thread: Thread = 0,
 ) -> Response:
     """A small JPEG of an image, for overviews such as the dashboard's."""
-    found = await _stored_image(manager, session_id, generation, position)
+    found = await _stored_image(manager, session_id, generation, position, thread)
     return await respond(found, size, "jpeg", cache=True)
 
 
@@ -107,23 +116,30 @@ async def reference_thumbnail(
 
 
 @router.get("/best.png", response_class=Response, responses=IMAGE)
-async def best(manager: Manager, session_id: SessionId) -> Response:
+async def best(manager: Manager, session_id: SessionId, thread: Thread = 0) -> Response:
     """The best-scored image so far (changes as the session runs: not cached), named
-    ``<session>-g<generation>-best.png`` when saved."""
-    generation, _, picture = await _scored(manager, session_id, SessionFile.best)
-    return await respond(picture, filename=f"{session_id}-g{generation}-best.png")
+    ``<session>-g<generation>-best.png`` when saved (``-t<thread>-`` for threads past 0)."""
+    generation, _, picture = await _scored(manager, session_id, lambda s: s.best(thread))
+    name = f"{session_id}{_thread_part(thread)}-g{generation}-best.png"
+    return await respond(picture, filename=name)
+
+
+def _thread_part(thread: int) -> str:
+    """What a file name of ``thread``'s images says of it (nothing for thread 0)."""
+    return f"-t{thread}" if thread else ""
 
 
 @router.get("/montage.png", response_class=Response, responses=IMAGE)
-async def montage_png(manager: Manager, session_id: SessionId) -> Response:
-    """The best image of every generation, captioned with generation and score."""
-    rows = await _scored(manager, session_id, SessionFile.best_per_generation)
+async def montage_png(manager: Manager, session_id: SessionId, thread: Thread = 0) -> Response:
+    """The best image of every generation (of ``thread``), captioned with generation and
+    score."""
+    rows = await _scored(manager, session_id, lambda s: s.best_per_generation(thread))
     labels = [f"gen {g}: {score:.1f}" for g, score, _ in rows]
 
     def draw() -> bytes:  # composing the montage is as slow as encoding it
         return encode(montage([picture for _, _, picture in rows], labels))
 
-    name = f"{session_id}-montage-g{rows[0][0]}-g{rows[-1][0]}.png"
+    name = f"{session_id}{_thread_part(thread)}-montage-g{rows[0][0]}-g{rows[-1][0]}.png"
     return image_response(await asyncio.to_thread(draw), filename=name)
 
 
@@ -133,16 +149,17 @@ async def montage_png(manager: Manager, session_id: SessionId) -> Response:
     responses={**binary("text/csv"), **documented(404, 422)},
 )
 async def scores_csv(manager: Manager, session_id: SessionId) -> Response:
-    """Every scored image of the complete generations, one row each, evolved then reference
-    images per generation: ``generation, stimulus_id, kind, index, score`` (index: the row
-    among the generation's images, or the reference image's number; score: the mean over
-    its presentations, empty where none was answered)."""
+    """Every scored image of the complete generations, one row each, per generation each
+    thread's evolved then reference images: ``generation, stimulus_id, kind, index, score,
+    thread`` (index: the row among the thread's images of the generation, or the reference
+    image's number; score: the mean over its presentations on the thread's objective,
+    empty where none was answered; thread: 0 in a one-thread session)."""
     rows = await manager.read(session_id, score_rows)
 
     def text() -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["generation", "stimulus_id", "kind", "index", "score"])
+        writer.writerow(["generation", "stimulus_id", "kind", "index", "score", "thread"])
         writer.writerows(rows)
         return out.getvalue()
 
@@ -153,23 +170,31 @@ async def scores_csv(manager: Manager, session_id: SessionId) -> Response:
     )
 
 
-def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str]]:
+def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str, int]]:
     """The rows of :func:`scores_csv`, from the file's generation and reference tables."""
-    out: list[tuple[int, str, str, int, str]] = []
-    done = store.generations_done()
-    gens = store.table("generations", columns=("index", "scores"))
-    refs = store.table("references", columns=("generation", "index", "score"))
+    out: list[tuple[int, str, str, int, str, int]] = []
+    done, threads = store.generations_done(), store.threads
     empty = np.array([])
 
     def score(value: float) -> str:
         return "" if np.isnan(value) else repr(float(value))
 
+    tables = [
+        (store.table(thread_path(t, "generations"), columns=("index", "scores")),
+         store.table(thread_path(t, "references"), columns=("generation", "index", "score")))
+        for t in range(threads)
+    ]  # fmt: skip
     for g in range(done):
-        evolved = gens.get("scores", empty)[gens.get("index", empty) == g]
-        out += [(g, f"g{g}-e{i}", "evolved", i, score(s)) for i, s in enumerate(evolved)]
-        mine = refs.get("generation", empty) == g
-        pairs = zip(refs.get("index", empty)[mine], refs.get("score", empty)[mine], strict=True)
-        out += [(g, f"g{g}-r{k}", "reference", int(i), score(s)) for k, (i, s) in enumerate(pairs)]
+        for t, (gens, refs) in enumerate(tables):
+            evolved = gens.get("scores", empty)[gens.get("index", empty) == g]
+            prefix = f"g{g}-" if threads == 1 else f"g{g}-t{t}-"
+            out += [(g, f"{prefix}e{i}", "evolved", i, score(s), t) for i, s in enumerate(evolved)]
+            mine = refs.get("generation", empty) == g
+            pairs = zip(refs.get("index", empty)[mine], refs.get("score", empty)[mine], strict=True)
+            out += [
+                (g, f"g{g}-r{k}", "reference", int(i), score(s), t)
+                for k, (i, s) in enumerate(pairs)
+            ]
     return out
 
 

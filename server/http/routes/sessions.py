@@ -67,6 +67,11 @@ async def get_session(manager: Manager, session_id: SessionId) -> dict[str, Any]
         **session.summary(),
         "config": session.config.model_dump(mode="json"),
         "history": session.history.as_json(),
+        **(
+            {"thread_histories": [h.as_json() for h in session.histories]}
+            if len(session.histories) > 1
+            else {}
+        ),
         "warnings": list(session.warnings),
         "alarm_log": session.alarms.as_json(),
         "notes": session.notes,

@@ -253,10 +253,11 @@ def test_past_sessions_are_listed_and_read_from_their_files(tmp_path):
         assert stored["progress"]["eta_s"] is None
         status, table = server.api("GET", f"/api/sessions/{session_id}/scores.csv")
         lines = table.decode().splitlines()
-        assert status == 200 and lines[0] == "generation,stimulus_id,kind,index,score"
+        assert status == 200 and lines[0] == "generation,stimulus_id,kind,index,score,thread"
         with h5py.File(data / f"{session_id}.h5", "r") as f:
             scores = f["generations/scores"][()]
         assert [float(line.split(",")[4]) for line in lines[1:]] == scores.tolist()
+        assert {line.split(",")[5] for line in lines[1:]} == {"0"}
         assert lines[1].startswith("0,g0-e0,evolved,0,")
         assert stored["history"]["max"] == live["history"]["max"]
         assert stored["generations_done"] == 2 and stored["best_score"] == live["best_score"]

@@ -118,16 +118,19 @@ async def wait_state(session, state: str, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def crashed_sessions(tmp_path, sessions: int = 1, answered: int = 3) -> list[tuple[str, Message]]:
-    """Sessions that answered generation 0 and ``answered`` stimuli of generation 1, then a
-    "kill -9": each one's id, with the generation-1 block it was sent."""
+def crashed_sessions(
+    tmp_path, sessions: int = 1, answered: int = 3, **settings
+) -> list[tuple[str, Message]]:
+    """Sessions (of ``config(generations=3, **settings)``) that answered generation 0 and
+    ``answered`` stimuli of generation 1, then a "kill -9": each one's id, with the
+    generation-1 block it was sent."""
 
     async def first_run():
         crashed = []
         for _ in range(sessions):  # a manager each: the fake transport counts one session
             transport = FakeTransport()
             manager = SessionManager(tmp_path, transport)
-            session = await manager.create(config(generations=3))
+            session = await manager.create(config(**{"generations": 3, **settings}))
             await session.start()
             await answer(session, await transport.next(0))
             gen1 = await transport.next(1)

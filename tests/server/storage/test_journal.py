@@ -133,7 +133,7 @@ def test_a_journal_from_before_frame_timing_still_restores_its_rows(
     path = _journal_across_the_frame_timing_upgrade(tmp_path, monkeypatch)
     if damage == "beyond repair":
         path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
-        rebuild_from_journal(path, journal_path(path), _render)
+        rebuild_from_journal(path, journal_path(path), _by_thread)
         again = SessionFile.reopen(path, journal=journal_path(path))
     else:
         with h5py.File(path, "r+") as f:
@@ -166,7 +166,7 @@ def test_a_file_beyond_repair_is_written_anew_from_its_journal(tmp_path):
         store.write_generation(result, {"generation": 1, "mean": np.ones(4)}, [(0, 5.0)])
     store.close()
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # beyond repair
-    done = rebuild_from_journal(path, journal_path(path), _render)
+    done = rebuild_from_journal(path, journal_path(path), _by_thread)
     assert done.aside.name == "s.h5.damaged" and done.aside.read_bytes().startswith(b"\x89HDF")
     assert (done.reused, done.rendered) == (0, 1)
     again = SessionFile.reopen(path, mode="r")
@@ -194,7 +194,7 @@ def test_an_unclosed_file_is_rewritten_with_its_own_images(tmp_path):
         store.write_generation(result, {"generation": index + 1, "mean": np.ones(4)})
     store.close()
 
-    def no_render(codes):
+    def no_render(thread, codes):
         raise AssertionError("the images were all in the old file")
 
     before = path.stat().st_ino
@@ -204,7 +204,7 @@ def test_an_unclosed_file_is_rewritten_with_its_own_images(tmp_path):
     assert sorted(tmp_path.iterdir()) == sorted([path, journal_path(path)])
     with h5py.File(path, "r+") as f:  # now generation 1's stored codes are not the journal's
         f["generations/codes"][3] = -1
-    done = rebuild_from_journal(path, journal_path(path), _render, keep_old=False)
+    done = rebuild_from_journal(path, journal_path(path), _by_thread, keep_old=False)
     assert (done.aside.name, done.reused, done.rendered) == ("s.h5.damaged", 1, 1)
     again = SessionFile.reopen(path, mode="r")
     generations = again.table("generations")
@@ -272,3 +272,9 @@ def test_a_write_that_failed_after_its_journal_record_is_not_stored_twice(tmp_pa
     rebuilt = SessionFile.reopen(tmp_path / "s.h5", mode="r")
     assert rebuilt.table("responses")["presentation_id"].tolist() == ["p0", "p1"]
     rebuilt.close()
+
+
+def _by_thread(thread: int, codes: np.ndarray) -> np.ndarray:
+    """:func:`_render` as a rebuild calls it, for thread 0 of a one-thread session."""
+    assert thread == 0
+    return _render(codes)
