@@ -47,7 +47,10 @@ class DemoConfig:
 
 
 #: The demo's threads, in order: the default search, then the 2020 paper's GA beside it.
-DEMO_THREADS = ({"name": "default search"}, {"name": "paper's GA", "optimizer": "ga"})
+DEMO_THREADS = (
+    ThreadConfig(name="default search"),
+    ThreadConfig(name="paper's GA", optimizer="ga"),
+)
 
 
 def _simulator(endpoint: str, config: DemoConfig) -> subprocess.Popen[bytes]:
@@ -79,9 +82,7 @@ async def _run_session(
             references_per_generation=config.references_per_generation,
             seed=config.seed,
             response_timeout_s=10.0,
-            threads=[ThreadConfig(**t) for t in DEMO_THREADS[: config.threads]]
-            if config.threads > 1
-            else [],
+            threads=list(DEMO_THREADS[: config.threads]) if config.threads > 1 else [],
         )
     )
     images = " + ".join(str(t.engine.optimizer.population) for t in session.threads)
