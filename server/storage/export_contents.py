@@ -26,6 +26,7 @@ from server import __version__
 from server.storage.records import Event
 from server.storage.rows import FRAME_COLUMNS
 from server.storage.session_file import SessionFile
+from server.storage.tables import thread_path
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,29 @@ def _ranks(keys: np.ndarray) -> np.ndarray:
 
 class ImageCatalog:
     """Every distinct image of a session, numbered in the order of the export: the evolved
-    images as stored (generation by generation), then the reference images by number; and
-    the image and score each stimulus id the rig was sent stands for (ids as the session's
-    rounds make them: ``g<generation>-e<position>``, ``g<generation>-r<j>``)."""
+    images as stored (thread by thread, generation by generation), then the reference images
+    by number; and the image and score each stimulus id the rig was sent stands for (ids as
+    the session's rounds make them: ``g<generation>-e<position>``, with several threads
+    ``g<generation>-t<thread>-e<position>``, and ``g<generation>-r<j>``)."""
 
     def __init__(self, store: SessionFile) -> None:
-        gens = store.table("generations", columns=("index", "scores"))
-        self.generation = np.asarray(gens.get("index", _EMPTY), dtype=np.int64)
-        self.scores = np.asarray(gens.get("scores", _EMPTY), dtype=np.float64)
-        self.position = _ranks(self.generation)
+        self.threads = store.threads
+        tables = [
+            store.table(thread_path(t, "generations"), columns=("index", "scores"))
+            for t in range(self.threads)
+        ]
+        per_thread = [np.asarray(t.get("index", _EMPTY), dtype=np.int64) for t in tables]
+        self.thread = np.concatenate(
+            [np.full(len(g), t, dtype=np.int32) for t, g in enumerate(per_thread)]
+        )
+        self.generation = np.concatenate(per_thread)
+        self.scores = np.concatenate(
+            [np.asarray(t.get("scores", _EMPTY), dtype=np.float64) for t in tables]
+        )
+        self.position = np.concatenate([_ranks(g) for g in per_thread]).astype(np.int64)
         self.stimulus_ids = [
-            f"g{g}-e{p}" for g, p in zip(self.generation, self.position, strict=True)
+            stimulus_id(int(g), int(p), int(t), self.threads)
+            for g, p, t in zip(self.generation, self.position, self.thread, strict=True)
         ]
         self.references = store.references()
         shown = store.table("references", columns=("generation", "index", "score"))
@@ -164,20 +177,22 @@ class ImageCatalog:
         self.shown_ids = [f"g{g}-r{k}" for g, k in zip(self.shown_generation, j, strict=True)]
         ids = [*self.stimulus_ids, *self.shown_ids]
         numbers = [*range(len(self.generation)), *(len(self.generation) + self.shown_reference)]
-        #: Stimulus id -> the image's number in the export, and its score.
+        #: Stimulus id -> the image's number in the export, and its score (a reference's:
+        #: on thread 0's objective).
         self.number = dict(zip(ids, map(int, numbers), strict=True))
         self.score = dict(zip(ids, [*self.scores, *self.shown_score], strict=True))
 
     def pictures(self, store: SessionFile) -> list[Picture]:
         """The images in export order, each read from ``store`` when it is written."""
         out = []
-        if len(self.generation):
-            shape = store.read_image(int(self.generation[0]), 0).shape
+        if len(self.generation):  # every thread's images are of one size (manager.py)
+            shape = store.read_image(int(self.generation[0]), 0, int(self.thread[0])).shape
+            thread = "thread {}'s " if self.threads > 1 else ""
             out += [
-                Picture(sid, f"evolved image {p} of generation {g}", shape,
-                        partial(store.read_image, int(g), int(p)))
-                for sid, g, p in zip(self.stimulus_ids, self.generation, self.position,
-                                     strict=True)
+                Picture(sid, f"{thread.format(t)}evolved image {p} of generation {g}", shape,
+                        partial(store.read_image, int(g), int(p), int(t)))
+                for sid, g, p, t in zip(self.stimulus_ids, self.generation, self.position,
+                                        self.thread, strict=True)
             ]  # fmt: skip
         refs = self.references
         if refs is not None:
@@ -187,6 +202,21 @@ class ImageCatalog:
                 for k in range(len(refs))
             ]  # fmt: skip
         return out
+
+
+def stimulus_id(generation: int, position: int, thread: int, threads: int) -> str:
+    """The id the session's rounds gave an evolved image (server/sessions/rounds.py)."""
+    return f"g{generation}-e{position}" if threads == 1 else f"g{generation}-t{thread}-e{position}"
+
+
+_THREAD_ID = re.compile(r"g\d+-t(\d+)-e\d+")
+
+
+def thread_of(stimulus_id: str) -> int:
+    """The thread a stimulus id's image is of (0 for references, and in one-thread
+    sessions)."""
+    found = _THREAD_ID.fullmatch(stimulus_id)
+    return int(found.group(1)) if found else 0
 
 
 # -- the tables ------------------------------------------------------------------------------
@@ -249,7 +279,8 @@ def trial_table(
         "generation": Column(np.asarray(shown["generation"], np.int32), "generation shown"),
         "block": Column(np.asarray(shown["block"], np.int32),
                         "block of the generation (0: first showing, then re-presentations)"),
-        "thread": Column(np.zeros(n, np.int32), "evolution thread (one per session today)"),
+        "thread": Column(np.array([thread_of(s) for s in ids], np.int32),
+                         "evolution thread of the image (0: the first, and references)"),
         "presentation_id": Column(_strings(shown["presentation_id"]), "the rig's trial id"),
         "stimulus_id": Column(_strings(ids), "the image's id in the session"),
         "is_reference": Column(np.array([_is_reference(s) for s in ids]),
@@ -303,16 +334,32 @@ def _answers(presentations: np.ndarray, answers: dict[str, np.ndarray] | None) -
 
 
 def evolved_table(store: SessionFile, catalog: ImageCatalog) -> Table:
-    """One row per evolved image, row i being image i of the stimulus templates."""
-    codes = store.table("generations", columns=("codes",)).get("codes", np.zeros((0, 0)))
+    """One row per evolved image, row i being image i of the stimulus templates. Threads
+    whose codes differ in length (other generators) make ``code`` a list per row."""
+    codes = [
+        np.asarray(
+            store.table(thread_path(t, "generations"), columns=("codes",)).get(
+                "codes", np.zeros((0, 0))
+            ),
+            np.float32,
+        )
+        for t in range(catalog.threads)
+    ]
+    what = "the latent code the generator made the image from"
+    if len({c.shape[1] for c in codes if len(c)}) > 1:
+        flat = np.concatenate([c.reshape(-1) for c in codes])
+        lengths = np.concatenate([np.full(len(c), c.shape[1]) for c in codes])
+        code = Column(flat, what + " (its thread's generator's length)", np.cumsum(lengths))
+    else:
+        code = Column(np.concatenate([c for c in codes if len(c)] or [codes[0]]), what)
     return {
         "generation": Column(catalog.generation, "generation"),
-        "position": Column(catalog.position, "position in its generation"),
+        "position": Column(catalog.position, "position in its generation (of its thread)"),
+        "thread": Column(catalog.thread, "evolution thread (0: the first)"),
         "stimulus_id": Column(_strings(catalog.stimulus_ids), "the image's id in the session"),
         "score": Column(catalog.scores, "score the optimizer was told; NaN: no response"),
-        "code": Column(np.asarray(codes, np.float32), "the latent code the generator made "
-                                                      "the image from"),
-    }  # fmt: skip
+        "code": code,
+    }
 
 
 def reference_table(catalog: ImageCatalog) -> Table:

@@ -4,6 +4,7 @@ session's clock (docs/nwb.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
@@ -18,7 +19,7 @@ from nwbinspector import Importance, inspect_nwbfile
 from pynwb import NWBHDF5IO
 
 from protocol.errors import ConfigError
-from protocol.messages import Presentation, PresentationParams, Response
+from protocol.messages import Presentation, PresentationParams, Presented, Response
 from server.engine.loop import GenerationResult
 from server.engine.optimizers.cmaes import SepCMAES
 from server.sessions.config import SessionConfig
@@ -333,9 +334,9 @@ def test_images_are_read_one_at_a_time_while_written(session, tmp_path, monkeypa
     reads = []
     original = SessionFile.read_image
 
-    def counted(self, generation, position):
+    def counted(self, generation, position, thread=0):
         reads.append((generation, position))
-        return original(self, generation, position)
+        return original(self, generation, position, thread)
 
     monkeypatch.setattr(SessionFile, "read_image", counted)
     store = SessionFile.reopen(session, mode="r")
@@ -474,3 +475,63 @@ def test_the_command_line_exports_end_to_end(session, tmp_path):
     assert again.stderr.read().strip() == (
         f"xdream export: error: {out} already exists; choose a new name or remove it"
     )
+
+
+def test_a_session_of_two_threads_exports_each_threads_images_and_codes(tmp_path):
+    """Each trial names the thread of the image it showed, and the image is that thread's;
+    the threads' codes, of different lengths, are a list per row."""
+    from tests.server.sessions.doubles import FakeTransport, answer, config, manager_in, run
+
+    async def main():
+        transport = FakeTransport()
+        async with manager_in(tmp_path / "data", transport) as manager:
+            session = await manager.create(config(
+                generations=2, references_per_generation=2, subject="M7", threads=[
+                    {}, {"generator": "fourier", "optimizer": "ga", "population": 4}],
+            ))  # fmt: skip
+            await session.start()
+            for g in range(2):
+                block = await transport.next(g)
+                shown = [
+                    _shown(f"{s.stimulus_id}-b0-r0", s.stimulus_id, 10.0 * g + 0.5 * i)
+                    for i, s in enumerate(block.content.stimuli)
+                ]
+                await session.ingest_presented(Presented(generation=g, presentations=shown),
+                                               "test", "rig")  # fmt: skip
+                await answer(session, block)
+            while not session.state.final:
+                await asyncio.sleep(0.01)
+            return session.store.path
+
+    path = run(main())
+    out = tmp_path / "two.nwb"
+    summary = export_nwb(path, out, ANIMAL)
+    with h5py.File(path, "r") as f:
+        images = [f["generations/images"][()], f["threads/1/generations/images"][()]]
+        codes = [f["generations/codes"][()], f["threads/1/generations/codes"][()]]
+    with h5py.File(path, "r") as f:
+        references = len(f["references/images"])
+    assert summary.images == 12 + 8 + references and summary.trials == 2 * (6 + 4 + 2)
+    worst, _ = _serious(out)
+    assert not worst, _shown_text(worst)
+    with NWBHDF5IO(out, "r") as io:
+        nwb = io.read()
+        ordered = list(nwb.stimulus_template["images"].order_of_images.data)
+        assert ordered[12].name == "g0-t1-e0" and ordered[0].name == "g0-t0-e0"
+        trials = nwb.trials.to_dataframe()
+        assert (trials["image_index"] >= 0).all()
+        for sid, thread, index in zip(trials["stimulus_id"], trials["thread"],
+                                      trials["image_index"], strict=True):  # fmt: skip
+            assert thread == (1 if "-t1-" in sid else 0)
+            if "-r" not in sid:
+                generation, position = int(sid.split("-")[0][1:]), int(sid.split("-e")[1])
+                first = 0 if thread == 0 else 12
+                size = 6 if thread == 0 else 4
+                assert index == first + generation * size + position
+                np.testing.assert_array_equal(
+                    ordered[index].data[()], images[thread][generation * size + position]
+                )
+        table = nwb.processing["xdream"]["evolved_images"].to_dataframe()
+        assert table["thread"].tolist() == [0] * 12 + [1] * 8
+        assert [len(c) for c in table["code"]] == [3072] * 12 + [7200] * 8
+        np.testing.assert_array_equal(table["code"].iloc[13], codes[1][1])
