@@ -83,6 +83,11 @@ class View:
         detail = {
             "summary": session.summary(),
             "history": history.as_json(self._generations_sent),
+            **(
+                {"thread_histories": [h.as_json(self._generations_sent) for h in session.histories]}
+                if len(session.histories) > 1
+                else {}
+            ),
             "warnings": session.warnings.since(self._warnings_sent),
             "notes": session.notes[self._notes_sent :],
         }

@@ -104,6 +104,7 @@ def test_view_sends_each_warning_and_generation_once():
     alarms = Alarms()
     session = SimpleNamespace(
         history=history,
+        histories=[history],
         warnings=warnings,
         alarms=alarms,
         notes=[],
@@ -128,6 +129,13 @@ def test_view_sends_each_warning_and_generation_once():
     assert second["history"]["start"] == 0 and second["history"]["max"] == [2.0]
     assert view.snapshot(False)["session"]["history"]["max"] == []
     assert view.snapshot(True)["session"]["history"]["max"] == [2.0]  # a reconnect: all
+    assert "thread_histories" not in first  # one thread: its history is the session's
+    other = History()
+    other.record(np.array([5.0]), np.array([]))
+    session.histories = [history, other]
+    both = view.snapshot(True)["session"]["thread_histories"]
+    assert [h["max"] for h in both] == [[2.0], [5.0]]
+    assert [h["max"] for h in view.snapshot(False)["session"]["thread_histories"]] == [[], []]
     assert sse("update", {"a": 1}) == 'event: update\ndata: {"a":1}\n\n'
 
 

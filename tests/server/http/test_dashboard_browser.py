@@ -238,3 +238,61 @@ def test_the_form_checks_settings_against_the_rig_and_estimates_the_time(tmp_pat
         finally:
             rig.terminate()
             rig.wait(20)
+
+
+@pytest.mark.slow
+def test_two_threads_are_made_in_the_form_and_shown_side_by_side(tmp_path, browser):
+    """A second thread added in the form (the GA beside the default search), run against the
+    simulator: each thread's curve and best image, live and once the session is past."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_server(tmp_path / "data") as server:
+        rig = xdream("simulate", "--server", server.zmq, "--name", "rig-T",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server.http + "/")
+            page.get_by_role("link", name="New session").click()
+            page.get_by_label("Name", exact=True).fill("two threads")
+            page.get_by_label("Generator", exact=True).select_option("fourier")
+            page.get_by_label("Images per generation", exact=True).fill("12")
+            page.get_by_label("Stop after").fill("8")
+            page.get_by_role("button", name="Add a thread").click()
+            page.get_by_label("Thread 1 name").fill("the GA")
+            page.get_by_label("Thread 1 optimizer").select_option("ga")
+            page.get_by_label("Thread 1 images").fill("8")
+            page.get_by_role("button", name="Create session").click()
+            page.wait_for_url(re.compile(r"#/session/\w+"))
+            wait_state(page, "created")
+            page.get_by_role("button", name="Start").click()
+            wait_generations(page, 3)
+            cards = page.locator("#threads .thread-card")
+            expect(cards).to_have_count(2)
+            expect(cards.nth(1)).to_contain_text("the GA")
+            expect(cards.nth(1)).to_contain_text("fourier + ga · 8 images")
+            expect(cards.nth(0)).to_contain_text("12 images")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#threads svg')]"
+                ".every(s => Number(s.dataset.generations) >= 3)"
+            )
+            assert page.locator("#threads path.max").count() == 2
+            href = cards.nth(1).get_by_role("link", name="best image").get_attribute("href")
+            assert href.endswith("/best.png?thread=1")
+            status, body = server.api("GET", href)
+            assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n"
+            page.screenshot(path=SCREENSHOTS / "dashboard-threads.png")
+            wait_state(page, "finished")
+            session_id = page.url.rsplit("/", 1)[1]
+        finally:
+            rig.terminate()
+            rig.wait(20)
+    with running_server(tmp_path / "data") as server:  # the same, read from the file
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{server.http}/#/session/{session_id}")
+        wait_state(page, "finished")
+        expect(page.locator("#threads .thread-card")).to_have_count(2)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#threads svg')]"
+            ".every(s => Number(s.dataset.generations) === 8)"
+        )

@@ -3,6 +3,8 @@
 // the session list, the rig clients and (for the open session) its progress on every change.
 import { AlarmBoard } from "./alarms.js";
 import { drawCurve, fmt, followPointer } from "./curve.js";
+import { el } from "./dom.js";
+import { renderThreadCards, ThreadRows } from "./threads.js";
 
 const $ = (id) => document.getElementById(id);
 const THUMB_PX = 112;
@@ -17,6 +19,9 @@ const state = {
   openId: null,       // session shown in the session panel
   live: false,        // whether the open session is held by this run (else: a past file)
   history: emptyHistory(),
+  threadHistories: [], // each thread's history, for a session of several threads
+  threadsDrawn: -1,    // generations in the thread cards as drawn
+  threadRows: null,    // the form's extra threads (ThreadRows)
   references: [],     // each reference image's mean score (whole list on every push)
   notes: [],
   config: null,       // the open session's settings
@@ -49,21 +54,19 @@ const PAUSE_WORDS = {
   responses_refused: "refused responses",
 };
 
+// ``pushed`` (generations ``pushed.start`` on) into ``history``, which it returns.
+function merge(history, pushed) {
+  for (const key of Object.keys(history)) {
+    history[key] = history[key].slice(0, pushed.start).concat(pushed[key] || []);
+  }
+  return history;
+}
+
 function emptyHistory() {
   return { max: [], mean: [], reference_mean: [], channels: [], reference_channels: [], best_positions: [] };
 }
 
 // -- small helpers --------------------------------------------------------------------------
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 // Seconds as h:mm:ss (or m:ss).
 function duration(seconds) {
@@ -145,9 +148,10 @@ function applyDetail(detail, full) {
   if (full) {
     state.warnings = [];
   }
-  for (const key of Object.keys(state.history)) {
-    state.history[key] = state.history[key].slice(0, h.start).concat(h[key] || []);
-  }
+  merge(state.history, h);
+  (detail.thread_histories || []).forEach((th, k) => {
+    state.threadHistories[k] = merge(state.threadHistories[k] || emptyHistory(), th);
+  });
   if (h.references) state.references = h.references;  // sent when a generation was added
   if (detail.config) state.config = detail.config;
   if (full) state.notes = [];
@@ -231,6 +235,7 @@ function renderClients(stale) {
 // -- the new-session form -------------------------------------------------------------------
 async function loadOptions() {
   state.options = await api("/api/options");
+  state.threadRows.setOptions(state.options);
   const { generators, optimizers, defaults } = state.options;
   $("f-generator").replaceChildren(...generators.map((g) => el("option", {
     value: g.name,
@@ -269,7 +274,7 @@ function clearErrors() {
 }
 
 function fieldError(name, message) {
-  const target = $(`error-${name}`);
+  const target = $(`error-${name.startsWith("threads.") ? "threads" : name}`);
   if (!target) return false;
   target.textContent = message;
   const input = document.querySelector(`#new-form [name="${name}"]`) ||
@@ -325,6 +330,9 @@ function readForm() {
   if (recorded !== null && used.some((c) => c >= recorded)) {
     problems.channels = `the recorder of ${config.rig || "this rig"} sends ${recorded} channels (0 to ${recorded - 1})`;
   }
+  const extra = state.threadRows.read();
+  if (extra.problems.length) problems.threads = extra.problems.join("; ");
+  if (extra.threads.length) config.threads = [{}, ...extra.threads];
   const stop = Number($("f-stop-value").value);
   if (!Number.isInteger(stop) || stop < 1) problems[$("f-stop-kind").value] = "a whole number of at least 1";
   else config[$("f-stop-kind").value] = stop;
@@ -434,6 +442,9 @@ function focusFirstError() {
 async function openSession(id) {
   state.openId = id;
   state.history = emptyHistory();
+  state.threadHistories = [];
+  state.threadsDrawn = -1;
+  $("threads").replaceChildren();
   state.references = [];
   state.notes = [];
   state.config = null;
@@ -466,7 +477,8 @@ async function openSession(id) {
     try {
       const detail = await api(`/api/sessions/${encodeURIComponent(id)}`);
       applyDetail({ summary: detail, history: detail.history, warnings: detail.warnings,
-        alarm_log: detail.alarm_log, notes: detail.notes, config: detail.config }, true);
+        alarm_log: detail.alarm_log, notes: detail.notes, config: detail.config,
+        thread_histories: detail.thread_histories }, true);
     } catch (error) {
       $("failure").textContent = error.message;
       $("failure").hidden = false;
@@ -496,9 +508,11 @@ function renderSession(s, latency) {
       "Keep the animal working until it says paused."
     : `Paused by ${by}. Nothing is on the rig: the animal can rest. Resume goes on with the ` +
       (s.pause_reason && s.pause_reason !== "operator" ? "held generation." : "next generation.");
+  const many = (s.threads || []).length > 1;
   $("session-info").textContent =
-    `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
-    (s.objective ? ` · ${s.objective}` : "") + (s.start ? ` · ${s.start}` : "") +
+    (many ? `${s.id} · ${s.threads.length} threads (below)` :
+      `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
+      (s.objective ? ` · ${s.objective}` : "") + (s.start ? ` · ${s.start}` : "")) +
     (s.rig ? ` · presenter ${s.rig}` : "") + ` · ${s.data_file}`;
   $("failure").hidden = !s.failure;
   $("failure").textContent = s.failure ? `Stopped on an error: ${s.failure}. Restart the server to resume from the file.` : "";
@@ -532,6 +546,10 @@ function renderSession(s, latency) {
   // Redrawn only when they change: pushes come several times a second while a rig answers.
   renderChannelPicker(state.config);
   if (state.history.max.length !== state.curveDrawn || $("channel").value !== state.curvePick) redrawCurve();
+  if (s.generations_done !== state.threadsDrawn) {
+    state.threadsDrawn = s.generations_done;
+    renderThreadCards($("threads"), $("threads-box"), s, state.threadHistories);
+  }
 
   if ((state.warnings[0]?.seq ?? 0) !== state.warningsShown) renderWarnings();
   if (s.generations_done - 1 !== state.shownGeneration) renderImages(s);
@@ -604,7 +622,8 @@ function renderImages(s) {
       if (latest && latest.generations_done - 1 !== state.shownGeneration) renderImages(latest);
     }
   };
-  $("images-title").textContent = `Last complete generation (${generation}), best first`;
+  const which = (s.threads || []).length > 1 ? ` of ${s.threads[0].name || "thread 0"}` : "";
+  $("images-title").textContent = `Last complete generation (${generation})${which}, best first`;
   $("images").replaceChildren(...scores.map(({ score, position }) => {
     const img = el("img", {
       src: `${base}/${position}.jpg?size=${THUMB_PX}`, width: THUMB_PX, height: THUMB_PX,
@@ -803,6 +822,7 @@ async function acknowledge(sessionId, alarmId) {
 
 async function main() {
   state.board = new AlarmBoard($("alarms"), $("sound"), acknowledge);
+  state.threadRows = new ThreadRows($("thread-rows"), $("add-thread"));
   setInterval(checkStale, 1000);
   $("new-form").addEventListener("submit", submitForm);
   $("new-form").addEventListener("input", () => { renderEstimate(); renderRigNames(); });
@@ -819,7 +839,11 @@ async function main() {
     if ($("stop-dialog").returnValue === "stop") control("stop");
   });
   window.addEventListener("hashchange", route);
-  window.addEventListener("resize", redrawCurve);
+  window.addEventListener("resize", () => {
+    redrawCurve();
+    const open = state.sessions.find((x) => x.id === state.openId);
+    if (open) renderThreadCards($("threads"), $("threads-box"), open, state.threadHistories);
+  });
   $("channel").addEventListener("change", redrawCurve);
   followPointer($("curve"), $("curve-readout"));
   $("note-form").addEventListener("submit", addNote);

@@ -8,9 +8,10 @@ export function fmt(value, digits = 2) {
 }
 
 // series: [{name, cls, values}], values per generation (null: none); marks: [{name, cls,
-// value}] drawn across the whole width. Returns nothing; svg.dataset.generations says how
-// many generations are drawn.
-export function drawCurve(svg, series, marks = []) {
+// value}] drawn across the whole width; titleId: the id of the summary its label points to
+// (one per curve on the page). Returns nothing; svg.dataset.generations says how many
+// generations are drawn.
+export function drawCurve(svg, series, marks = [], titleId = "curve-summary") {
   const W = Math.max(320, Math.round(svg.clientWidth)) || 640;
   const H = Math.max(200, Math.round(svg.clientHeight)) || 280;
   const L = 48, R = 12, T = 12, B = 36;
@@ -19,7 +20,7 @@ export function drawCurve(svg, series, marks = []) {
   const values = [...series.flatMap((s) => s.values), ...marks.map((m) => m.value)]
     .filter((v) => v !== null && v !== undefined);
   const title = document.createElementNS(SVG, "title");
-  title.id = "curve-summary";
+  title.id = titleId;
   svg.replaceChildren(title);
   svg.dataset.generations = String(n);
   svg._curve = null;
