@@ -36,6 +36,17 @@ def blame(field: str) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def within(prefix: str) -> Iterator[None]:
+    """Name the setting to blame for an error raised inside as one of ``prefix``'s (a
+    thread's generator is ``threads.1.generator``)."""
+    try:
+        yield
+    except XDreamError as exc:
+        exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
+        raise
+
+
 @dataclass(frozen=True)
 class GeneratorChoice:
     """A generator as settings name it: equal choices can share one instance."""

@@ -39,7 +39,7 @@ from server.engine.generators.weights import weights_dir
 from server.engine.inversion import described, start_from_images
 from server.engine.loop import Engine
 from server.engine.natural_images import session_references
-from server.engine.plan import blame, plan_run
+from server.engine.plan import blame, plan_run, within
 from server.engine.pool import GeneratorPool, PooledGenerator
 from server.engine.statistics import History
 from server.sessions.changes import Changes
@@ -144,7 +144,7 @@ class SessionManager:
                 zip(config.thread_configs(), config.thread_names(), strict=True)
             ):
                 state = states[k] if states else None
-                with blame(f"threads.{k}") if many else contextlib.nullcontext():
+                with within(f"threads.{k}") if many else contextlib.nullcontext():
                     thread, record = self._thread(mine, name, state, generators)
                 if state is not None and inversions and inversions[k] is not None:
                     record["inversion"] = inversions[k]  # inverted when made, not again now

@@ -261,6 +261,8 @@ def test_two_threads_are_made_in_the_form_and_shown_side_by_side(tmp_path, brows
             page.get_by_label("Thread 1 name").fill("the GA")
             page.get_by_label("Thread 1 optimizer").select_option("ga")
             page.get_by_label("Thread 1 images").fill("8")
+            # every block holds both threads' images: 12 + 8 + 4 references
+            expect(page.locator("#estimate")).to_contain_text("8 generations × 24 trials")
             page.get_by_role("button", name="Create session").click()
             page.wait_for_url(re.compile(r"#/session/\w+"))
             wait_state(page, "created")

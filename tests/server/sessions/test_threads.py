@@ -182,3 +182,14 @@ def test_a_rebuild_makes_a_threads_lost_images_again_with_its_own_generator(tmp_
         events = [e for e in f["events/detail"].asstr()[()] if "rebuilt" in e]
     assert events and "1 made again" in events[-1]
     assert list(tmp_path.glob(f"{session_id}.h5.damaged*"))  # kept for an expert
+
+
+def test_a_thread_the_server_cannot_build_is_refused_with_its_number(tmp_path):
+    async def main():
+        async with manager_in(tmp_path) as manager:
+            with pytest.raises(ConfigError, match="nope") as caught:
+                await manager.create(config(threads=[{}, {"generator": "nope"}]))
+            assert not list(tmp_path.glob("*.h5"))  # nothing was written
+            return caught.value.field
+
+    assert run(main()) == "threads.1.generator"

@@ -399,7 +399,9 @@ function renderEstimate() {
   const population = value("f-population") || optimizer?.population?.[$("f-generator").value] || 0;
   const stop = value("f-stop-value");
   const generations = $("f-stop-kind").value === "generations" ? stop : Math.ceil(stop / (population || 1));
-  const trials = (population + value("f-references")) * (value("f-repeats") || 1);
+  // Every thread's images are in every block: a thread without its own count has the session's.
+  const extra = state.threadRows.read().threads.reduce((n, t) => n + (t.population || population), 0);
+  const trials = (population + extra + value("f-references")) * (value("f-repeats") || 1);
   const seconds = (generations * trials * (value("f-on") + value("f-off"))) / 1000;
   $("estimate").textContent = Number.isFinite(seconds) && seconds > 0 && population
     ? `About ${duration(seconds)} (h:mm:ss) of presentation: ${generations} generations × ${trials} trials × ` +

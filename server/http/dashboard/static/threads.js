@@ -31,9 +31,11 @@ export class ThreadRows {
     row.querySelector(".remove").addEventListener("click", () => {
       row.remove();
       this.number();
+      this.container.dispatchEvent(new Event("change", { bubbles: true }));  // the estimate
     });
     this.container.append(row);
     this.number();
+    this.container.dispatchEvent(new Event("change", { bubbles: true }));
     row.querySelector("input").focus();
   }
 
@@ -51,10 +53,6 @@ export class ThreadRows {
       }
       row.querySelector(".remove").setAttribute("aria-label", `Remove thread ${k}`);
     });
-  }
-
-  clear() {
-    this.container.replaceChildren();
   }
 
   // The rows as ThreadConfig objects (what a row leaves empty is the session's), and the
