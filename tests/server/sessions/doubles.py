@@ -119,11 +119,11 @@ async def wait_state(session, state: str, timeout: float = 20.0) -> None:
 
 
 def crashed_sessions(
-    tmp_path, sessions: int = 1, answered: int = 3, **settings
+    tmp_path, sessions: int = 1, answered: int = 3, unclosed: bool = True, **settings
 ) -> list[tuple[str, Message]]:
     """Sessions (of ``config(generations=3, **settings)``) that answered generation 0 and
-    ``answered`` stimuli of generation 1, then a "kill -9": each one's id, with the
-    generation-1 block it was sent."""
+    ``answered`` stimuli of generation 1, then a "kill -9" (``unclosed``; else a clean
+    shutdown): each one's id, with the generation-1 block it was sent."""
 
     async def first_run():
         crashed = []
@@ -141,7 +141,7 @@ def crashed_sessions(
         return crashed
 
     crashed = run(first_run())
-    for session_id, _ in crashed:  # ... and, as after kill -9, it was never closed
+    for session_id, _ in crashed if unclosed else ():  # ... and, as after kill -9, never closed
         with h5py.File(tmp_path / f"{session_id}.h5", "r+") as f:
             f.attrs["closed"] = False
     return crashed

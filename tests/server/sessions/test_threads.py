@@ -132,8 +132,9 @@ def test_two_threads_run_interleaved_and_are_stored_side_by_side(tmp_path):
         assert f["timings"].shape[0] == 3
 
 
-def test_a_restarted_server_resumes_every_thread(tmp_path):
-    ((session_id, gen1),) = crashed_sessions(tmp_path, answered=5, threads=TWO)
+@pytest.mark.parametrize("unclosed", [True, False], ids=["crash", "clean restart"])
+def test_a_restarted_server_resumes_every_thread(tmp_path, unclosed):
+    ((session_id, gen1),) = crashed_sessions(tmp_path, answered=5, unclosed=unclosed, threads=TWO)
     with h5py.File(tmp_path / f"{session_id}.h5", "r") as f:
         before = f["threads/1/generations/images"][()]
 
@@ -157,7 +158,7 @@ def test_a_restarted_server_resumes_every_thread(tmp_path):
 
     path, histories = run(second_run())
     assert [len(h.maxima) for h in histories] == [3, 3]
-    with h5py.File(path, "r") as f:  # rebuilt from its journal (left unclosed), then resumed
+    with h5py.File(path, "r") as f:  # rebuilt from its journal if left unclosed, resumed
         assert np.bincount(f["threads/1/generations/index"][()]).tolist() == [4, 4, 4]
         np.testing.assert_array_equal(f["threads/1/generations/images"][:4], before)
         assert f["optimizer/threads/1"].attrs["generation"] == 3
