@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +37,15 @@ def blame(field: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def within(prefix: str) -> Iterator[None]:
-    """Name the setting to blame for an error raised inside as one of ``prefix``'s (a
-    thread's generator is ``threads.1.generator``)."""
+def within(prefix: str, own: Collection[str]) -> Iterator[None]:
+    """Name the setting to blame for an error raised inside as one of ``prefix``'s where it
+    is one of its ``own`` (a thread's own generator is ``threads.1.generator``); a setting
+    it took from the session keeps its name."""
     try:
         yield
     except XDreamError as exc:
-        exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
+        if exc.field is None or exc.field in own:
+            exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
         raise
 
 

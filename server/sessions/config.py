@@ -38,19 +38,19 @@ Weight = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 
 #: Most threads a session runs: each shows a whole population in every block.
 MAX_THREADS = 16
-#: What a thread may set for itself; the rest (rig, repeats, references, length, image
-#: size, ...) is the session's, shared by every thread.
-THREAD_FIELDS = (
-    "generator", "weights", "optimizer", "population", "settings", "objective", "channels",
-    "channel_weights", "init_images",
-)  # fmt: skip
-#: The fields that say what a score is: a thread that sets one sets the score anew.
-SCORE_FIELDS = {"objective", "channels", "channel_weights"}
+#: The session's settings a thread's own setting overrules (:meth:`thread_configs`).
+_OVERRULED = {
+    "objective": ("objective", "channels", "channel_weights"),
+    "channels": ("objective", "channel_weights"),
+    "channel_weights": ("objective",),
+    "optimizer": ("settings",),
+}
 
 
 class ThreadConfig(BaseModel):
     """One evolution thread of a session: what it sets differently from the session. Each
-    field left out (None) is the session's; ``name`` labels the thread on the dashboard."""
+    field left out (None) is the session's, except where a thread's own setting overrules
+    others (:meth:`SessionConfig.thread_configs`); ``name`` labels it on the dashboard."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -215,29 +215,37 @@ class SessionConfig(BaseModel):
         self.thread_configs()  # each thread's settings are valid together
         return self
 
+    def thread_settings(self) -> list[dict[str, Any]]:
+        """What each thread sets for itself (one thread of its own: empty)."""
+        if self.thread_per_channel:
+            return [{"channels": [channel]} for channel in self.channels]
+        return [t.model_dump(exclude_none=True, exclude={"name"}) for t in self.threads]
+
     def thread_configs(self) -> list[SessionConfig]:
         """Each thread's settings, as a one-thread session's: the session's, with what the
-        thread sets instead (its score anew if it sets one) and seed ``seed + k``, so that
-        two threads alike do not show the same images. One thread: these settings."""
-        if self.thread_per_channel:
-            overrides = [{"channels": [channel]} for channel in self.channels]
-        elif self.threads:
-            overrides = [t.model_dump(exclude_none=True, exclude={"name"}) for t in self.threads]
-        else:
+        thread sets instead and seed ``seed + k``, so that two threads alike do not show the
+        same images. A thread's score fields replace the session's that they overrule (an
+        ``objective`` all of them, ``channels`` the objective and weights, ``channel_weights``
+        the objective); a thread's ``optimizer`` comes with its own ``settings`` (the
+        session's are another optimizer's). One thread: these settings."""
+        overrides = self.thread_settings()
+        if not overrides:
             return [self]
         base = self.model_dump(exclude={"threads", "thread_per_channel"})
         resolved = []
         for k, update in enumerate(overrides):
             mine = {**base, "seed": (self.seed + k) % 2**32}
-            if SCORE_FIELDS & update.keys():
-                for name in SCORE_FIELDS:
-                    mine.pop(name)
+            for name in _OVERRULED:
+                if name in update:
+                    for field in _OVERRULED[name]:
+                        mine.pop(field, None)
             try:
                 resolved.append(SessionConfig.model_validate({**mine, **update}))
             except ValidationError as exc:
                 error = exc.errors()[0]
-                where = ".".join(str(part) for part in error["loc"])
-                raise ValueError(f"thread {k}: {where}: {error['msg']}") from None
+                where = ".".join(str(part) for part in error["loc"]) or "settings"
+                message = str(error["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"thread {k}: {where}: {message}") from None
         return resolved
 
     def thread_names(self) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from protocol.codec import MAX_BUFFERS
 from protocol.errors import (
     ConfigError,
     SessionLimit,
@@ -134,29 +135,42 @@ class SessionManager:
     ) -> _Parts:
         """A session's threads (generators from the pool, optimizers) and references
         (blocking); ``states``, ``references`` and ``inversions``: what a resumed session
-        stored (its optimizers go on from their states, so nothing is inverted again)."""
+        stored (its optimizers go on from their states, so nothing is inverted again).
+
+        Thread 0 sets the pace: every other thread runs as many generations as it (a
+        ``budget`` counts thread 0's images) and, unless ``image_size`` is set, makes
+        images of its size, since all are shown alike in the same blocks."""
         config = config.confined(self.weights_roots, self.reference_roots)
-        many = len(config.thread_configs()) > 1
+        own = config.thread_settings()
         generators: list[PooledGenerator] = []
         try:
-            threads, records = [], []
+            threads: list[SessionThread] = []
+            records: list[dict[str, Any]] = []
             for k, (mine, name) in enumerate(
                 zip(config.thread_configs(), config.thread_names(), strict=True)
             ):
+                if k:  # in step with thread 0
+                    mine = mine.model_copy(update={
+                        "budget": None, "generations": records[0]["generations"],
+                        "image_size": mine.image_size or generators[0].image_size,
+                    })  # fmt: skip
                 state = states[k] if states else None
-                with within(f"threads.{k}") if many else contextlib.nullcontext():
+                # A thread of the request's list is named in its errors (not one per channel).
+                named = within(f"threads.{k}", own[k]) if config.threads else None
+                with named or contextlib.nullcontext():
                     thread, record = self._thread(mine, name, state, generators)
                 if state is not None and inversions and inversions[k] is not None:
                     record["inversion"] = inversions[k]  # inverted when made, not again now
                 thread.started_from = described(record.get("inversion"))
                 threads.append(thread)
                 records.append(record)
-            if len({g.image_size for g in generators}) > 1:
-                sizes = ", ".join(f"{g.name} {g.image_size}" for g in generators)
+            shown = sum(t.engine.optimizer.population for t in threads)
+            if shown + config.references_per_generation > MAX_BUFFERS:
                 raise ConfigError(
-                    f"every thread's images are shown alike, but they are {sizes} pixels: "
-                    "set image_size",
-                    field="image_size",
+                    f"a block would hold {shown} evolved and "
+                    f"{config.references_per_generation} reference images, more than the "
+                    f"{MAX_BUFFERS} a generation message carries",
+                    field="threads" if len(threads) > 1 else "population",
                 )
             if references is None and config.references_per_generation:
                 with blame("reference_folder"):
@@ -165,7 +179,7 @@ class SessionManager:
                     )
             first = {k: v for k, v in records[0].items() if k != "name"}
             record = {"config": config.model_dump(mode="json"), **first}
-            if many:
+            if own:
                 record["threads"] = records
             generations = records[0]["generations"]
             return _Parts(config, threads, generators, generations, references, record)
@@ -413,11 +427,14 @@ class SessionManager:
                 point = store.resume_point()
                 record = store.config
                 threads = record.get("threads", [record])
+                states = [store.optimizer_state(k) for k in range(len(threads))]
+                if None in states and any(s is not None for s in states):
+                    raise SessionFileError(
+                        f"{path.name}: thread {states.index(None)} has no optimizer state, "
+                        "the others have theirs"
+                    )
                 parts = self._parts(
-                    config,
-                    [store.optimizer_state(k) for k in range(len(threads))],
-                    store.references(),
-                    [t.get("inversion") for t in threads],
+                    config, states, store.references(), [t.get("inversion") for t in threads]
                 )
                 store.drop_partial_generation(point.done)
                 store.log_event("server_restarted", point.done)
@@ -484,7 +501,11 @@ class SessionManager:
                 record = json.loads(journal_attributes(journal)["config"])
                 config = SessionConfig.from_stored(record["config"])
                 confined = config.confined(self.weights_roots, self.reference_roots)
-                choice = confined.thread_configs()[thread].generator_choice(self.device)
+                mine = confined.thread_configs()[thread]
+                if thread:  # at thread 0's size, as it was made (see _parts)
+                    size = record["threads"][thread]["image_size"]
+                    mine = mine.model_copy(update={"image_size": size})
+                choice = mine.generator_choice(self.device)
                 generators[thread] = self.generators.acquire(choice, choice.build)
             return generators[thread].generate(codes)
 

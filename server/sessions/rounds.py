@@ -22,6 +22,7 @@ from protocol.codec import Message
 from protocol.messages import Generation, PresentationParams, Stimulus
 from server.engine.loop import Proposal
 from server.sessions.book import GenerationBook, StimulusSlot
+from server.storage.records import evolved_id
 
 #: A ``generation`` not acknowledged within this time is sent again, then after twice as
 #: long each time, up to MAX_RESEND_S (PROTOCOL.md 6): a presenter that is connected but
@@ -161,11 +162,13 @@ def open_round(
     session, never optimised on); with several threads, all in an order drawn from
     ``seed`` and the generation."""
     g = proposals[0].index
+    if any(p.index != g for p in proposals):  # a bug, not a setting: threads go in step
+        raise RuntimeError(f"threads propose generations {[p.index for p in proposals]}")
     slots: list[StimulusSlot] = []
     for t, proposal in enumerate(proposals):
-        prefix = f"g{g}-" if len(proposals) == 1 else f"g{g}-t{t}-"
         slots += [
-            StimulusSlot(f"{prefix}e{i}", "evolved", i, t) for i in range(len(proposal.images))
+            StimulusSlot(evolved_id(g, i, t, len(proposals)), "evolved", i, t)
+            for i in range(len(proposal.images))
         ]
     images, picks = np.concatenate([p.images for p in proposals]), []
     if per_generation and references is not None:

@@ -59,10 +59,15 @@ def stall_limit(config: SessionConfig, rnd: Round) -> float:
 
 
 def mostly_missing(rnd: Round) -> tuple[int, int] | None:
-    """(unanswered, total) evolved images, if more than :data:`MOSTLY_MISSING` are."""
-    evolved = [s for s in rnd.book.slots.values() if s.kind == "evolved"]
-    missing = sum(1 for s in evolved if not s.responses)
-    return (missing, len(evolved)) if missing > MOSTLY_MISSING * len(evolved) else None
+    """(unanswered, total) evolved images of a thread of which more than
+    :data:`MOSTLY_MISSING` are unanswered (each thread's optimizer is told only its own)."""
+    for thread in range(len(rnd.proposals)):
+        evolved = [s for s in rnd.book.slots.values()
+                   if s.kind == "evolved" and s.thread == thread]  # fmt: skip
+        missing = sum(1 for s in evolved if not s.responses)
+        if missing > MOSTLY_MISSING * len(evolved):
+            return missing, len(evolved)
+    return None
 
 
 class Safety:

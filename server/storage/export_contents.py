@@ -23,7 +23,7 @@ import numpy as np
 from protocol.errors import ConfigError
 from protocol.messages import PresentationParams
 from server import __version__
-from server.storage.records import Event
+from server.storage.records import Event, evolved_id
 from server.storage.rows import FRAME_COLUMNS
 from server.storage.session_file import SessionFile
 from server.storage.tables import thread_path
@@ -165,7 +165,7 @@ class ImageCatalog:
         )
         self.position = np.concatenate([_ranks(g) for g in per_thread]).astype(np.int64)
         self.stimulus_ids = [
-            stimulus_id(int(g), int(p), int(t), self.threads)
+            evolved_id(int(g), int(p), int(t), self.threads)
             for g, p, t in zip(self.generation, self.position, self.thread, strict=True)
         ]
         self.references = store.references()
@@ -202,11 +202,6 @@ class ImageCatalog:
                 for k in range(len(refs))
             ]  # fmt: skip
         return out
-
-
-def stimulus_id(generation: int, position: int, thread: int, threads: int) -> str:
-    """The id the session's rounds gave an evolved image (server/sessions/rounds.py)."""
-    return f"g{generation}-e{position}" if threads == 1 else f"g{generation}-t{thread}-e{position}"
 
 
 _THREAD_ID = re.compile(r"g\d+-t(\d+)-e\d+")

@@ -15,6 +15,18 @@ class SessionFileError(XDreamError, OSError):
     """A file that cannot be opened as an xdream-rig session file (damaged, or not ours)."""
 
 
+def evolved_marker(thread: int, threads: int) -> str:
+    """What every stimulus id of ``thread``'s evolved images holds (of a session of
+    ``threads``): ``-e`` in a one-thread session (``g3-e17``), else ``-t<thread>-e``
+    (``g3-t1-e17``). PROTOCOL.md, section 7; references are ``g3-r0``."""
+    return "-e" if threads == 1 else f"-t{thread}-e"
+
+
+def evolved_id(generation: int, index: int, thread: int, threads: int) -> str:
+    """The stimulus id of image ``index`` of ``thread``'s ``generation``."""
+    return f"g{generation}{evolved_marker(thread, threads)}{index}"
+
+
 @dataclass
 class ThreadGeneration:
     """A complete generation of one more thread of a session (thread 1, 2, ...): what

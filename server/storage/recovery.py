@@ -195,12 +195,11 @@ def _check_generation(
 ) -> None:
     """SessionFileError unless ``rows`` of ``g`` are generation ``i`` as journalled."""
     codes = np.asarray(wanted["codes"])
-    if len(rows) != len(codes) or (
-        g is not None and len(rows) and not _same(g["scores"][rows], np.asarray(wanted["scores"]))
+    if g is None or len(rows) != len(codes) or not _same(
+        g["scores"][rows], np.asarray(wanted["scores"])
     ):
         raise SessionFileError(f"{name}: generation {i} differs from the journal's")
-    ends = [rows[0], rows[-1]] if len(rows) else []
-    if g is not None and len(rows) and not _same(g["codes"][ends], codes[[0, -1]]):
+    if not _same(g["codes"][[rows[0], rows[-1]]], codes[[0, -1]]):
         raise SessionFileError(f"{name}: generation {i}'s codes differ from the journal's")
 
 

@@ -36,6 +36,7 @@ behind one lock: callers in an event loop must write from a worker thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from server.storage.records import (
     SessionFileError,
     StoredRound,
     ThreadGeneration,
+    evolved_marker,
 )
 from server.storage.recovery import (
     ROW_TABLES,
@@ -176,7 +178,7 @@ class SessionFile:
             group = group.get(f"threads/{thread}")
         return read_state(group) if group is not None and len(group.attrs) else None
 
-    @property
+    @functools.cached_property
     def threads(self) -> int:
         """How many evolution threads the session runs (its record's ``threads``)."""
         return max(len(self.config.get("threads", [])), 1)
@@ -402,8 +404,7 @@ class SessionFile:
         aborted = {p for p, o in rows(shown, "presentation_id", "outcome") if o == "aborted"}
         scored = np.array([p not in aborted for p in answers.get("presentation_id", [])], bool)
         stimulus = np.asarray(answers.get("stimulus_id", []), dtype=str)
-        mark = "-e" if self.threads == 1 else f"-t{thread}-e"  # rounds.py's stimulus ids
-        evolved = np.char.find(stimulus, mark) >= 0
+        evolved = np.char.find(stimulus, evolved_marker(thread, self.threads)) >= 0
         reference = np.char.find(stimulus, "-r") >= 0
         # Rows of each generation, found in one pass (a long session has many of both).
         images, shown_refs = by_generation(index, done), by_generation(ref_gen, done)

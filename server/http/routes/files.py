@@ -32,6 +32,7 @@ from server.http.schemas import ErrorBody
 from server.sessions.config import MAX_THREADS
 from server.sessions.manager import SessionManager
 from server.storage.nwb_export import NwbUnavailable, export_nwb, require_nwb
+from server.storage.records import evolved_id
 from server.storage.session_file import SessionFile
 from server.storage.tables import thread_path
 
@@ -187,8 +188,10 @@ def score_rows(store: SessionFile) -> list[tuple[int, str, str, int, str, int]]:
     for g in range(done):
         for t, (gens, refs) in enumerate(tables):
             evolved = gens.get("scores", empty)[gens.get("index", empty) == g]
-            prefix = f"g{g}-" if threads == 1 else f"g{g}-t{t}-"
-            out += [(g, f"{prefix}e{i}", "evolved", i, score(s), t) for i, s in enumerate(evolved)]
+            out += [
+                (g, evolved_id(g, i, t, threads), "evolved", i, score(s), t)
+                for i, s in enumerate(evolved)
+            ]
             mine = refs.get("generation", empty) == g
             pairs = zip(refs.get("index", empty)[mine], refs.get("score", empty)[mine], strict=True)
             out += [

@@ -194,3 +194,73 @@ def test_a_thread_the_server_cannot_build_is_refused_with_its_number(tmp_path):
             return caught.value.field
 
     assert run(main()) == "threads.1.generator"
+
+
+def test_threads_go_at_thread_0s_pace_and_size(tmp_path):
+    """A budget counts thread 0's images: a thread of another population runs (and plans
+    its step sizes for) as many generations; a generator of another native size makes
+    images of thread 0's, since all are shown alike."""
+    import torch
+
+    from server.sessions.manager import SessionManager
+    from tests.server.engine.deepsim_layout import random_state
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(random_state("fc8"), weights / "fc8.pt")
+
+    async def main():
+        manager = SessionManager(tmp_path / "data", FakeTransport(), weights_roots=[weights])
+        try:
+            session = await manager.create(config(
+                image_size=None, generations=None, budget=60, threads=[
+                    {}, {"generator": "fc8", "weights": "fc8.pt", "population": 3}],
+            ))  # fmt: skip
+            record = await session.read(lambda store: store.config)
+            sizes = [t.engine.generator.image_size for t in session.threads]
+            return session.generations, record["threads"], sizes
+        finally:
+            await manager.close()
+
+    generations, records, sizes = run(main())
+    assert generations == 10  # 60 images of thread 0's 6
+    assert [r["generations"] for r in records] == [10, 10]
+    horizons = [r["optimizer_settings"]["horizon"] for r in records]
+    assert horizons[0] == horizons[1]
+    assert sizes == [224, 224] and [r["image_size"] for r in records] == [224, 224]
+    assert records[1]["generator"] == "fc8"
+
+
+def test_threads_that_would_overfill_a_block_are_refused(tmp_path):
+    async def main():
+        async with manager_in(tmp_path) as manager:
+            with pytest.raises(ConfigError, match="more than the 4096") as caught:
+                await manager.create(config(population=1000, threads=[{}] * 5))
+            return caught.value.field
+
+    assert run(main()) == "threads"
+
+
+def test_a_thread_takes_the_sessions_channels_with_its_own_weights():
+    session = SessionConfig(
+        channels=[1, 2], optimizer="cmaes", settings={"sigma0": 2.0},
+        threads=[{}, {"channel_weights": [1.0, -1.0], "optimizer": "ga"}],
+    )  # fmt: skip
+    a, b = session.thread_configs()
+    assert b.scoring() == Mean(channels=[1, 2], weights=[1.0, -1.0])
+    assert (a.settings, b.settings) == ({"sigma0": 2.0}, {})  # cmaes' settings are not the GA's
+
+
+def test_a_thread_left_unanswered_holds_the_generation_though_the_block_is_mostly_answered():
+    from protocol.messages import Response
+    from server.engine.loop import Proposal
+    from server.sessions.rounds import open_round
+    from server.sessions.safety import mostly_missing
+
+    proposals = [Proposal(0, np.zeros((n, 2)), np.zeros((n, 4, 4, 3), np.uint8)) for n in (8, 2)]
+    rnd = open_round(proposals, None, 0, 1, None, seed=0)
+    first = [sid for sid, slot in rnd.book.slots.items() if slot.thread == 0]
+    rnd.book.record_responses(
+        [Response(presentation_id=sid, stimulus_id=sid, counts=[1.0]) for sid in first]
+    )
+    assert mostly_missing(rnd) == (2, 2)  # 2 of 10 in the block, but all of thread 1's

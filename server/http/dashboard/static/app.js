@@ -22,6 +22,7 @@ const state = {
   threadHistories: [], // each thread's history, for a session of several threads
   threadsDrawn: -1,    // generations in the thread cards as drawn
   threadRows: null,    // the form's extra threads (ThreadRows)
+  shown: null,         // the open session's summary as last drawn (live or past)
   references: [],     // each reference image's mean score (whole list on every push)
   notes: [],
   config: null,       // the open session's settings
@@ -399,8 +400,12 @@ function renderEstimate() {
   const population = value("f-population") || optimizer?.population?.[$("f-generator").value] || 0;
   const stop = value("f-stop-value");
   const generations = $("f-stop-kind").value === "generations" ? stop : Math.ceil(stop / (population || 1));
-  // Every thread's images are in every block: a thread without its own count has the session's.
-  const extra = state.threadRows.read().threads.reduce((n, t) => n + (t.population || population), 0);
+  // Every thread's images are in every block: a thread without its own count has the
+  // session's; a thread per channel is one per channel scored.
+  const perChannel = $("f-thread-per-channel").checked
+    ? ($("f-channels").value.split(/[\s,]+/).filter(Boolean).length - 1) * population : 0;
+  const extra = perChannel +
+    state.threadRows.read().threads.reduce((n, t) => n + (t.population || population), 0);
   const trials = (population + extra + value("f-references")) * (value("f-repeats") || 1);
   const seconds = (generations * trials * (value("f-on") + value("f-off"))) / 1000;
   $("estimate").textContent = Number.isFinite(seconds) && seconds > 0 && population
@@ -446,6 +451,7 @@ async function openSession(id) {
   state.history = emptyHistory();
   state.threadHistories = [];
   state.threadsDrawn = -1;
+  state.shown = null;
   $("threads").replaceChildren();
   state.references = [];
   state.notes = [];
@@ -498,6 +504,7 @@ async function refreshSessions() {
 }
 
 function renderSession(s, latency) {
+  state.shown = s;
   const base = `/api/sessions/${encodeURIComponent(s.id)}`;
   $("session-title").textContent = s.name || `Session ${s.id}`;
   $("state").textContent = STATE_WORDS[s.state] || s.state;
@@ -843,8 +850,7 @@ async function main() {
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", () => {
     redrawCurve();
-    const open = state.sessions.find((x) => x.id === state.openId);
-    if (open) renderThreadCards($("threads"), $("threads-box"), open, state.threadHistories);
+    if (state.shown) renderThreadCards($("threads"), $("threads-box"), state.shown, state.threadHistories);
   });
   $("channel").addEventListener("change", redrawCurve);
   followPointer($("curve"), $("curve-readout"));

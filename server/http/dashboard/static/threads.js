@@ -18,6 +18,7 @@ export class ThreadRows {
   }
 
   add() {
+    if (!this.options) return;  // the form is disabled until the options are in
     const choices = (items, blank) => [el("option", { value: "", text: blank }),
       ...items.map((i) => el("option", { value: i.name, text: i.name }))];
     const field = (text, control) => el("span", { class: "thread-field" }, el("span", { text }), control);
