@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from server.engine.generators import OFFLINE_DEFAULT, make_generator
 from server.engine.loop import Engine, run_in_process
 from server.engine.natural_images import reference_crops
 from server.engine.optimizers import DEFAULT_OPTIMIZER, make_optimizer
+from simulator.ceiling import white_box
 from simulator.networks import load_network
 from simulator.noise import PoissonNoise, parse_noise
 from simulator.target import Recording, Unit
@@ -62,34 +62,6 @@ def pick_channels(n_channels: int, count: int, layer: str) -> list[int]:
     ``count`` extends a smaller one, so a finished grid can be grown with more units."""
     rng = np.random.default_rng(sum(map(ord, layer)))
     return rng.permutation(n_channels)[:count].tolist()
-
-
-def white_box(
-    generator,
-    recording: Recording,
-    column: int,
-    seed: int,
-    starts: int = 4,
-    steps: int = 200,
-    lr: float = 0.05,
-) -> float:
-    """Best activation reached by Adam through generator and network (the gradient ceiling)."""
-    rng = np.random.default_rng(seed)
-    codes = torch.tensor(
-        rng.standard_normal((starts, generator.code_dim)),
-        dtype=torch.float32,
-        device=generator.device,
-        requires_grad=True,
-    )
-    opt = torch.optim.Adam([codes], lr=lr)
-    best = -np.inf
-    for _ in range(steps):
-        acts = recording.activations_float(generator.render_resized(codes))[:, column]
-        best = max(best, float(acts.detach().max()))
-        opt.zero_grad()
-        (-acts.sum()).backward()
-        opt.step()
-    return best
 
 
 def run_one(

@@ -102,20 +102,34 @@ def prepare(config: EvolveConfig) -> Prepared:
         )
     if spikes is not None and config.references < 1:
         raise ConfigError("Poisson noise is calibrated on reference images; --references >= 1")
-    generator = choose_generator(
-        config.generator, config.weights, config.image_size, config.device,
-        settings=config.generator_settings,
-    ).build()  # fmt: skip
+    generator = build_generator(config)
     plan = plan_run(generator, config.optimizer, config.seed, config.settings, budget=config.budget)
     inversion = None
     if config.init_images is not None:
         inversion = start_from_images(plan.optimizer, generator, config.init_images)
+    neurons, ref_acts = build_recording(config, generator.image_size, spikes)
+    ref_best = None if ref_acts is None else float(objective.score(ref_acts).max())
+    return Prepared(config, generator, plan, neurons, objective, ref_best, inversion)
+
+
+def build_generator(config: EvolveConfig) -> Generator:
+    """The run's generator, as its settings name it."""
+    return choose_generator(
+        config.generator, config.weights, config.image_size, config.device,
+        settings=config.generator_settings,
+    ).build()  # fmt: skip
+
+
+def build_recording(
+    config: EvolveConfig, image_size: int, spikes: float | None
+) -> tuple[SimulatedNeurons, np.ndarray | None]:
+    """The run's units (noisy with ``spikes``), and their activations to its reference
+    images (natural crops of ``image_size``; None without references)."""
     refs = None
     if config.references:
-        refs = reference_crops(
-            generator.image_size, config.references, config.reference_folder, seed=config.seed
-        )
-    neurons, ref_acts = build_neurons(
+        refs = reference_crops(image_size, config.references, config.reference_folder,
+                               seed=config.seed)  # fmt: skip
+    return build_neurons(
         channel_targets(config.target, config.channels),
         spikes,
         refs,
@@ -125,8 +139,6 @@ def prepare(config: EvolveConfig) -> Prepared:
         device=config.device,
         network_weights=config.network_weights,
     )
-    ref_best = None if ref_acts is None else float(objective.score(ref_acts).max())
-    return Prepared(config, generator, plan, neurons, objective, ref_best, inversion)
 
 
 class _Pictures:

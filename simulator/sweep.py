@@ -10,8 +10,12 @@ The grid is a JSON file::
      "common": {"budget": 1000, "noise": "poisson:20", "image_size": 64}}
 
 ``common`` and each configuration hold :class:`~simulator.evolve.EvolveConfig` fields (a
-configuration's win). Every finished cell is one line of ``OUT/results.jsonl`` (the run's
-``--json`` summary with its label, target and seed), written as it finishes, so a sweep
+configuration's win). With ``"ceiling": {}`` (or settings of its own: ``generator``,
+``image_size``, ... and ``starts``, ``steps``, ``lr``), every target and seed also gets a
+``white-box`` cell: the gradient ceiling (:mod:`simulator.ceiling`) with ``common``'s
+generator, which the report holds each configuration against. Every finished cell is one
+line of ``OUT/results.jsonl`` (the run's ``--json`` summary with its label, target and
+seed), written as it finishes, so a sweep
 that is stopped goes on where it was when started again: cells with a result are skipped,
 cells that failed (their line carries ``error``) are run again, and so are cells whose
 settings changed since their line (it keeps the settings it ran with). A cell's session
@@ -48,6 +52,13 @@ RESULTS = "results.jsonl"
 LABEL = re.compile(r"[A-Za-z0-9._+-]+")
 #: EvolveConfig fields a grid may set (``target``, ``seed`` and ``out`` are the sweep's).
 _OWN = ("target", "seed", "out")
+#: The label of the white-box ceiling's cells.
+CEILING = "white-box"
+#: What the ceiling takes of ``common``: the generator and the recording, not the search.
+_CEILING_FIELDS = (
+    "generator", "weights", "image_size", "input_size", "device", "references",
+    "reference_folder", "network_weights", "generator_settings",
+)  # fmt: skip
 
 
 class SweepConfig(BaseModel):
@@ -59,6 +70,8 @@ class SweepConfig(BaseModel):
     configurations: Annotated[list[dict[str, Any]], Field(min_length=1)]
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     common: dict[str, Any] = {}
+    #: Also the white-box ceiling of every target and seed (None: not run).
+    ceiling: dict[str, Any] | None = None
     #: Keep each cell's session file and pictures (OUT/runs/...).
     keep_runs: bool = False
 
@@ -70,6 +83,8 @@ class SweepConfig(BaseModel):
             raise ValueError("every configuration needs a label of letters, digits and ._+-")
         if len(set(labels)) != len(labels):
             raise ValueError("configuration labels must differ")
+        if CEILING in labels:
+            raise ValueError(f"{CEILING!r} is the ceiling's label")
         return configurations
 
     @field_validator("targets", "seeds")
@@ -92,12 +107,34 @@ class SweepConfig(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "config"
             raise ConfigError(f"sweep config {path}: {where}: {first['msg']}") from None
-        for configuration in config.configurations:
-            try:  # every field known, before anything runs
+        try:  # every field known, before anything runs
+            for configuration in config.configurations:
                 config.settings_for(configuration)
-            except ConfigError as exc:
-                raise ConfigError(f"sweep config {path}: {exc}") from None
+            config.ceiling_settings()
+        except ConfigError as exc:
+            raise ConfigError(f"sweep config {path}: {exc}") from None
         return config
+
+    def ceiling_settings(self) -> dict[str, Any] | None:
+        """The ceiling cells' settings: ``common``'s generator and recording fields, with
+        the ``ceiling``'s own and how it climbs (None: no ceiling)."""
+        from simulator.ceiling import Climb
+
+        if self.ceiling is None:
+            return None
+        climb = {f.name for f in fields(Climb)}
+        unknown = sorted(set(self.ceiling) - set(_CEILING_FIELDS) - climb)
+        if unknown:
+            raise ConfigError(
+                f"ceiling: unknown setting(s) {', '.join(unknown)}; it takes "
+                f"{', '.join([*_CEILING_FIELDS, *sorted(climb)])}"
+            )
+        Climb(**{k: v for k, v in self.ceiling.items() if k in climb})  # checks them
+        merged = {k: v for k, v in self.common.items() if k in _CEILING_FIELDS}
+        merged.update(self.ceiling)
+        if "generator" not in merged:
+            raise ConfigError("ceiling: names no generator (in ceiling or common)")
+        return merged
 
     def settings_for(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """EvolveConfig fields of a configuration's cells (without target, seed and out)."""
@@ -128,6 +165,10 @@ class Cell:
     settings: tuple[tuple[str, Any], ...]
 
     @property
+    def is_ceiling(self) -> bool:
+        return self.label == CEILING
+
+    @property
     def key(self) -> tuple[str, str, int]:
         return (self.label, self.target, self.seed)
 
@@ -143,10 +184,15 @@ class Cell:
 
 
 def cells(config: SweepConfig) -> list[Cell]:
-    """Every cell, configuration by configuration, target by target, seed by seed."""
+    """Every cell, configuration by configuration (the ceiling last), target by target,
+    seed by seed."""
+    grid = [(c["label"], config.settings_for(c)) for c in config.configurations]
+    ceiling = config.ceiling_settings()
+    if ceiling is not None:
+        grid.append((CEILING, ceiling))
     return [
-        Cell(c["label"], target, seed, tuple(sorted(config.settings_for(c).items())))
-        for c in config.configurations
+        Cell(label, target, seed, tuple(sorted(settings.items())))
+        for label, settings in grid
         for target in config.targets
         for seed in config.seeds
     ]
@@ -198,10 +244,13 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
     key = {"label": cell.label, "target": cell.target, "seed": cell.seed,
            "settings": dict(cell.settings)}  # fmt: skip
     try:
-        config = evolve.EvolveConfig(
-            target=cell.target, seed=cell.seed, out=str(folder), **dict(cell.settings)
-        )
-        summary = evolve.run(evolve.prepare(config))
+        if cell.is_ceiling:
+            summary = _ceiling(cell)
+        else:
+            config = evolve.EvolveConfig(
+                target=cell.target, seed=cell.seed, out=str(folder), **dict(cell.settings)
+            )
+            summary = evolve.run(evolve.prepare(config))
     except Exception as exc:  # one bad cell must not end a long sweep: its line says why
         return {**key, "error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -210,6 +259,19 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
     if scratch is not None:
         summary.pop("data_file", None)
     return {**key, **summary}
+
+
+def _ceiling(cell: Cell) -> dict[str, Any]:
+    """A ceiling cell's summary (noiseless: the optimizer and noise are the evolutions')."""
+    from simulator import evolve
+    from simulator.ceiling import Climb, ceiling
+
+    settings = dict(cell.settings)
+    climb = Climb(**{f.name: settings.pop(f.name) for f in fields(Climb) if f.name in settings})
+    config = evolve.EvolveConfig(  # no search, no file: optimizer and out go unused
+        target=cell.target, seed=cell.seed, out="", optimizer="none", **settings
+    )
+    return ceiling(config, climb)
 
 
 Runner = Callable[[list[Cell], Path, bool], Iterator[dict[str, Any]]]
@@ -319,23 +381,27 @@ def _sweep(
 
 def report(config: SweepConfig, out: Path, baseline: str | None = None) -> str:
     """Per configuration: cells done, and the median over them of the best noiseless
-    activation, of its ratio to the best reference image and (``baseline``: a label) of
-    its ratio to the baseline's best on the same target and seed."""
+    activation, of its ratio to the best reference image, (``baseline``: a label) of its
+    ratio to the baseline's best on the same target and seed, and (with a ``ceiling``) of
+    its ratio to the white-box ceiling there."""
     rows = list(latest(config, out).values())
-    base = {(r["target"], r["seed"]): r["best_activation"] for r in rows
-            if r["label"] == baseline}  # fmt: skip
+    against = [label for label in (baseline, CEILING if config.ceiling is not None else None)
+               if label]  # fmt: skip
+    bests = {label: {(r["target"], r["seed"]): r["best_activation"] for r in rows
+                     if r["label"] == label} for label in against}  # fmt: skip
     header = "| configuration | cells | median best activation | median best / best natural |"
-    lines = [header + (f" median best / {baseline}'s |" if baseline else ""),
-             "|---|---|---|---|" + ("---|" if baseline else "")]  # fmt: skip
+    lines = [header + "".join(f" median best / {label}'s |" for label in against),
+             "|---|---|---|---|" + "---|" * len(against)]  # fmt: skip
     total = len(config.targets) * len(config.seeds)
-    for configuration in config.configurations:
-        mine = [r for r in rows if r["label"] == configuration["label"]]
+    labels = [c["label"] for c in config.configurations]
+    for label in labels + ([CEILING] if config.ceiling is not None else []):
+        mine = [r for r in rows if r["label"] == label]
         best = [r["best_activation"] for r in mine]
         natural = [r["best_activation"] / r["best_reference"] for r in mine
                    if r.get("best_reference")]  # fmt: skip
-        line = (f"| {configuration['label']} | {len(mine)}/{total} | {_median(best)} | "
-                f"{_median(natural)} |")  # fmt: skip
-        if baseline:
+        line = f"| {label} | {len(mine)}/{total} | {_median(best)} | {_median(natural)} |"
+        for other in against:
+            base = bests[other]
             paired = [r["best_activation"] / base[r["target"], r["seed"]] for r in mine
                       if base.get((r["target"], r["seed"]))]  # fmt: skip
             line += f" {_median(paired)} |"

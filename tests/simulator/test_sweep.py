@@ -125,6 +125,10 @@ def test_kept_runs_hold_their_session_files(tmp_path):
         ({"seeds": [0, 0]}, "seeds: Value error, must not repeat an entry"),
         ({"configurations": [{"label": "../up", "optimizer": "ga"}]},
          "a label of letters, digits and ._+-"),
+        ({"configurations": [{"label": "white-box", "optimizer": "ga"}]},
+         "'white-box' is the ceiling's label"),
+        ({"ceiling": {"budget": 5}}, "ceiling: unknown setting(s) budget"),
+        ({"ceiling": {"steps": 0}}, "ceiling: steps must be a whole number of at least 1"),
     ],
 )
 def test_a_wrong_grid_is_one_line_and_runs_nothing(tmp_path, changes, message):
@@ -134,6 +138,29 @@ def test_a_wrong_grid_is_one_line_and_runs_nothing(tmp_path, changes, message):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("xdream sweep: error: sweep config ")
     assert message in line and not out.exists()
+
+
+def test_the_white_box_ceiling_runs_beside_the_grid_and_every_row_is_held_against_it(
+    tmp_path,
+):
+    """Adam through generator and network: far above what one generation of the GA finds,
+    and the report's last column holds each configuration against it."""
+    out = tmp_path / "out"
+    config = grid(tmp_path, targets=TARGETS[:1], ceiling={"steps": 30, "starts": 2},
+                  configurations=[{"label": "ga", "optimizer": "ga"}])  # fmt: skip
+    proc = xdream("sweep", config, "--out", str(out), "--workers", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["label"]: r for r in lines(out)}
+    ceiling, ga = rows["white-box"], rows["ga"]
+    assert ceiling["kind"] == "white_box" and ceiling["steps"] == 30
+    assert ceiling["settings"]["generator"] == "pixel" and "budget" not in ceiling["settings"]
+    assert ceiling["best_activation"] > ga["best_activation"]
+    assert ceiling["best_reference"] == ga["best_reference"]  # the same 10 natural crops
+    table = proc.stdout.splitlines()
+    assert table[0].endswith(" median best / white-box's |")
+    ratio = ga["best_activation"] / ceiling["best_activation"]
+    assert table[2].startswith("| ga | 1/1 |") and table[2].endswith(f"| {ratio:.3f} |")
+    assert table[3].startswith("| white-box | 1/1 |") and table[3].endswith("| 1.000 |")
 
 
 def test_cells_run_as_tasks_on_a_local_ray_instance(tmp_path):
