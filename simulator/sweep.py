@@ -168,6 +168,11 @@ class Cell:
     def is_ceiling(self) -> bool:
         return self.label == CEILING
 
+    def identity(self) -> dict[str, Any]:
+        """What every line of this cell begins with: its key and the settings it ran with."""
+        return {"label": self.label, "target": self.target, "seed": self.seed,
+                "settings": dict(self.settings)}  # fmt: skip
+
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.label, self.target, self.seed)
@@ -241,8 +246,7 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="xdream-sweep-"))
     folder = cell.folder(Path(out)) if scratch is None else scratch / "run"
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted run left
-    key = {"label": cell.label, "target": cell.target, "seed": cell.seed,
-           "settings": dict(cell.settings)}  # fmt: skip
+    key = cell.identity()
     try:
         if cell.is_ceiling:
             summary = _ceiling(cell)
@@ -293,8 +297,7 @@ def on_local_pool(workers: int) -> Runner:
                 try:
                     yield future.result()
                 except BrokenProcessPool:  # a worker died (killed, out of memory): say so
-                    cell = futures[future]
-                    yield {"label": cell.label, "target": cell.target, "seed": cell.seed,
+                    yield {**futures[future].identity(),
                            "error": "BrokenProcessPool: a worker died during this cell or "
                            "beside it (killed, or out of memory)"}  # fmt: skip
         finally:  # Ctrl-C or an error here: queued cells are not run for nothing
