@@ -273,6 +273,7 @@ def test_two_threads_are_made_in_the_form_and_shown_side_by_side(tmp_path, brows
             expect(cards.nth(1)).to_contain_text("the GA")
             expect(cards.nth(1)).to_contain_text("fourier + ga · 8 images")
             expect(cards.nth(0)).to_contain_text("12 images")
+            expect(page.locator(".curve-head")).to_contain_text("Per generation (thread 0)")
             page.wait_for_function(
                 "[...document.querySelectorAll('#threads svg')]"
                 ".every(s => Number(s.dataset.generations) >= 3)"

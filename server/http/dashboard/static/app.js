@@ -518,6 +518,9 @@ function renderSession(s, latency) {
     : `Paused by ${by}. Nothing is on the rig: the animal can rest. Resume goes on with the ` +
       (s.pause_reason && s.pause_reason !== "operator" ? "held generation." : "next generation.");
   const many = (s.threads || []).length > 1;
+  // With several threads, the large views are thread 0's (the cards below show each).
+  const first = many ? ` (${s.threads[0].name || "thread 0"})` : "";
+  for (const node of document.querySelectorAll(".of-thread")) node.textContent = first;
   $("session-info").textContent =
     (many ? `${s.id} · ${s.threads.length} threads (below)` :
       `${s.id} · ${s.generator} + ${s.optimizer} · ${s.population} images per generation` +
