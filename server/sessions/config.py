@@ -34,6 +34,13 @@ ServerPath = Annotated[str, Field(min_length=1, max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 #: One channel's weight in the score: finite, and small enough that a sum cannot overflow.
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+#: The settings a session and a thread of it may set alike.
+Population = Annotated[int, Field(ge=2, le=MAX_POPULATION)]
+OptimizerSettings = Annotated[dict[Name, Any], Field(max_length=32)]
+Channels = Annotated[
+    list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)
+]
+ChannelWeights = Annotated[list[Weight], Field(max_length=4096)]
 
 
 #: Most threads a session runs: each shows a whole population in every block.
@@ -58,14 +65,11 @@ class ThreadConfig(BaseModel):
     generator: Name | None = None
     weights: ServerPath | None = None
     optimizer: Name | None = None
-    population: Annotated[int, Field(ge=2, le=MAX_POPULATION)] | None = None
-    settings: Annotated[dict[Name, Any], Field(max_length=32)] | None = None
+    population: Population | None = None
+    settings: OptimizerSettings | None = None
     objective: Objective | None = None
-    channels: (
-        Annotated[list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)]
-        | None
-    ) = None
-    channel_weights: Annotated[list[Weight], Field(max_length=4096)] | None = None
+    channels: Channels | None = None
+    channel_weights: ChannelWeights | None = None
     init_images: ServerPath | None = None
 
 
@@ -97,10 +101,10 @@ class SessionConfig(BaseModel):
     image_size: Annotated[int, Field(ge=8, le=4096)] | None = None
     #: None = the benchmark winner (``cmaes``).
     optimizer: Name | None = None
-    population: Annotated[int, Field(ge=2, le=MAX_POPULATION)] | None = None
+    population: Population | None = None
     #: Further optimizer settings, e.g. ``{"sigma0": 2.0}``; checked by the optimizer's own
     #: settings class when the session is created.
-    settings: Annotated[dict[Name, Any], Field(max_length=32)] = Field(default_factory=dict)
+    settings: OptimizerSettings = Field(default_factory=dict)
     #: Seeds the optimizer and the reference crops (numpy takes 0 .. 2**32 - 1).
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     #: Stop after this many evolved images ...
@@ -109,10 +113,8 @@ class SessionConfig(BaseModel):
     generations: Annotated[int, Field(ge=1, le=100_000)] | None = None
     #: Recorded channels whose counts make the score, and how: their mean, or with
     #: ``weights`` their weighted sum (the ``mean`` objective; ``objective`` for others).
-    channels: Annotated[
-        list[Annotated[int, Field(ge=0, le=4095)]], Field(min_length=1, max_length=4096)
-    ] = [0]
-    channel_weights: Annotated[list[Weight], Field(max_length=4096)] | None = None
+    channels: Channels = [0]
+    channel_weights: ChannelWeights | None = None
     #: What the score is (server/engine/objectives.py): raise or lower a mean, selectivity,
     #: a target pattern, sparseness. None = the mean of ``channels`` (give one or the other).
     objective: Objective | None = None

@@ -103,8 +103,7 @@ class EndedSession:
     id: str
     state: SessionState
     config: SessionConfig
-    history: History
-    #: Each thread's history (the first is ``history``).
+    #: Each thread's history.
     histories: list[History]
     warnings: Warnings
     alarms: Alarms
@@ -115,11 +114,15 @@ class EndedSession:
     @classmethod
     def of(cls, session: Session) -> EndedSession:
         return cls(
-            session.id, session.state, session.config, session.history,
-            [t.history for t in session.threads], session.warnings,
+            session.id, session.state, session.config, session.histories, session.warnings,
             session.alarms, session.progress, session.notes,
             {**session.summary(), "current": None},
         )  # fmt: skip
+
+    @property
+    def history(self) -> History:
+        """Thread 0's history (the session's, with one thread)."""
+        return self.histories[0]
 
     def summary(self) -> dict[str, Any]:
         return dict(self.last_summary)

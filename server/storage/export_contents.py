@@ -23,7 +23,7 @@ import numpy as np
 from protocol.errors import ConfigError
 from protocol.messages import PresentationParams
 from server import __version__
-from server.storage.records import Event, evolved_id
+from server.storage.records import Event, evolved_id, thread_of
 from server.storage.rows import FRAME_COLUMNS
 from server.storage.session_file import SessionFile
 from server.storage.tables import thread_path
@@ -202,16 +202,6 @@ class ImageCatalog:
                 for k in range(len(refs))
             ]  # fmt: skip
         return out
-
-
-_THREAD_ID = re.compile(r"g\d+-t(\d+)-e\d+")
-
-
-def thread_of(stimulus_id: str) -> int:
-    """The thread a stimulus id's image is of (0 for references, and in one-thread
-    sessions)."""
-    found = _THREAD_ID.fullmatch(stimulus_id)
-    return int(found.group(1)) if found else 0
 
 
 # -- the tables ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,16 @@ def evolved_marker(thread: int, threads: int) -> str:
 def evolved_id(generation: int, index: int, thread: int, threads: int) -> str:
     """The stimulus id of image ``index`` of ``thread``'s ``generation``."""
     return f"g{generation}{evolved_marker(thread, threads)}{index}"
+
+
+_THREAD_ID = re.compile(r"g\d+-t(\d+)-e\d+")
+
+
+def thread_of(stimulus_id: str) -> int:
+    """The thread whose image a stimulus id names (0 for references, and in one-thread
+    sessions): the inverse of :func:`evolved_id`'s thread."""
+    found = _THREAD_ID.fullmatch(stimulus_id)
+    return int(found.group(1)) if found else 0
 
 
 @dataclass
