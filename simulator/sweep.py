@@ -34,6 +34,8 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -307,8 +309,18 @@ def on_local_pool(workers: int) -> Runner:
 
 
 def _worker() -> None:
-    """A pool worker leaves Ctrl-C to the sweep's own process, which stops the pool."""
+    """A pool worker leaves Ctrl-C to the sweep's own process, which stops the pool, and
+    ends when that process is gone (killed, so it could not stop the pool): else it would
+    run its cell on, unseen, taking a core from whatever runs next."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """Exit this process once ``parent`` is no longer its parent."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def on_ray(address: str) -> Runner:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -169,3 +171,32 @@ def test_cells_run_as_tasks_on_a_local_ray_instance(tmp_path):
     proc = xdream("sweep", config, "--out", str(out), "--ray", "local", "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(r["target"] for r in lines(out)) == sorted(TARGETS)
+
+
+# A pool worker outlives a killed sweep by at most a second or two (it polls its parent).
+_KILLED_SWEEP = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from simulator import sweep
+pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=sweep._worker)
+print(pool.submit(os.getpid).result(), flush=True)
+pool.submit(time.sleep, 120)
+time.sleep(0.5)
+os._exit(9)  # as SIGKILL would: no pool shutdown
+"""
+
+
+def test_a_killed_sweep_leaves_no_worker_running():
+    done = subprocess.run([sys.executable, "-c", _KILLED_SWEEP], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, 9)
+    pytest.fail("the pool worker ran on after its sweep was killed")
