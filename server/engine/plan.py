@@ -144,7 +144,14 @@ def plan_run(
     budget = budget if budget is not None or generations is not None else DEFAULT_BUDGET
     with blame("optimizer" if optimizer else "settings"):
         built = make_optimizer(
-            name, generator.code_dim, seed, generator.name, budget, generations, **overrides
+            name,
+            generator.code_dim,
+            seed,
+            generator.name,
+            budget,
+            generations,
+            generator.code_frequencies(),
+            **overrides,
         )
     length = generations or (budget or 0) // built.population
     if length < 1:

@@ -136,6 +136,9 @@ class PooledGenerator:
     def device(self) -> torch.device:
         return self._shared.generator.device
 
+    def code_frequencies(self) -> np.ndarray | None:
+        return self._shared.generator.code_frequencies()
+
     def generate(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes)
         generator = self._shared.generator

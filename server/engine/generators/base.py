@@ -68,6 +68,12 @@ class Generator(ABC):
     def code_dim(self) -> int:
         return math.prod(self.code_shape)
 
+    def code_frequencies(self) -> np.ndarray | None:
+        """The spatial frequency (cycles per image) each code coordinate stands for, or
+        None where codes have no such order (pixels, DeePSiM). A search can use it to go
+        coarse to fine (CMA-ES's ``band_start``)."""
+        return None
+
     @abstractmethod
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         """Map ``(n, code_dim)`` float codes to ``(n, 3, native, native)`` RGB in [0, 255]."""

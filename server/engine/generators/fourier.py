@@ -50,11 +50,18 @@ class FourierGenerator(Generator):
         fy = np.fft.fftfreq(resolution)[:, None]
         fx = np.fft.rfftfreq(resolution)[None, :]
         freq = np.sqrt(fx**2 + fy**2)
+        #: Cycles per image of every code coordinate (the constant term counts as 1).
+        self._cycles = np.broadcast_to(
+            np.maximum(freq * resolution, 1.0)[None, :, :, None], self.code_shape
+        ).reshape(-1)
         scale = 1.0 / np.maximum(freq, 1.0 / resolution) ** decay
         self._scale = torch.as_tensor(scale, dtype=torch.float32, device=self.device)
         self._colour = torch.as_tensor(_COLOUR_SQRT, device=self.device)
         self._gain = 1.0
         self._gain = 1.0 / float(self._logits(self._calibration_codes()).std())
+
+    def code_frequencies(self) -> np.ndarray:
+        return self._cycles.copy()
 
     def _calibration_codes(self) -> torch.Tensor:
         rng = torch.Generator().manual_seed(0)

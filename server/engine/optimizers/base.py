@@ -124,6 +124,12 @@ class Optimizer(ABC):
             raise ConfigError("an optimizer starts from codes only before its first generation")
         self._start_from(codes)
 
+    def use_code_frequencies(self, frequencies: np.ndarray | None) -> None:
+        """Learn what spatial frequency each code coordinate stands for (the generator's
+        :meth:`~server.engine.generators.base.Generator.code_frequencies`; None: codes
+        without one). Searches that go coarse to fine keep it; the rest ignore it."""
+        return None
+
     def _start_from(self, codes: np.ndarray) -> None:
         raise ConfigError(f"optimizer {self.name} cannot start from images")
 

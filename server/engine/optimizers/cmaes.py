@@ -44,6 +44,14 @@ class CMASettings(Settings):
     #: Started from codes (images): at their ``mean``, or at the ``best`` of them, which
     #: takes one generation that shows the codes themselves to find it.
     seeds: str = "best"
+    #: Coarse to fine: steps start on spatial frequencies up to ``band_start`` cycles per
+    #: image (0: the whole code from the first generation) and the band widens
+    #: geometrically to the code's highest frequency over the first ``band_growth`` of the
+    #: horizon. Above the band a coordinate's step shrinks as (band / frequency) **
+    #: ``band_rolloff``. Needs a generator whose codes have frequencies (``fourier``).
+    band_start: float = 0.0
+    band_growth: float = 0.6
+    band_rolloff: float = 2.0
 
     def check(self) -> None:
         if self.sigma0 <= 0 or self.sigma_end <= 0:
@@ -56,6 +64,11 @@ class CMASettings(Settings):
             raise ConfigError(f"start must be 'zeros' or 'random', got {self.start!r}")
         if self.seeds not in ("mean", "best"):
             raise ConfigError(f"seeds must be 'mean' or 'best', got {self.seeds!r}")
+        if self.band_start < 0 or not 0 < self.band_growth <= 1 or self.band_rolloff <= 0:
+            raise ConfigError(
+                "band_start must be at least 0, band_growth in (0, 1] and band_rolloff "
+                "positive"
+            )
 
 
 def recombination_weights(n: int) -> np.ndarray:
@@ -92,6 +105,33 @@ class _CMABase(Optimizer):
         self.p_c = np.zeros(d)
         #: Codes to show as the first generation, whose best becomes the mean (seeds=best).
         self.seed_codes: np.ndarray | None = None
+        #: Cycles per image of each coordinate, for the coarse-to-fine band.
+        self.frequencies: np.ndarray | None = None
+
+    def use_code_frequencies(self, frequencies: np.ndarray | None) -> None:
+        if self.settings.band_start <= 0:
+            return
+        if frequencies is None:
+            raise ConfigError(
+                "band_start (coarse to fine) needs a generator whose codes have spatial "
+                "frequencies, such as fourier; set band_start to 0 for this one",
+                field="settings",
+            )
+        frequencies = np.asarray(frequencies, dtype=np.float64)
+        if frequencies.shape != (self.dim,) or not (frequencies > 0).all():
+            raise ConfigError(f"code frequencies must be {self.dim} positive numbers")
+        self.frequencies = frequencies
+
+    def _band(self) -> np.ndarray | float:
+        """Each coordinate's step factor this generation: 1 inside the band, less above."""
+        s = self.settings
+        if self.frequencies is None:
+            return 1.0
+        top = float(self.frequencies.max())
+        start = min(s.band_start, top)
+        progress = min(1.0, self.generation / max(1.0, s.band_growth * s.horizon))
+        band = start * (top / start) ** progress
+        return np.minimum(1.0, band / self.frequencies) ** s.band_rolloff
 
     def _start_from(self, codes: np.ndarray) -> None:
         self.mean = codes.mean(axis=0)
@@ -118,7 +158,7 @@ class _CMABase(Optimizer):
     def _ask(self) -> np.ndarray:
         seeds = self.seed_codes if self.seed_codes is not None else np.zeros((0, self.dim))
         z = self.rng.standard_normal((self.population - len(seeds), self.dim))
-        return np.concatenate([seeds, self.mean + self.sigma * self._colour(z)])
+        return np.concatenate([seeds, self.mean + self.sigma * self._colour(z) * self._band()])
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         valid = valid_mask(scores)
@@ -134,9 +174,13 @@ class _CMABase(Optimizer):
         w = recombination_weights(int(valid.sum()))
         mu_eff = 1.0 / float(np.sum(w**2))
         y = (codes[valid][order[: len(w)]] - self.mean) / self.sigma
+        self.mean = self.mean + self.sigma * (w @ y)
+        # The paths and the covariance learn from the steps as if the band were not there
+        # (it is a schedule, not something learnt), so a coordinate's variance is not
+        # taken for small while the band holds it back.
+        y = y / self._band()
         y_w = w @ y
         z_w = self._whiten(y_w[None])[0]
-        self.mean = self.mean + self.sigma * y_w
         cs, cc = self.c_sigma, self.c_c
         self.p_sigma = (1 - cs) * self.p_sigma + math.sqrt(cs * (2 - cs) * mu_eff) * z_w
         norm_ps = float(np.linalg.norm(self.p_sigma))
@@ -155,11 +199,17 @@ class _CMABase(Optimizer):
         state = {"mean": self.mean, "sigma": self.sigma, "p_sigma": self.p_sigma, "p_c": self.p_c}
         if self.seed_codes is not None:
             state["seed_codes"] = self.seed_codes
+        if self.frequencies is not None:
+            state["frequencies"] = self.frequencies
         return state
 
     def _load_state(self, state: State) -> None:
         seeds = state.get("seed_codes")
         self.seed_codes = None if seeds is None else np.array(seeds, dtype=np.float64)
+        frequencies = state.get("frequencies")
+        self.frequencies = (
+            None if frequencies is None else np.array(frequencies, dtype=np.float64)
+        )
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.sigma = float(state["sigma"])
         self.p_sigma = np.array(state["p_sigma"], dtype=np.float64)

@@ -232,6 +232,24 @@ def test_fourier_spectrum_falls_with_frequency():
     assert _low_high_power_ratio(flat.generate(codes_for(flat, n, seed=7))) < 3
 
 
+def test_fourier_code_frequencies_are_what_the_image_shows():
+    """A code with one coordinate set draws a grating at that coordinate's frequency."""
+    gen = make_generator("fourier", resolution=32, device="cpu")
+    cycles = gen.code_frequencies()
+    assert cycles.shape == (gen.code_dim,) and cycles.min() == 1.0
+    assert cycles.max() == pytest.approx(16 * np.sqrt(2))
+    for index in (np.flatnonzero(cycles == 3.0)[0], np.flatnonzero(cycles == 5.0)[-1]):
+        code = torch.zeros(1, gen.code_dim)
+        code[0, index] = 20.0
+        with torch.no_grad():
+            grey = gen.render(code)[0].mean(0).numpy()
+        power = np.abs(np.fft.fft2(grey - grey.mean()))
+        ky, kx = np.unravel_index(power.argmax(), power.shape)
+        shown = np.hypot(min(ky, 32 - ky), min(kx, 32 - kx))
+        assert shown == pytest.approx(cycles[index])
+    assert make_generator("pixel", device="cpu").code_frequencies() is None
+
+
 def test_fourier_gain_calibrated_to_unit_logit_std():
     """N(0, 1) codes give pre-sigmoid pixels of about unit std, for any resolution/decay."""
     for kwargs in ({}, {"resolution": 16, "decay": 2.0}):

@@ -123,16 +123,19 @@ def test_budget_sets_the_schedule_horizon():
 
 
 def test_presets_per_generator():
-    tuned = make_optimizer("cmaes", DIM, generator="fourier", budget=3000).settings
+    tuned = make_optimizer("cmaes", DIM, generator="pixel", budget=3000).settings
     assert (tuned.population, tuned.step_size, tuned.sigma0, tuned.sigma_end) == (
         40,
         "decay",
         1.0,
         0.1,
     )
-    assert tuned.horizon == 75
-    assert make_optimizer("cmaes", DIM, generator="fourier", population=20).population == 20
+    assert tuned.horizon == 75 and tuned.band_start == 0
+    fourier = make_optimizer("cmaes", DIM, generator="fourier", frequencies=np.ones(DIM))
+    assert (fourier.settings.sigma0, fourier.settings.band_start) == (3.0, 2.0)
+    assert make_optimizer("cmaes", DIM, generator="pixel", population=20).population == 20
     assert make_optimizer("cmaes-chol", DIM, generator="fc6").settings.sigma0 == 3.0
+    assert make_optimizer("cmaes-chol", DIM, generator="fourier").settings.band_start == 0
     assert make_optimizer("cmaes", DIM).settings.step_size == "csa"  # textbook without preset
 
 
