@@ -79,6 +79,7 @@ def run_one(
         seed=seed,
         generator=config["generator"],
         budget=budget,
+        frequencies=generator.code_frequencies(),
         **config["settings"],
     )
     engine = Engine(generator, optimizer)

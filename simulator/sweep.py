@@ -238,6 +238,10 @@ def to_do(config: SweepConfig, out: Path) -> list[Cell]:
     return [cell for cell in cells(config) if cell.key not in done]
 
 
+#: A worker's scratch folders in use (removed by its parent watch if the sweep dies).
+_SCRATCH: set[Path] = set()
+
+
 def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, Any]:
     """Run one cell (in a worker): its summary line, or its error."""
     import torch
@@ -246,6 +250,8 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
 
     torch.set_num_threads(torch_threads)
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="xdream-sweep-"))
+    if scratch is not None:
+        _SCRATCH.add(scratch)
     folder = cell.folder(Path(out)) if scratch is None else scratch / "run"
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted run left
     key = cell.identity()
@@ -262,6 +268,7 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            _SCRATCH.discard(scratch)
     if scratch is not None:
         summary.pop("data_file", None)
     return {**key, **summary}
@@ -292,7 +299,9 @@ def on_local_pool(workers: int) -> Runner:
             return
         n = min(workers, len(todo))
         threads = max(1, (os.cpu_count() or 1) // n)
-        pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_worker)
+        pool = ProcessPoolExecutor(
+            n, mp_context=get_context("spawn"), initializer=_worker, initargs=(os.getpid(),)
+        )
         try:
             futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
             for future in as_completed(futures):
@@ -308,18 +317,21 @@ def on_local_pool(workers: int) -> Runner:
     return run
 
 
-def _worker() -> None:
-    """A pool worker leaves Ctrl-C to the sweep's own process, which stops the pool, and
-    ends when that process is gone (killed, so it could not stop the pool): else it would
-    run its cell on, unseen, taking a core from whatever runs next."""
+def _worker(sweep: int) -> None:
+    """A pool worker leaves Ctrl-C to the ``sweep``'s own process, which stops the pool,
+    and ends when that process is gone (killed, so it could not stop the pool): else it
+    would run its cell on, unseen, taking a core from whatever runs next."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(sweep,), daemon=True).start()
 
 
 def _exit_with(parent: int, every: float = 1.0) -> None:
-    """Exit this process once ``parent`` is no longer its parent."""
+    """Exit this process, its scratch folders removed, once ``parent`` is not its parent
+    (also when the sweep died before this worker started watching)."""
     while os.getppid() == parent:
         time.sleep(every)
+    for scratch in list(_SCRATCH):
+        shutil.rmtree(scratch, ignore_errors=True)
     os._exit(1)
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,30 +174,60 @@ def test_cells_run_as_tasks_on_a_local_ray_instance(tmp_path):
     assert sorted(r["target"] for r in lines(out)) == sorted(TARGETS)
 
 
-# A pool worker outlives a killed sweep by at most a second or two (it polls its parent).
+# A pool worker outlives a killed sweep by a second or two (it polls its parent), and
+# takes its scratch folder with it.
+_BUSY = """
+import time
+from pathlib import Path
+from simulator import sweep
+
+def busy(scratch: str) -> None:
+    Path(scratch).mkdir()
+    sweep._SCRATCH.add(Path(scratch))
+    (Path(scratch).parent / "busy").touch()
+    time.sleep(120)
+"""
 _KILLED_SWEEP = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from simulator import sweep
-pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=sweep._worker)
+import busy
+pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=sweep._worker,
+                           initargs=(os.getpid(),))
 print(pool.submit(os.getpid).result(), flush=True)
-pool.submit(time.sleep, 120)
-time.sleep(0.5)
+pool.submit(busy.busy, sys.argv[1])
+while not (Path(sys.argv[1]).parent / "busy").exists():
+    time.sleep(0.05)
 os._exit(9)  # as SIGKILL would: no pool shutdown
 """
 
 
-def test_a_killed_sweep_leaves_no_worker_running():
-    done = subprocess.run([sys.executable, "-c", _KILLED_SWEEP], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
-    worker = int(done.stdout.split()[0])
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(worker, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(worker, 9)
-    pytest.fail("the pool worker ran on after its sweep was killed")
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (where nothing reaps the dead, they linger)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_a_killed_sweep_leaves_no_worker_running(tmp_path):
+    (tmp_path / "busy.py").write_text(_BUSY)
+    scratch = tmp_path / "scratch"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    owner = subprocess.Popen([sys.executable, "-c", _KILLED_SWEEP, str(scratch)],
+                             stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    worker = int(owner.stdout.readline())
+    try:
+        assert owner.wait(timeout=60) == 9
+        deadline = time.monotonic() + 15
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(worker), "the pool worker ran on after its sweep was killed"
+        assert not scratch.exists()
+    finally:
+        if _running(worker):
+            os.kill(worker, 9)
+        owner.stdout.close()

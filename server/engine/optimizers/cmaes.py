@@ -64,10 +64,11 @@ class CMASettings(Settings):
             raise ConfigError(f"start must be 'zeros' or 'random', got {self.start!r}")
         if self.seeds not in ("mean", "best"):
             raise ConfigError(f"seeds must be 'mean' or 'best', got {self.seeds!r}")
-        if self.band_start < 0 or not 0 < self.band_growth <= 1 or self.band_rolloff <= 0:
+        band_ok = 0 < self.band_growth <= 1 and 0 < self.band_rolloff <= 8
+        if self.band_start < 0 or not band_ok:
             raise ConfigError(
-                "band_start must be at least 0, band_growth in (0, 1] and band_rolloff "
-                "positive"
+                "band_start must be at least 0, band_growth in (0, 1] and band_rolloff in "
+                "(0, 8]"
             )
 
 
@@ -113,8 +114,9 @@ class _CMABase(Optimizer):
             return
         if frequencies is None:
             raise ConfigError(
-                "band_start (coarse to fine) needs a generator whose codes have spatial "
-                "frequencies, such as fourier; set band_start to 0 for this one",
+                "band_start (coarse to fine) needs the spatial frequency of every code "
+                "coordinate (Generator.code_frequencies: fourier codes have them, pixel "
+                "and DeePSiM codes do not); set band_start to 0 for this generator",
                 field="settings",
             )
         frequencies = np.asarray(frequencies, dtype=np.float64)
@@ -126,6 +128,8 @@ class _CMABase(Optimizer):
         """Each coordinate's step factor this generation: 1 inside the band, less above."""
         s = self.settings
         if self.frequencies is None:
+            if s.band_start > 0:  # built directly, or restored from a state without them
+                raise ConfigError("band_start is set but no code frequencies were given")
             return 1.0
         top = float(self.frequencies.max())
         start = min(s.band_start, top)
@@ -207,9 +211,13 @@ class _CMABase(Optimizer):
         seeds = state.get("seed_codes")
         self.seed_codes = None if seeds is None else np.array(seeds, dtype=np.float64)
         frequencies = state.get("frequencies")
+        if (frequencies is None) != (self.settings.band_start <= 0):
+            raise ValueError("code frequencies are saved exactly when band_start is set")
         self.frequencies = (
             None if frequencies is None else np.array(frequencies, dtype=np.float64)
         )
+        if self.frequencies is not None and self.frequencies.shape != (self.dim,):
+            raise ValueError(f"code frequencies must be {self.dim} numbers")
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.sigma = float(state["sigma"])
         self.p_sigma = np.array(state["p_sigma"], dtype=np.float64)

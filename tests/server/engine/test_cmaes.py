@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from protocol.errors import ConfigError
-from server.engine.optimizers import make_optimizer
-from server.engine.optimizers.cmaes import CholeskyCMAES, recombination_weights
+from server.engine.optimizers import Optimizer, make_optimizer
+from server.engine.optimizers.base import OptimizerStateError
+from server.engine.optimizers.cmaes import CholeskyCMAES, SepCMAES, recombination_weights
 
 cma = pytest.importorskip("cma")
 
@@ -184,10 +185,21 @@ def test_a_banded_optimizer_restores_with_its_frequencies():
 
 
 def test_the_band_needs_code_frequencies():
-    with pytest.raises(ConfigError, match="spatial frequencies"):
+    with pytest.raises(ConfigError, match="spatial frequency of every code"):
         make_optimizer("cmaes", 12, band_start=2.0)
     with pytest.raises(ConfigError, match="12 positive"):
         make_optimizer("cmaes", 12, band_start=2.0, frequencies=np.ones(11))
     assert make_optimizer("cmaes", 12).frequencies is None  # off: no frequencies needed
     with pytest.raises(ConfigError, match="band_growth"):
         make_optimizer("cmaes", 12, band_growth=0.0)
+    with pytest.raises(ConfigError, match="band_rolloff"):  # (2 / 34) ** 500 underflows
+        make_optimizer("cmaes", 12, band_rolloff=500.0)
+    with pytest.raises(ConfigError, match="no code frequencies"):  # built around the plan
+        SepCMAES(12, band_start=2.0).ask()
+
+
+def test_a_saved_band_without_its_frequencies_is_refused():
+    state = banded(band_start=2.0).state_dict()
+    del state["_frequencies"]
+    with pytest.raises(OptimizerStateError, match="frequencies"):
+        Optimizer.from_state_dict(state)

@@ -23,7 +23,7 @@ def test_a_coarse_to_fine_search_gets_the_generators_frequencies():
 
 def test_coarse_to_fine_on_codes_without_frequencies_blames_the_settings():
     pixel = make_generator("pixel", device="cpu")
-    with pytest.raises(ConfigError, match="spatial frequencies") as caught:
+    with pytest.raises(ConfigError, match="spatial frequency of every code") as caught:
         plan_run(pixel, "cmaes", settings={"band_start": 2.0}, budget=400)
     assert caught.value.field == "settings"
     assert plan_run(pixel, "cmaes", budget=400).optimizer.frequencies is None
