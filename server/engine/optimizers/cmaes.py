@@ -52,6 +52,11 @@ class CMASettings(Settings):
     band_start: float = 0.0
     band_growth: float = 0.6
     band_rolloff: float = 2.0
+    #: The worst samples' pull on the mean: its step is the weighted best half minus
+    #: ``negative_weight`` times the worst half, weighted alike (0: the textbook positive
+    #: weights). With 1 every sample counts, as in NES, the step's signal doubles, and of
+    #: the random directions in it a part cancels.
+    negative_weight: float = 0.0
 
     def check(self) -> None:
         if self.sigma0 <= 0 or self.sigma_end <= 0:
@@ -64,6 +69,8 @@ class CMASettings(Settings):
             raise ConfigError(f"start must be 'zeros' or 'random', got {self.start!r}")
         if self.seeds not in ("mean", "best"):
             raise ConfigError(f"seeds must be 'mean' or 'best', got {self.seeds!r}")
+        if not 0 <= self.negative_weight <= 1:
+            raise ConfigError(f"negative_weight must be in [0, 1], got {self.negative_weight}")
         band_ok = 0 < self.band_growth <= 1 and 0 < self.band_rolloff <= 8
         if self.band_start < 0 or not band_ok:
             raise ConfigError(
@@ -178,7 +185,11 @@ class _CMABase(Optimizer):
         w = recombination_weights(int(valid.sum()))
         mu_eff = 1.0 / float(np.sum(w**2))
         y = (codes[valid][order[: len(w)]] - self.mean) / self.sigma
-        self.mean = self.mean + self.sigma * (w @ y)
+        step = w @ y
+        if self.settings.negative_weight > 0:  # the worst first, as the best are
+            worst = (codes[valid][order[::-1][: len(w)]] - self.mean) / self.sigma
+            step = step - self.settings.negative_weight * (w @ worst)
+        self.mean = self.mean + self.sigma * step
         # The paths and the covariance learn from the steps as if the band were not there
         # (it is a schedule, not something learnt), so a coordinate's variance is not
         # taken for small while the band holds it back.

@@ -133,6 +133,7 @@ def test_presets_per_generator():
     assert tuned.horizon == 75 and tuned.band_start == 0
     fourier = make_optimizer("cmaes", DIM, generator="fourier", frequencies=np.ones(DIM))
     assert (fourier.settings.sigma0, fourier.settings.band_start) == (3.0, 2.0)
+    assert fourier.settings.negative_weight == 1.0
     assert make_optimizer("cmaes", DIM, generator="pixel", population=20).population == 20
     assert make_optimizer("cmaes-chol", DIM, generator="fc6").settings.sigma0 == 3.0
     assert make_optimizer("cmaes-chol", DIM, generator="fourier").settings.band_start == 0
