@@ -9,6 +9,7 @@ ellipsoid, the Cholesky variant, which learns the covariance by rank-one updates
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -222,3 +223,18 @@ def test_negative_weights_move_the_mean_further_up_a_slope():
     assert wander_negative < 1.6 * wander  # the random part grows by about sqrt(2)
     with pytest.raises(ConfigError, match="negative_weight"):
         make_optimizer("cmaes", 10, negative_weight=1.5)
+
+
+def test_a_state_saved_before_negative_weights_restores_without_them():
+    """Settings saved by an older version lack negative_weight: the restored optimizer is
+    the textbook one it was, even though the fourier preset now sets 1."""
+    opt = make_optimizer("cmaes", 12, 4, population=10)
+    x = opt.ask()
+    opt.tell(x, -np.sum(x**2, axis=1))
+    state = opt.state_dict()
+    settings = json.loads(state["settings"])
+    del settings["negative_weight"], settings["band_start"]
+    state["settings"] = json.dumps(settings)
+    restored = Optimizer.from_state_dict(state)
+    assert restored.settings.negative_weight == 0 and restored.settings.band_start == 0
+    np.testing.assert_array_equal(restored.ask(), opt.ask())
