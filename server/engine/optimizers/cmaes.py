@@ -184,11 +184,11 @@ class _CMABase(Optimizer):
         order = np.argsort(-scores[valid], kind="stable")
         w = recombination_weights(int(valid.sum()))
         mu_eff = 1.0 / float(np.sum(w**2))
-        y = (codes[valid][order[: len(w)]] - self.mean) / self.sigma
+        ranked = (codes[valid][order] - self.mean) / self.sigma  # best first
+        y = ranked[: len(w)]
         step = w @ y
         if self.settings.negative_weight > 0:  # the worst first, as the best are
-            worst = (codes[valid][order[::-1][: len(w)]] - self.mean) / self.sigma
-            step = step - self.settings.negative_weight * (w @ worst)
+            step = step - self.settings.negative_weight * (w @ ranked[::-1][: len(w)])
         self.mean = self.mean + self.sigma * step
         # The paths and the covariance learn from the steps as if the band were not there
         # (it is a schedule, not something learnt), so a coordinate's variance is not
@@ -224,11 +224,8 @@ class _CMABase(Optimizer):
         frequencies = state.get("frequencies")
         if (frequencies is None) != (self.settings.band_start <= 0):
             raise ValueError("code frequencies are saved exactly when band_start is set")
-        self.frequencies = (
-            None if frequencies is None else np.array(frequencies, dtype=np.float64)
-        )
-        if self.frequencies is not None and self.frequencies.shape != (self.dim,):
-            raise ValueError(f"code frequencies must be {self.dim} numbers")
+        self.frequencies = None
+        self.use_code_frequencies(frequencies)  # its checks (a ConfigError is a ValueError)
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.sigma = float(state["sigma"])
         self.p_sigma = np.array(state["p_sigma"], dtype=np.float64)

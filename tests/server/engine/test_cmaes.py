@@ -201,6 +201,9 @@ def test_the_band_needs_code_frequencies():
 
 def test_a_saved_band_without_its_frequencies_is_refused():
     state = banded(band_start=2.0).state_dict()
+    state["_frequencies"] = np.ones(399)
+    with pytest.raises(OptimizerStateError, match="400 positive"):
+        Optimizer.from_state_dict(state)
     del state["_frequencies"]
     with pytest.raises(OptimizerStateError, match="frequencies"):
         Optimizer.from_state_dict(state)
