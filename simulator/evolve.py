@@ -229,6 +229,8 @@ def run(
         # Noiseless mean response per channel, first and last generation.
         "first_channel_means": pictures.channel_means[0].tolist(),
         "last_channel_means": pictures.channel_means[-1].tolist(),
+        # The best noiseless score of each generation: the run's learning curve.
+        "generation_maxima": [round(m, 6) for m in pictures.true_maxima],
         "inversion": _inverted(prepared),
         "data_file": str(out / "session.h5"),
     }

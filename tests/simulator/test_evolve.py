@@ -129,6 +129,11 @@ def test_noisy_run_with_repeats(tmp_path):
     assert not np.allclose(observed, true)
     expected = np.maximum(true, 0) * scale * 2
     assert abs(spikes.sum() - expected.sum()) < 4 * np.sqrt(expected.sum())
+    # the learning curve is the noiseless one: each generation's best true activation
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    per_generation = true.reshape(summary["generations"], -1).max(axis=1)
+    np.testing.assert_allclose(summary["generation_maxima"], per_generation, atol=1e-5)
+    assert max(summary["generation_maxima"]) == pytest.approx(summary["best_activation"], abs=1e-5)
 
 
 def test_an_objective_over_several_units_recorded_in_one_pass(tmp_path):
