@@ -697,6 +697,14 @@ def _legend(ax) -> None:
         ax.legend(fontsize=8)
 
 
+def _finish(plt, fig, ax, figures: Path, name: str, **axes: Any) -> str:
+    """A single-panel figure's end: the line at 1 (the yardstick), labels, legend, file."""
+    ax.axhline(1, color="k", ls="--", lw=0.8)
+    ax.set(**axes)
+    _legend(ax)
+    return _save(plt, fig, figures, name)
+
+
 def _save(plt, fig, figures: Path, name: str) -> str:
     figures.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -724,14 +732,9 @@ def plot_natural(data: Data, growth: dict[int, float], figures: Path) -> str:
                 capsize=4,
                 label=f"{label}: {images:,} images presented",
             )
-    ax.axhline(1, color="k", ls="--", lw=0.8)
-    ax.set(
-        xscale="log",
-        xlabel="natural images / images presented",
-        ylabel="activation / best of all crops (median)",
-    )
-    _legend(ax)
-    return _save(plt, fig, figures, "natural.png")
+    return _finish(plt, fig, ax, figures, "natural.png", xscale="log",
+                   xlabel="natural images / images presented",
+                   ylabel="activation / best of all crops (median)")  # fmt: skip
 
 
 def plot_layers(data: Data, figures: Path) -> str:
@@ -744,11 +747,8 @@ def plot_layers(data: Data, figures: Path) -> str:
             ax.scatter(
                 [i + shift] * len(ys), ys, color=colour, s=18, label=label if i == 0 else None
             )
-    ax.axhline(1, color="k", ls="--", lw=0.8)
     ax.set_xticks(range(len(layers)), [layer_name(layer) for layer in layers])
-    ax.set(ylabel="best / best of all natural crops")
-    _legend(ax)
-    return _save(plt, fig, figures, "layers.png")
+    return _finish(plt, fig, ax, figures, "layers.png", ylabel="best / best of all natural crops")
 
 
 def _curves(ax, data: Data, grid: str, labels: dict[str, str]) -> None:
@@ -810,14 +810,9 @@ def plot_noise(
                 lw=1,
                 label=f"{name} without noise",
             )
-    ax.axhline(1, color="k", ls="--", lw=0.8)
-    ax.set(
-        xscale="log",
-        xlabel="spikes for a good stimulus (K)",
-        ylabel="best / best of all natural crops",
-    )
-    _legend(ax)
-    return _save(plt, fig, figures, "noise.png")
+    return _finish(plt, fig, ax, figures, "noise.png", xscale="log",
+                   xlabel="spikes for a good stimulus (K)",
+                   ylabel="best / best of all natural crops")  # fmt: skip
 
 
 def plot_hyper(
