@@ -17,7 +17,8 @@ generator, which the report holds each configuration against. Every finished cel
 line of ``OUT/results.jsonl`` (the run's ``--json`` summary with its label, target and
 seed), written as it finishes, so a sweep
 that is stopped goes on where it was when started again: cells with a result are skipped,
-cells that failed (their line carries ``error``) are run again, and so are cells whose
+cells that failed (their line carries ``error``: one whose worker died running it alone,
+say) are run again, and so are cells whose
 settings changed since their line (it keeps the settings it ran with). A cell's session
 file and pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its line is.
 On Ray, every node needs xdream-rig (with the server extra) installed, and the files a
@@ -36,11 +37,12 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from multiprocessing import get_context
+from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -248,6 +250,8 @@ def run_cell(cell: Cell, out: str, keep: bool, torch_threads: int) -> dict[str, 
 
     from simulator import evolve
 
+    if _STARTED is not None:  # put() writes at once: a worker killed next is still heard
+        _STARTED.put(cell.key)
     torch.set_num_threads(torch_threads)
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="xdream-sweep-"))
     if scratch is not None:
@@ -292,35 +296,79 @@ Runner = Callable[[list[Cell], Path, bool], Iterator[dict[str, Any]]]
 
 def on_local_pool(workers: int) -> Runner:
     """Cells on ``workers`` processes (spawned: torch and fork do not mix), the machine's
-    cores shared out among them."""
+    cores shared out among them. A worker that dies (killed, out of memory) takes the pool
+    down with every cell in it: the cells that were running then run again one at a time,
+    so that only a cell that kills its worker alone gets an error line, and the rest of the
+    sweep goes on in a new pool."""
 
     def run(todo: list[Cell], out: Path, keep: bool) -> Iterator[dict[str, Any]]:
-        if not todo:
-            return
-        n = min(workers, len(todo))
-        threads = max(1, (os.cpu_count() or 1) // n)
-        pool = ProcessPoolExecutor(
-            n, mp_context=get_context("spawn"), initializer=_worker, initargs=(os.getpid(),)
-        )
-        try:
-            futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except BrokenProcessPool:  # a worker died (killed, out of memory): say so
-                    yield {**futures[future].identity(),
-                           "error": "BrokenProcessPool: a worker died during this cell or "
-                           "beside it (killed, or out of memory)"}  # fmt: skip
-        finally:  # Ctrl-C or an error here: queued cells are not run for nothing
-            pool.shutdown(wait=True, cancel_futures=True)
+        threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo))))
+        remaining = list(todo)
+        while remaining:
+            n = min(workers, len(remaining))
+            running, remaining = yield from _on_pool(remaining, n, threads, out, keep)
+            if not running:  # the pool broke before any cell began: nothing to single out
+                for cell in remaining:
+                    yield {**cell.identity(), "error": _DIED}
+                return
+            for cell in running:
+                if (yield from _on_pool([cell], 1, threads, out, keep))[0]:
+                    yield {**cell.identity(), "error": _DIED_ALONE}
 
     return run
 
 
-def _worker(sweep: int) -> None:
+_DIED = "BrokenProcessPool: a worker died before any cell began (killed, or out of memory)"
+_DIED_ALONE = (
+    "BrokenProcessPool: the worker died running this cell on its own (killed, or out of "
+    "memory)"
+)
+#: Where a pool worker says which cell it begins (set by :func:`_worker`).
+_STARTED: SimpleQueue | None = None
+
+
+def _on_pool(
+    todo: list[Cell], n: int, threads: int, out: Path, keep: bool
+) -> Generator[dict[str, Any], None, tuple[list[Cell], list[Cell]]]:
+    """Run ``todo`` on a pool of ``n`` workers, yielding each result as it comes. If a
+    worker dies, the cells without a result come back: those that had begun, and the
+    others (both empty when all ran)."""
+    context = get_context("spawn")
+    started: SimpleQueue = context.SimpleQueue()
+    pool = ProcessPoolExecutor(
+        n, mp_context=context, initializer=_worker, initargs=(os.getpid(), started)
+    )
+    try:
+        futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
+        finished = set()
+        for future in as_completed(futures):
+            if isinstance(future.exception(), BrokenProcessPool):
+                break
+            finished.add(futures[future].key)
+            yield future.result()
+        else:
+            return [], []
+        for future, cell in futures.items():  # those done before the pool broke
+            if cell.key not in finished and future.exception() is None:
+                finished.add(cell.key)
+                yield future.result()
+    finally:  # Ctrl-C or an error here: queued cells are not run for nothing
+        pool.shutdown(wait=True, cancel_futures=True)
+    began = set()
+    while not started.empty():
+        began.add(started.get())
+    started.close()
+    left = [cell for cell in todo if cell.key not in finished]
+    return [c for c in left if c.key in began], [c for c in left if c.key not in began]
+
+
+def _worker(sweep: int, started: SimpleQueue | None = None) -> None:
     """A pool worker leaves Ctrl-C to the ``sweep``'s own process, which stops the pool,
     and ends when that process is gone (killed, so it could not stop the pool): else it
-    would run its cell on, unseen, taking a core from whatever runs next."""
+    would run its cell on, unseen, taking a core from whatever runs next. It tells
+    ``started`` which cell it begins."""
+    global _STARTED
+    _STARTED = started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(sweep,), daemon=True).start()
 

@@ -37,9 +37,9 @@ def grid(tmp_path, **changes) -> str:
     return str(path)
 
 
-def xdream(*args: str) -> subprocess.CompletedProcess:
+def xdream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "xdream", *args], capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+                          text=True, timeout=600, env=env)  # fmt: skip
 
 
 def lines(out) -> list[dict]:
@@ -86,6 +86,23 @@ def test_a_failing_cell_is_recorded_runs_again_and_sets_the_exit_status(tmp_path
     assert "channel 500 out of range" in row["error"]
     assert "1 cells failed" in proc.stderr
     assert sweep.to_do(sweep.SweepConfig.load(config), out)  # it runs again next time
+
+
+def test_a_cell_that_kills_its_worker_fails_alone_and_the_sweep_goes_on(tmp_path):
+    """A modeller's factory that ends its process (as the out-of-memory killer would):
+    the pool breaks with the cells beside it, which run again and finish."""
+    (tmp_path / "killer.py").write_text("import os\n\ndef make():\n    os._exit(9)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    out = tmp_path / "out"
+    config = grid(tmp_path, targets=["python:killer:make:conv:0", *TARGETS],
+                  configurations=[{"label": "ga", "optimizer": "ga"}])  # fmt: skip
+    proc = xdream("sweep", config, "--out", str(out), "--workers", "2", env=env)
+    assert proc.returncode == 1 and "1 cells failed" in proc.stderr
+    rows = {r["target"]: r for r in lines(out)}
+    assert sorted(rows) == sorted(["python:killer:make:conv:0", *TARGETS])  # once each
+    killer = rows.pop("python:killer:make:conv:0")
+    assert "the worker died running this cell on its own" in killer["error"]
+    assert all("error" not in r and r["images"] == 40 for r in rows.values())
 
 
 def test_changed_settings_run_again_and_a_second_sweep_on_the_same_folder_is_refused(
