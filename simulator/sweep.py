@@ -22,7 +22,7 @@ say) are run again, and so are cells whose
 settings changed since their line (it keeps the settings it ran with). A cell's session
 file and pictures are kept under ``OUT/runs/`` with ``keep_runs``; else only its line is.
 On Ray, every node needs xdream-rig (with the server extra) installed, and the files a
-grid names (TorchScript models, image folders) at the same paths.
+grid names (exported or TorchScript models, image folders) at the same paths.
 """
 
 from __future__ import annotations

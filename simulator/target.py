@@ -46,7 +46,7 @@ class TargetSpec:
     @classmethod
     def parse(cls, text: str) -> TargetSpec:
         parts = text.split(":")
-        n_net = {"torchvision": 2, "torchscript": 2, "python": 3}.get(parts[0], 1)
+        n_net = {"torchvision": 2, "torchscript": 2, "export": 2, "python": 3}.get(parts[0], 1)
         network, rest = ":".join(parts[:n_net]), parts[n_net:]
         numbers = rest[1:]
         if (
@@ -100,7 +100,8 @@ class Recording:
             if not network.hooks and layer != OUTPUT:
                 raise TargetError(
                     f"{network.name} is TorchScript: its layers cannot be hooked, only "
-                    f"{OUTPUT!r} is read (script the model up to the layer you want)"
+                    f"{OUTPUT!r} is read (save it with torch.export to record its layers: "
+                    "export:PATH)"
                 )
             if (layer not in modules or layer == "") and not (self._output and layer == OUTPUT):
                 raise TargetError(

@@ -1,9 +1,10 @@
 """A modeller's own network as the in-silico target: a Python factory
-(``python:MODULE:FUNCTION``) or a TorchScript file (``torchscript:PATH``), each with the
-preprocessing its attributes say, and what a wrong one is told."""
+(``python:MODULE:FUNCTION``), an exported program (``export:PATH``) or a TorchScript file
+(``torchscript:PATH``), each with the preprocessing it says, and what a wrong one is told."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 
@@ -96,6 +97,15 @@ def modeller(tmp_path, monkeypatch):
     sys.modules.pop("lab_models", None)  # the next test's module is another file
 
 
+def export(model, path, extra: str | None = None, batch: bool = True, size: int = 32) -> str:
+    """``model`` saved by torch.export, for any number of ``size``-px images (``batch``)."""
+    shapes = ({0: torch.export.Dim("batch")},) if batch else None
+    program = torch.export.export(model, (torch.zeros(2, 3, size, size),), dynamic_shapes=shapes)
+    files = {} if extra is None else {"xdream.json": extra}
+    torch.export.save(program, str(path), extra_files=files)
+    return f"export:{path}"
+
+
 def images(n: int = 3) -> np.ndarray:
     return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
@@ -139,6 +149,54 @@ def test_a_torchscript_file_is_read_at_its_output_only(modeller):
     np.testing.assert_allclose(true[:, 0], outputs[:, 1].numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(TargetError, match="TorchScript: its layers cannot be hooked"):
         build_neurons([f"torchscript:{scripted}:conv:1"], None, None)
+
+
+def test_an_exported_program_is_recorded_at_a_layer_and_at_its_output(modeller, tmp_path):
+    """Unflattened into its submodules, an exported program is hooked like the model it
+    was exported from; its image size is the one it was exported for, and its mean and std
+    come from its xdream.json."""
+    lab_models, _ = modeller
+    model = lab_models.make()
+    name = export(model, tmp_path / "tiny.pt2", json.dumps({"mean": [0, 0, 0], "std": [255] * 3}))
+    network = load_network(name)
+    assert network.input_size == 32 and network.std == (255.0,) * 3 and network.hooks
+    neurons, _ = build_neurons([f"{name}:conv:1", f"{name}:output:0"], None, None)
+    _, true = neurons.respond(images())
+    with torch.no_grad():
+        maps, outputs = model.conv(preprocessed(images())), model(preprocessed(images()))
+    np.testing.assert_allclose(true[:, 0], maps[:, 1, 16, 16].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(true[:, 1], outputs[:, 0].numpy(), rtol=1e-4, atol=1e-5)
+    plain = load_network(export(lab_models.plain(), tmp_path / "plain.pt2", size=224))
+    assert plain.input_size == 224 and plain.mean == pytest.approx((123.675, 116.28, 103.53))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch": False}, "exported for batches of exactly 2 images: export it with a dynamic"),
+        ({"extra": '{"input_size": 48}'}, "takes 32x32-px images only; .* input_size \\(48\\)"),
+        ({"extra": '{"mean": [1, 2]}'}, "mean must be three numbers"),
+        ({"extra": '{"colour": "rgb"}'}, "xdream.json has unknown key\\(s\\) colour"),
+        ({"extra": "[1, 2"}, "xdream.json is not JSON"),
+    ],
+)
+def test_a_wrong_exported_program_says_what_is_wrong(modeller, tmp_path, changes, message):
+    name = export(modeller[0].make(), tmp_path / "tiny.pt2", **changes)
+    with pytest.raises(ConfigError, match=message):
+        load_network(name)
+
+
+def test_a_file_that_is_not_an_exported_program_is_a_weights_error(modeller, tmp_path, caplog):
+    _, scripted = modeller
+    (tmp_path / "junk.pt2").write_bytes(b"not a model")
+    for path in (tmp_path / "junk.pt2", scripted):
+        with pytest.raises(WeightsError, match=r"is not a torch\.export program"):
+            load_network(f"export:{path}")
+    assert not caplog.records  # torch's own traceback of the failed read is not shown
+    with pytest.raises(WeightsError, match="exported program file not found"):
+        load_network(f"export:{tmp_path / 'missing.pt2'}")
+    with pytest.raises(ConfigError, match="holds its own weights"):
+        load_network(f"export:{tmp_path / 'junk.pt2'}", scripted)
 
 
 @pytest.mark.parametrize(
