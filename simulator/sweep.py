@@ -320,8 +320,7 @@ def on_local_pool(workers: int) -> Runner:
 
 _DIED = "BrokenProcessPool: a worker died before any cell began (killed, or out of memory)"
 _DIED_ALONE = (
-    "BrokenProcessPool: the worker died running this cell on its own (killed, or out of "
-    "memory)"
+    "BrokenProcessPool: the worker died running this cell on its own (killed, or out of memory)"
 )
 #: Where a pool worker says which cell it begins (set by :func:`_worker`).
 _STARTED: SimpleQueue | None = None
@@ -384,7 +383,8 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
 
 
 def on_ray(address: str) -> Runner:
-    """Cells as Ray tasks on the cluster at ``address`` (``local``: a Ray started here)."""
+    """Cells as Ray tasks on the cluster at ``address`` (``local``: a Ray started here). A
+    task whose worker dies is retried by Ray; one that still fails gets an error line."""
     try:
         import ray
     except ImportError:
@@ -397,10 +397,15 @@ def on_ray(address: str) -> Runner:
             ray.init(address=address, log_to_driver=False)
         try:
             remote = ray.remote(num_cpus=1)(run_cell)
-            pending = [remote.remote(cell, str(out), keep, 1) for cell in todo]
+            tasks = {remote.remote(cell, str(out), keep, 1): cell for cell in todo}
+            pending = list(tasks)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
-                yield ray.get(ready[0])
+                try:
+                    yield ray.get(ready[0])
+                except ray.exceptions.RayError as exc:  # its worker died, as Ray retried it
+                    first = str(exc).strip().splitlines()[0]
+                    yield {**tasks[ready[0]].identity(), "error": f"{type(exc).__name__}: {first}"}
         finally:
             ray.shutdown()
 
