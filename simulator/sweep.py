@@ -353,10 +353,10 @@ def _on_pool(
                 yield future.result()
     finally:  # Ctrl-C or an error here: queued cells are not run for nothing
         pool.shutdown(wait=True, cancel_futures=True)
-    began = set()
-    while not started.empty():
-        began.add(started.get())
-    started.close()
+        began = set()
+        while not started.empty():
+            began.add(started.get())
+        started.close()
     left = [cell for cell in todo if cell.key not in finished]
     return [c for c in left if c.key in began], [c for c in left if c.key not in began]
 
