@@ -200,8 +200,11 @@ def _exported(path_text: str) -> Network:
                 f"{name} takes {height}x{width}-px images only; xdream shows square images "
                 f"of its input_size ({size})"
             )
-    with _quiet_export():
-        module = torch.export.unflatten(program)
+    try:
+        with _quiet_export():
+            module = torch.export.unflatten(program)
+    except Exception as exc:  # torch's limits on what it can put back into modules
+        raise ConfigError(f"{name} cannot be unflattened into its layers: {_first(exc)}") from None
     for key, value in settings.items():
         setattr(module, key, value)
     return _brought(name, module)

@@ -186,6 +186,17 @@ def test_a_wrong_exported_program_says_what_is_wrong(modeller, tmp_path, changes
         load_network(name)
 
 
+def test_an_exported_program_of_two_inputs_is_refused(tmp_path):
+    class Pair(torch.nn.Module):
+        def forward(self, x, y):
+            return x.mean(dim=(2, 3)) + y
+
+    images, extra = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3)
+    torch.export.save(torch.export.export(Pair(), (images, extra)), str(tmp_path / "pair.pt2"))
+    with pytest.raises(ConfigError, match="must take one input, a batch of images"):
+        load_network(f"export:{tmp_path / 'pair.pt2'}")
+
+
 def test_a_file_that_is_not_an_exported_program_is_a_weights_error(modeller, tmp_path, caplog):
     _, scripted = modeller
     (tmp_path / "junk.pt2").write_bytes(b"not a model")
