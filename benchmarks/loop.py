@@ -97,7 +97,7 @@ def loop_latency(
     weights: Path, generations: int, device: str, data: Path, presentation_s: float
 ) -> dict:
     """Loop latency with a rig that takes ``presentation_s`` to show a block (0: instant)."""
-    server = Server(data, threads=None)
+    server = Server(data, threads=None, options=("--weights-root", str(weights.parent)))
     try:
         session_id = create_session(server, **session_config(weights, generations + 1, device))
         connection = Connection(server.zmq, [Role.presenter, Role.recorder], "bench-rig")
@@ -163,7 +163,7 @@ def _timings(path: Path) -> dict:
 
 
 def throughput_loop(weights: Path, generations: int, device: str, data: Path) -> dict:
-    server = Server(data, threads=None)
+    server = Server(data, threads=None, options=("--weights-root", str(weights.parent)))
     simulator = xdream(
         "simulate", "--server", server.zmq, "--noise", "none", "--target", TARGET,
         "--device", device, threads=None,
