@@ -191,8 +191,8 @@ def test_an_exported_program_of_two_inputs_is_refused(tmp_path):
         def forward(self, x, y):
             return x.mean(dim=(2, 3)) + y
 
-    images, extra = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3)
-    torch.export.save(torch.export.export(Pair(), (images, extra)), str(tmp_path / "pair.pt2"))
+    inputs = (torch.zeros(2, 3, 8, 8), torch.zeros(2, 3))
+    torch.export.save(torch.export.export(Pair(), inputs), str(tmp_path / "pair.pt2"))
     with pytest.raises(ConfigError, match="must take one input, a batch of images"):
         load_network(f"export:{tmp_path / 'pair.pt2'}")
 
