@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,15 @@ def step(name: str, command: list[str], limit: float, env: dict[str, str], log: 
     with log.open("a") as out:
         out.write(f"=== {name}: {' '.join(command)}\n")
         out.flush()
+        # A session of its own, so that a step over its limit is stopped with the servers
+        # and workers it started, which would else run on beside the next step.
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
         try:
-            rc = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                timeout=limit).returncode  # fmt: skip
+            rc = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             rc = 124
     return {"command": " ".join(command), "rc": rc, "seconds": round(time.monotonic() - started, 1)}
 
@@ -74,7 +80,10 @@ def images_per_second(results: Path) -> dict[str, dict[str, float]]:
     if not results.exists():
         return totals
     for line in results.read_text().splitlines():
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except ValueError:  # the last line of a sweep stopped mid-write
+            continue
         if "error" in row or "images" not in row:
             continue
         total = totals.setdefault(row["label"], {"cells": 0, "images": 0, "seconds": 0.0})

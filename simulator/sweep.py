@@ -311,8 +311,8 @@ def on_local_pool(workers: int) -> Runner:
                 for cell in remaining:
                     yield {**cell.identity(), "error": _DIED}
                 return
-            for cell in running:
-                if (yield from _on_pool([cell], 1, threads, out, keep))[0]:
+            for cell in running:  # back in either list if the pool broke again
+                if any((yield from _on_pool([cell], 1, threads, out, keep))):
                     yield {**cell.identity(), "error": _DIED_ALONE}
 
     return run
@@ -337,10 +337,12 @@ def _on_pool(
     pool = ProcessPoolExecutor(
         n, mp_context=context, initializer=_worker, initargs=(os.getpid(), started)
     )
+    began: set[tuple[str, str, int]] = set()
     try:
         futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
         finished = set()
         for future in as_completed(futures):
+            _drain(started, began)  # read as they come: a full pipe would block the workers
             if isinstance(future.exception(), BrokenProcessPool):
                 break
             finished.add(futures[future].key)
@@ -353,12 +355,16 @@ def _on_pool(
                 yield future.result()
     finally:  # Ctrl-C or an error here: queued cells are not run for nothing
         pool.shutdown(wait=True, cancel_futures=True)
-        began = set()
-        while not started.empty():
-            began.add(started.get())
+        _drain(started, began)
         started.close()
     left = [cell for cell in todo if cell.key not in finished]
     return [c for c in left if c.key in began], [c for c in left if c.key not in began]
+
+
+def _drain(started: SimpleQueue, began: set[tuple[str, str, int]]) -> None:
+    """Add the keys waiting in ``started`` to ``began``."""
+    while not started.empty():
+        began.add(started.get())
 
 
 def _worker(sweep: int, started: SimpleQueue | None = None) -> None:
@@ -404,7 +410,7 @@ def on_ray(address: str) -> Runner:
                 try:
                     yield ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # its worker died, as Ray retried it
-                    first = str(exc).strip().splitlines()[0]
+                    first = (str(exc).strip().splitlines() or [""])[0]
                     yield {**tasks[ready[0]].identity(), "error": f"{type(exc).__name__}: {first}"}
         finally:
             ray.shutdown()

@@ -111,6 +111,26 @@ def test_a_cell_that_kills_its_worker_fails_alone_and_the_sweep_goes_on(tmp_path
     assert all("error" not in r and r["images"] == 40 for r in rows.values())
 
 
+_MANY_CELLS = """
+import json, sys
+from pathlib import Path
+from simulator import sweep
+cells = [sweep.Cell("fourier+cmaes-v3", f"efficientnet-lite0:_blocks.8:{i}", 0,
+                    (("no_such_setting", 1),)) for i in range(3000)]
+rows = list(sweep.on_local_pool(2)(cells, Path(sys.argv[1]), False))
+print(json.dumps([len(rows), sum("no_such_setting" in r["error"] for r in rows)]))
+"""
+
+
+def test_thousands_of_cells_do_not_fill_the_workers_start_messages(tmp_path):
+    """Each worker says which cell it begins through a pipe: read as the sweep goes, else
+    some thousand cells fill it and every worker blocks (cells that fail at once here)."""
+    proc = subprocess.run([sys.executable, "-c", _MANY_CELLS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == [3000, 3000]
+
+
 def test_changed_settings_run_again_and_a_second_sweep_on_the_same_folder_is_refused(
     tmp_path,
 ):
