@@ -93,11 +93,17 @@ def bare_compute(weights: Path, generations: int, device: str) -> list[float]:
     return times
 
 
+def serving(weights: Path, data: Path) -> Server:
+    """``xdream serve`` storing in ``data``, allowed to load the ``weights`` file (a server
+    loads weights only from the folders it serves)."""
+    return Server(data, threads=None, options=("--weights-root", str(weights.parent)))
+
+
 def loop_latency(
     weights: Path, generations: int, device: str, data: Path, presentation_s: float
 ) -> dict:
     """Loop latency with a rig that takes ``presentation_s`` to show a block (0: instant)."""
-    server = Server(data, threads=None, options=("--weights-root", str(weights.parent)))
+    server = serving(weights, data)
     try:
         session_id = create_session(server, **session_config(weights, generations + 1, device))
         connection = Connection(server.zmq, [Role.presenter, Role.recorder], "bench-rig")
@@ -163,7 +169,7 @@ def _timings(path: Path) -> dict:
 
 
 def throughput_loop(weights: Path, generations: int, device: str, data: Path) -> dict:
-    server = Server(data, threads=None, options=("--weights-root", str(weights.parent)))
+    server = serving(weights, data)
     simulator = xdream(
         "simulate", "--server", server.zmq, "--noise", "none", "--target", TARGET,
         "--device", device, threads=None,

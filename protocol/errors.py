@@ -107,3 +107,10 @@ class WeightsError(XDreamError, FileNotFoundError):
 
 class InternalError(XDreamError, RuntimeError):
     """The server failed on a message through no fault of the sender (a bug; it is logged)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """Any exception as one line, its type and the first line of its message: how a
+    failure that is not ours (a modeller's code, torch, Ray) is told inside our errors."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

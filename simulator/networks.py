@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from protocol.errors import ConfigError, WeightsError
+from protocol.errors import ConfigError, WeightsError, one_line
 
 
 @dataclass
@@ -136,18 +136,12 @@ def _python_factory(where: str, weights: str | os.PathLike | None) -> Network:
     except AttributeError:
         raise ConfigError(f"python:{where}: {module_name} has no {function}") from None
     except Exception as exc:  # ImportError, or the module's own error (a SyntaxError...)
-        raise ConfigError(f"python:{where}: cannot import {module_name}: {_first(exc)}") from None
+        raise ConfigError(f"python:{where}: cannot import {module_name}: {one_line(exc)}") from None
     try:
         module = factory() if weights is None else factory(str(weights))
     except Exception as exc:  # the modeller's code: its error, in one line
-        raise ConfigError(f"python:{where} failed: {_first(exc)}") from None
+        raise ConfigError(f"python:{where} failed: {one_line(exc)}") from None
     return _brought(f"python:{where}", module, hooks=not isinstance(module, torch.jit.ScriptModule))
-
-
-def _first(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _torchscript(path_text: str) -> Network:
@@ -180,7 +174,7 @@ def _exported(path_text: str) -> Network:
         with _quiet_export():
             program = torch.export.load(str(path), extra_files=extra)
     except Exception as exc:  # a zip error, or torch's own for other files (TorchScript)
-        raise WeightsError(f"{path} is not a torch.export program: {_first(exc)}") from None
+        raise WeightsError(f"{path} is not a torch.export program: {one_line(exc)}") from None
     inputs = program.graph_signature.user_inputs
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     shape = tuple(getattr(placeholders[inputs[0]].meta.get("val"), "shape", ())) if inputs else ()
@@ -204,7 +198,8 @@ def _exported(path_text: str) -> Network:
         with _quiet_export():
             module = torch.export.unflatten(program)
     except Exception as exc:  # torch's limits on what it can put back into modules
-        raise ConfigError(f"{name} cannot be unflattened into its layers: {_first(exc)}") from None
+        why = one_line(exc)
+        raise ConfigError(f"{name} cannot be unflattened into its layers: {why}") from None
     for key, value in settings.items():
         setattr(module, key, value)
     return _brought(name, module)

@@ -49,7 +49,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, one_line
 
 RESULTS = "results.jsonl"
 #: A configuration's label: also a folder name under OUT/runs.
@@ -410,8 +410,7 @@ def on_ray(address: str) -> Runner:
                 try:
                     yield ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # its worker died, as Ray retried it
-                    first = (str(exc).strip().splitlines() or [""])[0]
-                    yield {**tasks[ready[0]].identity(), "error": f"{type(exc).__name__}: {first}"}
+                    yield {**tasks[ready[0]].identity(), "error": one_line(exc)}
         finally:
             ray.shutdown()
 
