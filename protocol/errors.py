@@ -109,8 +109,14 @@ class InternalError(XDreamError, RuntimeError):
     """The server failed on a message through no fault of the sender (a bug; it is logged)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message ('' for none): torch's and others' messages run
+    to many lines, and an error of ours that quotes one must stay one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def one_line(exc: BaseException) -> str:
     """Any exception as one line, its type and the first line of its message: how a
     failure that is not ours (a modeller's code, torch, Ray) is told inside our errors."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"

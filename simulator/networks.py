@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from protocol.errors import ConfigError, WeightsError, one_line
+from protocol.errors import ConfigError, WeightsError, first_line, one_line
 
 
 @dataclass
@@ -100,8 +100,7 @@ def _torchvision(arch: str, weights: str | os.PathLike | None) -> Network:
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{path} does not fit torchvision:{arch}: {first}") from None
+        raise WeightsError(f"{path} does not fit torchvision:{arch}: {first_line(exc)}") from None
     return Network(f"torchvision:{arch}", model, 224, IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -153,8 +152,7 @@ def _torchscript(path_text: str) -> Network:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"{path} is not a TorchScript module: {first}") from None
+        raise WeightsError(f"{path} is not a TorchScript module: {first_line(exc)}") from None
     return _brought(f"torchscript:{path_text}", module, hooks=False)
 
 

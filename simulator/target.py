@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from protocol.errors import XDreamError
+from protocol.errors import XDreamError, first_line
 from server.engine.device import resolve_device
 from server.engine.imaging import resize_square
 from simulator.networks import Network
@@ -154,10 +154,9 @@ class Recording:
                     torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
                 )
             except RuntimeError as exc:  # e.g. a modeller's model wants other inputs
-                first = str(exc).strip().splitlines()[0]
                 raise TargetError(
                     f"{self.network.name} fails on a {self.input_size}-px RGB image in "
-                    f"float32: {first}"
+                    f"float32: {first_line(exc)}"
                 ) from None
         reused = {name: n for name, n in self._calls.items() if n > 1}
         if reused:

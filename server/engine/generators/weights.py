@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from protocol.errors import WeightsError
+from protocol.errors import WeightsError, one_line
 
 WHERE_TO_GET = (
     "XDream's converted generator files (see docs/weights.md); pass --weights PATH "
@@ -63,8 +63,7 @@ def load_state_dict(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
         raise WeightsError(
-            f"cannot read DeePSiM-{variant} weights {path}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            f"cannot read DeePSiM-{variant} weights {path}: {one_line(exc)}"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a state dict of tensors (DeePSiM-{variant})")
