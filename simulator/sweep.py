@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from multiprocessing import get_context
@@ -305,9 +305,9 @@ def on_local_pool(workers: int) -> Runner:
         threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo))))
         remaining = list(todo)
         while remaining:
-            n = min(workers, len(remaining))
+            n, before = min(workers, len(remaining)), len(remaining)
             running, remaining = yield from _on_pool(remaining, n, threads, out, keep)
-            if not running:  # the pool broke before any cell began: nothing to single out
+            if not running and len(remaining) == before:  # broke before any cell began
                 for cell in remaining:
                     yield {**cell.identity(), "error": _DIED}
                 return
@@ -339,7 +339,12 @@ def _on_pool(
     )
     began: set[tuple[str, str, int]] = set()
     try:
-        futures = {pool.submit(run_cell, cell, str(out), keep, threads): cell for cell in todo}
+        futures: dict[Future, Cell] = {}
+        try:
+            for cell in todo:
+                futures[pool.submit(run_cell, cell, str(out), keep, threads)] = cell
+        except BrokenProcessPool:  # a worker died while the cells were handed out
+            pass
         finished = set()
         for future in as_completed(futures):
             _drain(started, began)  # read as they come: a full pipe would block the workers
@@ -348,7 +353,8 @@ def _on_pool(
             finished.add(futures[future].key)
             yield future.result()
         else:
-            return [], []
+            if len(futures) == len(todo):
+                return [], []
         for future, cell in futures.items():  # those done before the pool broke
             if cell.key not in finished and future.exception() is None:
                 finished.add(cell.key)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,31 @@ def test_a_cell_that_kills_its_worker_fails_alone_and_the_sweep_goes_on(tmp_path
     assert proc.returncode == 1 and "1 cells failed" in proc.stderr
     rows = {r["target"]: r for r in lines(out)}
     assert sorted(rows) == sorted([KILLER, *TARGETS])  # once each
+    assert "the worker died running this cell on its own" in rows.pop(KILLER)["error"]
+    assert all("error" not in r and r["images"] == 40 for r in rows.values())
+
+
+class _HeldAfterFirst(ProcessPoolExecutor):
+    """A real pool that hands out its second cell only once the first has ended: when the
+    first kills its worker, the second submit meets the broken pool, as a sweep of many
+    cells can while it is still handing them out."""
+
+    def submit(self, *args, **kwargs):
+        if hasattr(self, "first"):
+            self.first.exception(timeout=120)
+            return super().submit(*args, **kwargs)
+        self.first = super().submit(*args, **kwargs)
+        return self.first
+
+
+def test_a_worker_dying_while_the_cells_are_handed_out_loses_none(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned workers find killer.py
+    killer(tmp_path)
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", _HeldAfterFirst)
+    cells = [sweep.Cell("ga", target, 0, tuple(sorted({**COMMON, "optimizer": "ga"}.items())))
+             for target in [KILLER, *TARGETS]]  # fmt: skip
+    rows = {r["target"]: r for r in sweep.on_local_pool(2)(cells, tmp_path / "out", False)}
+    assert sorted(rows) == sorted([KILLER, *TARGETS])
     assert "the worker died running this cell on its own" in rows.pop(KILLER)["error"]
     assert all("error" not in r and r["images"] == 40 for r in rows.values())
 
@@ -226,6 +252,7 @@ def test_cells_run_as_tasks_on_a_local_ray_instance(tmp_path):
 # takes its scratch folder with it.
 _BUSY = """
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from simulator import sweep
 
